@@ -1,0 +1,5 @@
+"""``python -m demo``: run the fake Jira, same options as ``python -m demo.fake_jira``."""
+
+from demo.fake_jira import main
+
+raise SystemExit(main())

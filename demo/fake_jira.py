@@ -1,0 +1,1150 @@
+"""A fake Jira that is a real HTTP server, speaking Jira's documented user JSON.
+
+What it fakes: the read-only user endpoints of Jira Data Center (REST v2) and Jira Cloud
+(REST v3): ``serverInfo``, ``myself``, one user (``expand=groups``), the DC user search
+with its 1,000-match cap (JRASERVER-65089), the DC cursor list ``/user/list``, the Cloud
+``/users/search`` page, and group members for both. Errors use Jira's body
+``{"errorMessages": [...], "errors": {}}`` (Cloud adds ``"status"``).
+
+Why a real server rather than a mocked transport: integration tests fake nothing else, so
+the HTTP client, its timeouts, retries and paging run exactly as against production; and
+the quick start needs something a user can point the product at. Tests steer it through
+the Python API: add, rename or remove users, inject failures (``fail_next``) or latency
+(``set_delay``), and read ``request_log``.
+
+Design: all state sits behind one lock; each request copies what it needs under the lock
+and encodes JSON outside it. Sorted views are rebuilt lazily, once per change of the
+directory, so a 100,000-user directory pages in O(page size) per request (the DC search
+is a linear scan that stops at the cap). Only the standard library is used.
+
+Run it: ``python -m demo.fake_jira --flavor cloud --users 40``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import bisect
+import contextlib
+import hmac
+import json
+import logging
+import random
+import signal
+import socket
+import threading
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
+FLAVORS = ("datacenter", "cloud")
+DC_VERSION = (10, 3, 1)
+CLOUD_VERSION = (1001, 0, 0)
+# The first DC key handed out: Jira 8+ keys look like JIRAUSER10000.
+FIRST_KEY_NUMBER = 10000
+CLOUD_ID_PREFIX = "5b10a2844c20165700ede"
+# Real Cloud still has some old-style ids; the stand-in admin uses one so clients that
+# assume 24 hex digits notice.
+ADMIN_ACCOUNT_ID = "557058:5f8b1c2e-6d3a-4f0e-9a7b-2c4d8e1f0a99"
+CLOUD_AVATAR_BASE = "https://avatar-management--avatars.us-west-2.prod.public.atl-paas.net"
+DC_LIST_DEFAULT = 2000
+GROUP_PAGE_CAP = 50
+CLOUD_PAGE_CAP = 1000
+USER_FIELDS = frozenset(
+    {
+        "name",
+        "display_name",
+        "email",
+        "active",
+        "key",
+        "account_id",
+        "account_type",
+        "time_zone",
+        "locale",
+        "groups",
+    }
+)
+
+
+class _HttpError(Exception):
+    """An endpoint's refusal: becomes a Jira error body with this status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(slots=True)
+class _User:
+    uid: int  # creation order; also the position the DC cursor resumes after
+    name: str
+    key: str
+    account_id: str
+    display_name: str
+    email: str | None
+    active: bool = True
+    account_type: str = "atlassian"
+    time_zone: str | None = None
+    locale: str | None = None
+    groups: set[str] = field(default_factory=set)  # lowercased group names
+    # Lowercased copies, so searches and sorts do not lower() 100,000 strings per request.
+    name_l: str = ""
+    display_l: str = ""
+    email_l: str = ""
+
+    def __post_init__(self) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.name_l = self.name.lower()
+        self.display_l = self.display_name.lower()
+        self.email_l = (self.email or "").lower()
+
+
+@dataclass(slots=True)
+class _Group:
+    name: str
+    group_id: str
+    members: set[int] = field(default_factory=set)  # user uids
+
+
+@dataclass(slots=True)
+class _Fault:
+    remaining: int
+    status: int
+    retry_after: int | None
+    path_contains: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    handler: Callable[[_Query, str], Any]
+    needs_auth: bool = True
+
+
+class _Query:
+    """Typed access to a query string; bad values are Jira's 400."""
+
+    def __init__(self, raw: str) -> None:
+        self._params = parse_qs(raw, keep_blank_values=True)
+
+    def text(self, name: str) -> str | None:
+        values = self._params.get(name)
+        return values[0] if values else None
+
+    def integer(self, name: str, default: int) -> int:
+        raw = self.text(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise _HttpError(400, f"The '{name}' parameter must be a number") from None
+        if value < 0:
+            raise _HttpError(400, f"The '{name}' parameter must not be negative")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
+        if raw is None or raw == "":
+            return default
+        if raw.lower() not in ("true", "false"):
+            raise _HttpError(400, f"The '{name}' parameter must be true or false")
+        return raw.lower() == "true"
+
+    def expands(self, what: str) -> bool:
+        return what in (self.text("expand") or "").split(",")
+
+
+class _Directory:
+    """Users, groups and their indexes. Not threadsafe: FakeJira holds its lock."""
+
+    def __init__(self) -> None:
+        self.users: dict[int, _User] = {}  # insertion order == creation order
+        self.by_key: dict[str, _User] = {}
+        self.by_name: dict[str, _User] = {}  # lowercased username: lookups ignore case
+        self.by_account: dict[str, _User] = {}
+        self.groups: dict[str, _Group] = {}  # lowercased name: Jira ignores case
+        self.by_group_id: dict[str, _Group] = {}
+        self.counter = 0
+        self.version = 0  # bumped on every change; views remember what they were built from
+        self._views_version = -1
+        self._by_name_sorted: list[_User] = []
+        self._by_creation: list[_User] = []
+        self._creation_uids: list[int] = []
+        self._member_views: dict[str, tuple[int, list[_User], list[_User]]] = {}
+
+    # -- changes -------------------------------------------------------------------------
+
+    def add(self, name: str, key: str | None, account_id: str | None, **attrs: Any) -> _User:
+        n = self.counter
+        key = key or f"JIRAUSER{FIRST_KEY_NUMBER + n}"
+        account_id = account_id or f"{CLOUD_ID_PREFIX}{n:03x}"
+        self._check_free(name, key, account_id)
+        self.counter += 1
+        user = _User(uid=n, name=name, key=key, account_id=account_id, **attrs)
+        self.users[user.uid] = user
+        self._index(user)
+        self.version += 1
+        return user
+
+    def update(self, user: _User, fields: dict[str, Any]) -> None:
+        unknown = set(fields) - USER_FIELDS
+        if unknown:
+            raise TypeError(f"unknown user fields: {sorted(unknown)}")
+        groups = fields.pop("groups", None)
+        self._unindex(user)
+        try:
+            self._check_free(
+                fields.get("name", user.name) if "name" in fields else None,
+                fields.get("key") if "key" in fields else None,
+                fields.get("account_id") if "account_id" in fields else None,
+            )
+            for attr, value in fields.items():
+                setattr(user, attr, value)
+            user.refresh()
+        finally:
+            self._index(user)
+        if groups is not None:
+            self.set_groups(user, groups)
+        self.version += 1
+
+    def remove(self, user: _User) -> None:
+        self.set_groups(user, [])
+        self._unindex(user)
+        del self.users[user.uid]
+        self.version += 1
+
+    def set_groups(self, user: _User, names: Iterable[str]) -> None:
+        for lowered in list(user.groups):
+            self.groups[lowered].members.discard(user.uid)
+        user.groups.clear()
+        for name in names:
+            self.join(self.ensure_group(name), user)
+        self.version += 1
+
+    def ensure_group(self, name: str) -> _Group:
+        group = self.groups.get(name.lower())
+        if group is None:
+            # uuid5 keeps group ids stable across runs, like Cloud's stable groupIds.
+            group = _Group(name=name, group_id=str(uuid.uuid5(uuid.NAMESPACE_URL, name.lower())))
+            self.groups[name.lower()] = group
+            self.by_group_id[group.group_id] = group
+            self.version += 1
+        return group
+
+    def join(self, group: _Group, user: _User) -> None:
+        group.members.add(user.uid)
+        user.groups.add(group.name.lower())
+        self.version += 1
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def resolve(self, ident: str) -> _User:
+        """Key first, then username, then accountId: keys are the stable identity."""
+        user = (
+            self.by_key.get(ident) or self.by_name.get(ident.lower()) or self.by_account.get(ident)
+        )
+        if user is None:
+            raise KeyError(f"no user {ident!r} in the fake Jira")
+        return user
+
+    def sorted_by_name(self) -> list[_User]:
+        self._refresh_views()
+        return self._by_name_sorted
+
+    def by_creation(self) -> tuple[list[_User], list[int]]:
+        self._refresh_views()
+        return self._by_creation, self._creation_uids
+
+    def search(self, needle: str, active: bool, inactive: bool, limit: int) -> list[_User]:
+        """DC's prefix search over username, display name and e-mail; stops at `limit`."""
+        if not needle or limit <= 0:
+            return []
+        everyone = needle == "."
+        found: list[_User] = []
+        for user in self.sorted_by_name():
+            if not (active if user.active else inactive):
+                continue
+            if (
+                everyone
+                or user.name_l.startswith(needle)
+                or user.display_l.startswith(needle)
+                or user.email_l.startswith(needle)
+            ):
+                found.append(user)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def members(self, group: _Group, include_inactive: bool) -> list[_User]:
+        cached = self._member_views.get(group.group_id)
+        if cached is None or cached[0] != self.version:
+            everyone = sorted(
+                (self.users[uid] for uid in group.members), key=lambda u: (u.name_l, u.name)
+            )
+            cached = (self.version, everyone, [u for u in everyone if u.active])
+            self._member_views[group.group_id] = cached
+        return cached[1] if include_inactive else cached[2]
+
+    def group_list(self, user: _User) -> list[_Group]:
+        return sorted((self.groups[g] for g in user.groups), key=lambda g: g.name.lower())
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _check_free(self, name: str | None, key: str | None, account_id: str | None) -> None:
+        if name is not None and name.lower() in self.by_name:
+            raise ValueError(f"username {name!r} is taken")
+        if key is not None and key in self.by_key:
+            raise ValueError(f"key {key!r} is taken")
+        if account_id is not None and account_id in self.by_account:
+            raise ValueError(f"accountId {account_id!r} is taken")
+
+    def _index(self, user: _User) -> None:
+        self.by_key[user.key] = user
+        self.by_name[user.name_l] = user
+        self.by_account[user.account_id] = user
+
+    def _unindex(self, user: _User) -> None:
+        self.by_key.pop(user.key, None)
+        self.by_name.pop(user.name_l, None)
+        self.by_account.pop(user.account_id, None)
+
+    def _refresh_views(self) -> None:
+        if self._views_version == self.version:
+            return
+        self._by_creation = list(self.users.values())
+        self._creation_uids = [u.uid for u in self._by_creation]
+        self._by_name_sorted = sorted(self._by_creation, key=lambda u: (u.name_l, u.name))
+        self._views_version = self.version
+
+
+# -- JSON rendering ---------------------------------------------------------------------------
+
+
+def _dc_avatars(base: str, key: str) -> dict[str, str]:
+    url = f"{base}/secure/useravatar?ownerId={quote(key)}&avatarId=10122"
+    return {
+        "48x48": url,
+        "24x24": url.replace("?", "?size=small&", 1),
+        "16x16": url.replace("?", "?size=xsmall&", 1),
+        "32x32": url.replace("?", "?size=medium&", 1),
+    }
+
+
+def _cloud_avatars(user: _User) -> dict[str, str]:
+    initials = "".join(part[:1] for part in user.display_name.split()[:2]).upper() or "U"
+    stem = f"{CLOUD_AVATAR_BASE}/initials/{quote(initials)}-{user.uid % 6}.png"
+    return {f"{s}x{s}": f"{stem}?size={s}&s={s}" for s in (48, 24, 16, 32)}
+
+
+def _put_optional(body: Json, name: str, value: str | None) -> None:
+    # Privacy settings hide these on Cloud; the fake omits them when unset on both flavours.
+    if value is not None:
+        body[name] = value
+
+
+def _dc_user(user: _User, base: str) -> Json:
+    body: Json = {
+        "self": f"{base}/rest/api/2/user?username={quote(user.name)}",
+        "key": user.key,
+        "name": user.name,
+    }
+    _put_optional(body, "emailAddress", user.email)
+    body["avatarUrls"] = _dc_avatars(base, user.key)
+    body["displayName"] = user.display_name
+    body["active"] = user.active
+    body["deleted"] = False
+    _put_optional(body, "timeZone", user.time_zone)
+    _put_optional(body, "locale", user.locale)
+    return body
+
+
+def _cloud_user(user: _User, base: str) -> Json:
+    body: Json = {
+        "self": f"{base}/rest/api/3/user?accountId={quote(user.account_id)}",
+        "accountId": user.account_id,
+        "accountType": user.account_type,
+    }
+    _put_optional(body, "emailAddress", user.email)
+    body["avatarUrls"] = _cloud_avatars(user)
+    body["displayName"] = user.display_name
+    body["active"] = user.active
+    _put_optional(body, "timeZone", user.time_zone)
+    _put_optional(body, "locale", user.locale)
+    return body
+
+
+def _groups_json(groups: list[_Group], cloud: bool, base: str) -> Json:
+    items: list[Json] = []
+    for group in groups:
+        if cloud:
+            self_url = f"{base}/rest/api/3/group?groupId={group.group_id}"
+            items.append({"name": group.name, "groupId": group.group_id, "self": self_url})
+        else:
+            self_url = f"{base}/rest/api/2/group?groupname={quote(group.name)}"
+            items.append({"name": group.name, "self": self_url})
+    return {"size": len(items), "items": items}
+
+
+def _encode_cursor(uid: int) -> str:
+    return base64.urlsafe_b64encode(f"after:{uid}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    """The uid the previous page ended with; -1 starts from the beginning."""
+    if not cursor:
+        return -1
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = raw.partition(":")
+        if prefix != "after":
+            raise ValueError(raw)
+        return int(number)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise _HttpError(400, "The cursor is invalid") from None
+
+
+# -- the fake ---------------------------------------------------------------------------------
+
+
+class FakeJira:
+    """A Jira Data Center or Cloud stand-in on a real socket; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        flavor: str = "datacenter",
+        username: str | None = "admin",
+        password: str = "secret",
+        has_user_list: bool = True,
+        search_cap: int = 1000,
+        max_page: int = 1000,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if flavor not in FLAVORS:
+            raise ValueError(f"flavor must be one of {FLAVORS}, not {flavor!r}")
+        self.flavor = flavor
+        self.cloud = flavor == "cloud"
+        self._username = username
+        self._password = password
+        self._has_user_list = has_user_list
+        self._search_cap = search_cap
+        self._max_page = max_page
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._dir = _Directory()
+        self._faults: list[_Fault] = []
+        self._delay = 0.0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.request_log: list[tuple[str, str]] = []
+        self._routes = self._build_routes()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the fake Jira is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FakeJira:
+        if self._server is not None:
+            raise RuntimeError("the fake Jira is already started")
+        self._server = _Server((self._host, self._port), self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-jira-{self.flavor}",
+            daemon=True,
+        )
+        self._thread.start()
+        log.debug("fake Jira (%s) listening on %s", self.flavor, self.url)
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeJira:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- directory -----------------------------------------------------------------------
+
+    def add_user(
+        self,
+        name: str,
+        *,
+        display_name: str | None = None,
+        email: str | None = None,
+        active: bool = True,
+        key: str | None = None,
+        account_id: str | None = None,
+        account_type: str = "atlassian",
+        time_zone: str | None = "Europe/Berlin",
+        locale: str | None = "en_US",
+        groups: list[str] | None = None,
+    ) -> Json:
+        """Add a user; return its JSON as served. ``name`` is also the Cloud test handle."""
+        with self._lock:
+            user = self._dir.add(
+                name,
+                key,
+                account_id,
+                display_name=display_name or name,
+                email=email,
+                active=active,
+                account_type=account_type,
+                time_zone=time_zone,
+                locale=locale,
+            )
+            self._dir.set_groups(user, groups or [])
+            return self._user_json(user)
+
+    def update_user(self, ident: str, **fields: Any) -> None:
+        """Change a user found by key, username or accountId (see ``add_user`` for fields)."""
+        with self._lock:
+            self._dir.update(self._dir.resolve(ident), dict(fields))
+
+    def remove_user(self, ident: str) -> None:
+        with self._lock:
+            self._dir.remove(self._dir.resolve(ident))
+
+    def add_to_group(self, group: str, *idents: str) -> None:
+        with self._lock:
+            target = self._dir.ensure_group(group)
+            for ident in idents:
+                self._dir.join(target, self._dir.resolve(ident))
+
+    def user_json(self, ident: str, *, expand_groups: bool = False) -> Json:
+        """The JSON ``GET /user`` would serve for this user (handy for test expectations)."""
+        with self._lock:
+            return self._user_json(self._dir.resolve(ident), expand_groups)
+
+    def users(self) -> list[Json]:
+        """Every account's JSON, in creation order."""
+        with self._lock:
+            return [self._user_json(u) for u in self._dir.by_creation()[0]]
+
+    @property
+    def user_count(self) -> int:
+        with self._lock:
+            return len(self._dir.users)
+
+    def add_sample_users(
+        self,
+        n: int,
+        *,
+        seed: int = 1,
+        inactive_every: int = 0,
+        app_accounts: int = 0,
+        groups: dict[str, int] | None = None,
+    ) -> None:
+        """Add a deterministic, realistic directory: ``n`` people, then app/customer accounts.
+
+        Counting people from 1: person k, 2k, ... is inactive for ``inactive_every=k``, and
+        person 1, k+1, 2k+1, ... joins each group of ``groups={name: k}`` (offset so that
+        groups are never empty, nor all inactive when k is a multiple of ``inactive_every``).
+        0 disables either.
+        """
+        with self._lock:
+            taken = set(self._dir.by_name)
+            people = _sample_people(n, random.Random(seed), taken)
+            accounts = _sample_accounts(app_accounts, taken)
+            member_of = [(self._dir.ensure_group(g), k) for g, k in (groups or {}).items()]
+            for i, attrs in enumerate(people, start=1):
+                attrs["active"] = not (inactive_every and i % inactive_every == 0)
+                user = self._dir.add(key=None, account_id=None, **attrs)
+                for group, every in member_of:
+                    if every and (i - 1) % every == 0:
+                        self._dir.join(group, user)
+            for attrs in accounts:
+                self._dir.add(key=None, account_id=None, **attrs)
+
+    # -- test controls -------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        count: int,
+        *,
+        status: int = 503,
+        retry_after: int | None = None,
+        path_contains: str = "",
+    ) -> None:
+        """Answer the next ``count`` matching requests with ``status`` (queued in order)."""
+        with self._lock:
+            self._faults.append(_Fault(count, status, retry_after, path_contains))
+
+    def set_delay(self, seconds: float) -> None:
+        with self._lock:
+            self._delay = seconds
+
+    def request_count(self, path_contains: str = "") -> int:
+        with self._lock:
+            return sum(1 for _, path in self.request_log if path_contains in path)
+
+    # -- request handling (called from server threads) -----------------------------------
+
+    def respond(
+        self, method: str, target: str, authorization: str | None
+    ) -> tuple[int, Any, dict[str, str]]:
+        """Status, JSON body and extra headers for one request."""
+        with self._lock:
+            self.request_log.append((method, target))
+            delay = self._delay
+            fault = self._take_fault(target)
+        if delay > 0:
+            time.sleep(delay)  # outside the lock: slow requests must not serialise others
+        if fault is not None:
+            return self._fault_response(fault)
+        parts = urlsplit(target)
+        route = self._routes.get(parts.path.rstrip("/") or "/")
+        authorized = self._check_auth(authorization)
+        # Like Jira, wrong credentials fail even where anonymous access would be fine.
+        if authorized is False or (authorized is None and route is not None and route.needs_auth):
+            return self._unauthorized()
+        if route is None:
+            return self._error(404, f"No Jira REST resource at {parts.path}")
+        if method != "GET":
+            status, body, headers = self._error(405, f"{method} is not allowed here")
+            headers["Allow"] = "GET"
+            return status, body, headers
+        try:
+            return 200, route.handler(_Query(parts.query), parts.path.rstrip("/")), {}
+        except _HttpError as exc:
+            return self._error(exc.status, exc.message)
+
+    def _take_fault(self, target: str) -> _Fault | None:
+        for fault in self._faults:
+            if fault.path_contains in target:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def _fault_response(self, fault: _Fault) -> tuple[int, Any, dict[str, str]]:
+        status, body, headers = self._error(fault.status, _fault_message(fault.status))
+        if fault.retry_after is not None:
+            headers["Retry-After"] = str(fault.retry_after)
+        if fault.status == 429:
+            headers["X-RateLimit-Remaining"] = "0"
+        return status, body, headers
+
+    def _check_auth(self, header: str | None) -> bool | None:
+        """None without credentials, else whether they are right."""
+        if not header:
+            return None
+        scheme, _, credentials = header.strip().partition(" ")
+        credentials = credentials.strip()
+        if self._username is None:
+            return scheme.lower() == "bearer" and hmac.compare_digest(
+                credentials.encode(), self._password.encode()
+            )
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(credentials).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        # Jira usernames (and Cloud e-mails) are case-insensitive; tokens are not.
+        return user.lower() == self._username.lower() and hmac.compare_digest(
+            password.encode(), self._password.encode()
+        )
+
+    def _unauthorized(self) -> tuple[int, Any, dict[str, str]]:
+        status, body, headers = self._error(
+            401, "You are not authenticated. Authentication required to perform this operation."
+        )
+        scheme = "Basic" if self._username is not None else "Bearer"
+        headers["WWW-Authenticate"] = f'{scheme} realm="Jira"'
+        if not self.cloud:
+            headers["X-Seraph-LoginReason"] = "AUTHENTICATED_FAILED"
+        return status, body, headers
+
+    def _error(self, status: int, message: str) -> tuple[int, Any, dict[str, str]]:
+        body: Json = {"errorMessages": [message], "errors": {}}
+        if self.cloud:
+            body["status"] = status
+        return status, body, {}
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    def _build_routes(self) -> dict[str, _Route]:
+        if not self.cloud:
+            routes = {
+                "/rest/api/2/serverInfo": _Route(self._ep_server_info, needs_auth=False),
+                "/rest/api/2/myself": _Route(self._ep_myself),
+                "/rest/api/2/user": _Route(self._ep_dc_user),
+                "/rest/api/2/user/search": _Route(self._ep_dc_search),
+                "/rest/api/2/group/member": _Route(self._ep_group_member),
+            }
+            if self._has_user_list:  # older DC answers 404 here
+                routes["/rest/api/2/user/list"] = _Route(self._ep_dc_list)
+            return routes
+        routes = {}
+        for api in ("/rest/api/2", "/rest/api/3"):  # Cloud serves both versions alike
+            routes[f"{api}/serverInfo"] = _Route(self._ep_server_info, needs_auth=False)
+            routes[f"{api}/myself"] = _Route(self._ep_myself)
+            routes[f"{api}/user"] = _Route(self._ep_cloud_user)
+            routes[f"{api}/users/search"] = _Route(self._ep_cloud_users)
+            routes[f"{api}/group/member"] = _Route(self._ep_group_member)
+        return routes
+
+    def _ep_server_info(self, query: _Query, path: str) -> Json:
+        version = CLOUD_VERSION if self.cloud else DC_VERSION
+        major, minor, patch = version
+        return {
+            "baseUrl": self.url,
+            "version": "1001.0.0-SNAPSHOT" if self.cloud else f"{major}.{minor}.{patch}",
+            "versionNumbers": list(version),
+            "deploymentType": "Cloud" if self.cloud else "Server",
+            "buildNumber": 100282 if self.cloud else major * 100000 + minor * 1000 + patch,
+            "buildDate": "2025-01-15T00:00:00.000+0000",
+            "serverTime": time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime()),
+            "serverTitle": "Jira",
+        }
+
+    def _ep_myself(self, query: _Query, path: str) -> Json:
+        with self._lock:
+            return self._user_json(self._admin(), query.expands("groups"))
+
+    def _ep_dc_user(self, query: _Query, path: str) -> Json:
+        username, key = query.text("username"), query.text("key")
+        if (username is None) == (key is None):
+            raise _HttpError(400, "Either the username or the key query parameter must be given")
+        with self._lock:
+            if key is not None:
+                user = self._dir.by_key.get(key)
+                missing = f"The user with the key '{key}' does not exist"
+            else:
+                user = self._dir.by_name.get((username or "").lower())
+                missing = f"The user named '{username}' does not exist"
+            if user is None:
+                raise _HttpError(404, missing)
+            return self._user_json(user, query.expands("groups"))
+
+    def _ep_cloud_user(self, query: _Query, path: str) -> Json:
+        account_id = query.text("accountId")
+        if not account_id:
+            for gone in ("username", "key"):
+                if query.text(gone) is not None:
+                    raise _HttpError(
+                        400, f"The query parameter '{gone}' is not supported in GDPR strict mode."
+                    )
+            raise _HttpError(400, "The query parameter 'accountId' is required")
+        with self._lock:
+            user = self._dir.by_account.get(account_id)
+            if user is None:
+                raise _HttpError(
+                    404, "Specified user does not exist or you do not have required permissions"
+                )
+            return self._user_json(user, query.expands("groups"))
+
+    def _ep_dc_search(self, query: _Query, path: str) -> list[Json]:
+        needle = query.text("username")
+        if needle is None:
+            raise _HttpError(400, "The username query parameter was not provided")
+        start, size = self._paging(query, default=50, cap=self._max_page)
+        active = query.boolean("includeActive", True)
+        inactive = query.boolean("includeInactive", False)
+        # Only the first `search_cap` matches are reachable, whatever startAt says.
+        limit = min(self._search_cap, start + size)
+        with self._lock:
+            found = self._dir.search(needle.lower(), active, inactive, limit)
+            return [self._user_json(u) for u in found[start:]]
+
+    def _ep_dc_list(self, query: _Query, path: str) -> Json:
+        size = min(query.integer("maxResults", DC_LIST_DEFAULT), self._max_page)
+        if size < 1:
+            raise _HttpError(400, "The 'maxResults' parameter must be at least 1")
+        after = _decode_cursor(query.text("cursor"))
+        with self._lock:
+            users, uids = self._dir.by_creation()
+            # Resume after the last uid served, so removals between pages skip no one.
+            start = bisect.bisect_right(uids, after)
+            page = users[start : start + size]
+            is_last = start + size >= len(users)
+            body: Json = {"values": [self._user_json(u) for u in page], "isLast": is_last}
+        if not is_last:
+            body["nextCursor"] = _encode_cursor(page[-1].uid)
+        return body
+
+    def _ep_cloud_users(self, query: _Query, path: str) -> list[Json]:
+        start, size = self._paging(query, default=50, cap=min(self._max_page, CLOUD_PAGE_CAP))
+        with self._lock:
+            users, _ = self._dir.by_creation()
+            return [self._user_json(u) for u in users[start : start + size]]
+
+    def _ep_group_member(self, query: _Query, path: str) -> Json:
+        start, size = self._paging(query, default=50, cap=GROUP_PAGE_CAP)
+        include_inactive = query.boolean("includeInactiveUsers", False)
+        with self._lock:
+            group, ident = self._find_group(query)
+            members = self._dir.members(group, include_inactive)
+            values = [self._user_json(u) for u in members[start : start + size]]
+        total = len(members)
+        is_last = start + size >= total
+
+        def page_url(at: int) -> str:
+            params = {
+                **ident,
+                "includeInactiveUsers": str(include_inactive).lower(),
+                "startAt": at,
+                "maxResults": size,
+            }
+            return f"{self.url}{path}?{urlencode(params)}"
+
+        body: Json = {"self": page_url(start)}
+        if not is_last:
+            body["nextPage"] = page_url(start + size)
+        body.update(maxResults=size, startAt=start, total=total, isLast=is_last, values=values)
+        return body
+
+    # -- endpoint helpers (those taking no lock expect the caller to hold it) -------------
+
+    def _paging(self, query: _Query, *, default: int, cap: int) -> tuple[int, int]:
+        return query.integer("startAt", 0), min(query.integer("maxResults", default), cap)
+
+    def _find_group(self, query: _Query) -> tuple[_Group, dict[str, str]]:
+        group_id = query.text("groupId") if self.cloud else None
+        if group_id:
+            group = self._dir.by_group_id.get(group_id)
+            if group is None:
+                raise _HttpError(404, f"No group with groupId '{group_id}'")
+            return group, {"groupId": group_id}
+        name = query.text("groupname")
+        if not name:
+            raise _HttpError(
+                400, "You must specify a group name" + (" or ID" if self.cloud else "")
+            )
+        group = self._dir.groups.get(name.lower())
+        if group is None:
+            raise _HttpError(404, f"Group with name '{name}' does not exist.")
+        return group, {"groupname": name}
+
+    def _admin(self) -> _User:
+        """The directory user we log in as, or a stand-in outside the directory.
+
+        The stand-in keeps sample directories exactly the size tests ask for.
+        """
+        login = (self._username or "admin").lower()
+        user = self._dir.by_name.get(login)
+        if user is None and self.cloud:
+            user = next((u for u in self._dir.users.values() if u.email_l == login), None)
+        return user or _User(
+            uid=-1,
+            name=self._username or "admin",
+            key="admin",
+            account_id=ADMIN_ACCOUNT_ID,
+            display_name="Administrator",
+            email="admin@example.com",
+            time_zone="Europe/Berlin",
+            locale="en_US",
+        )
+
+    def _base(self) -> str:
+        # Users added before start() get the configured address in their JSON.
+        return self.url if self._server is not None else f"http://{self._host}:{self._port}"
+
+    def _user_json(self, user: _User, with_groups: bool = False) -> Json:
+        base = self._base()
+        body = _cloud_user(user, base) if self.cloud else _dc_user(user, base)
+        if with_groups:
+            body["groups"] = _groups_json(self._dir.group_list(user), self.cloud, base)
+        return body
+
+
+def _fault_message(status: int) -> str:
+    if status == 429:
+        return "Rate limit exceeded."
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"Error {status}"
+
+
+# -- HTTP plumbing ----------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a hung client must not keep the test process alive
+
+    def __init__(self, address: tuple[str, int], fake: FakeJira) -> None:
+        self.fake = fake
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out or hang up mid-response are normal in tests: no stderr noise.
+        log.debug("connection from %s failed", client_address, exc_info=True)
+
+    def close_connections(self) -> None:
+        """Drop keep-alive connections so a stopped fake really stops answering."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):  # the client may have closed it already
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive: a 100-page scan should not reconnect 100 times
+    disable_nagle_algorithm = True  # headers and body go out in two writes
+    server_version = "FakeJira/1.0"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _handle(self) -> None:
+        self._discard_body()
+        try:
+            status, body, headers = self.server.fake.respond(
+                self.command, self.path, self.headers.get("Authorization")
+            )
+        except Exception:
+            log.exception("fake Jira failed on %s %s", self.command, self.path)
+            status, body, headers = 500, {"errorMessages": ["Internal error"], "errors": {}}, {}
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", JSON_CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _discard_body(self) -> None:
+        # Unread bodies would be parsed as the next request on a keep-alive connection.
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > 0:
+            self.rfile.read(length)
+
+
+# -- sample directory -------------------------------------------------------------------------
+
+# fmt: off
+FIRST_NAMES = (
+    "Ada", "Ben", "Chloé", "David", "Emma", "Felix", "Grace", "Hugo", "Isla", "Jürgen",
+    "Kira", "Liam", "Mia", "Noah", "Olivia", "Priya", "Quinn", "Renée", "Sam", "Tariq",
+    "Uma", "Victor", "Wei", "Xavier", "Yara", "Zoë", "Aiko", "Björn", "Carlos", "Dana",
+    "Elif", "Fatima", "Gustav", "Hana", "Ivan", "José", "Kofi", "Lars", "Marta", "Nina",
+    "Omar", "Paula", "Rosa", "Sofia", "Tomás", "Ulla", "Vera", "Wendy", "Yusuf", "Zara",
+)
+LAST_NAMES = (
+    "Davis", "Smith", "Nguyen", "Müller", "García", "Okafor", "Kowalski", "Rossi", "Tanaka",
+    "Schmidt", "Dubois", "Novak", "Jensen", "O'Brien", "Patel", "Kim", "Silva", "Haddad",
+    "Ivanova", "Lindqvist", "Brown", "Wilson", "Taylor", "Martin", "Lee", "Walker", "Young",
+    "Hall", "Evans", "Fischer", "Weber", "Becker", "Moreau", "Lambert", "Costa", "Ferreira",
+    "Sato", "Chen", "Wang", "Ali", "Khan", "Singh", "Cohen", "Andersen", "Berg", "Quintero",
+    "Ulrich", "Xu", "Zimmermann", "Van Dyke", "Eriksson", "Yilmaz", "Adeyemi", "Ramírez",
+)
+# Usernames that do not start with a letter exist in every real directory and trip up
+# naive "a..z" sharding, so the sample has some.
+SERVICE_ACCOUNTS = (
+    ("9lives", "Nine Lives"), ("_svc", "Service Account"), ("007", "Bond Integration"),
+    ("_jenkins", "Jenkins"), ("42answers", "Answers Bot"), ("_backup", "Backup Job"),
+    ("1stline", "First Line Support"), ("_monitoring", "Monitoring"),
+)
+APP_ACCOUNTS = ("Slack", "GitHub for Jira", "Automation for Jira", "Tempo", "Zephyr", "Opsgenie")
+TIME_ZONES = ("Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "UTC",
+              "Europe/London", "America/Los_Angeles", "Asia/Kolkata")
+LOCALES = ("en_US", "de_DE", "en_GB", "ja_JP", "fr_FR", "es_ES")
+# fmt: on
+SERVICE_EVERY = 25  # one person in 25 is a service account
+MIXED_CASE_EVERY = 100  # legacy mixed-case usernames: lookups must ignore case
+
+
+def _ascii(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return "".join(c for c in folded.lower() if c.isalnum())
+
+
+def _unique(base: str, rng: random.Random, taken: set[str]) -> str:
+    """``base`` plus a short number, widening the range on collisions."""
+    for attempt in range(60):
+        top = 99 if attempt < 3 else 9999 if attempt < 20 else 999999
+        candidate = f"{base}{rng.randint(1, top)}"
+        if candidate.lower() not in taken:
+            return candidate
+    raise RuntimeError(f"cannot find a free username for {base!r}")
+
+
+def _sample_people(n: int, rng: random.Random, taken: set[str]) -> list[dict[str, Any]]:
+    firsts = [(f, _ascii(f)) for f in FIRST_NAMES]
+    lasts = [(s, _ascii(s)) for s in LAST_NAMES]
+    people: list[dict[str, Any]] = []
+    for i in range(n):
+        if i % SERVICE_EVERY == SERVICE_EVERY // 2:
+            person = _service_person(i // SERVICE_EVERY, taken)
+        else:
+            (first, first_a), (last, last_a) = rng.choice(firsts), rng.choice(lasts)
+            name = _unique(f"{first_a[0]}{last_a}", rng, taken)
+            digits = name[1 + len(last_a) :]
+            if i % MIXED_CASE_EVERY == MIXED_CASE_EVERY - 1:
+                name = name.capitalize()
+            person = {
+                "name": name,
+                "display_name": f"{first} {last}",
+                "email": f"{first_a}.{last_a}{digits}@example.com",
+            }
+        taken.add(person["name"].lower())
+        person["time_zone"] = TIME_ZONES[rng.randrange(len(TIME_ZONES))]
+        person["locale"] = LOCALES[rng.randrange(len(LOCALES))]
+        people.append(person)
+    return people
+
+
+def _service_person(index: int, taken: set[str]) -> dict[str, Any]:
+    base, display = SERVICE_ACCOUNTS[index % len(SERVICE_ACCOUNTS)]
+    name, round_ = base, index // len(SERVICE_ACCOUNTS)
+    while name.lower() in taken:
+        round_ += 1
+        name = f"{base}{round_ + 1}"
+    return {"name": name, "display_name": display, "email": f"{name}@example.com"}
+
+
+def _sample_accounts(count: int, taken: set[str]) -> list[dict[str, Any]]:
+    """Cloud app (bots, no e-mail) and customer (service desk) accounts, alternating."""
+    accounts: list[dict[str, Any]] = []
+    for j in range(count):
+        if j % 2 == 0:
+            app = APP_ACCOUNTS[(j // 2) % len(APP_ACCOUNTS)]
+            name = f"addon_{_ascii(app)}{j // 2 + 1}"
+            attrs = {
+                "name": name,
+                "display_name": app,
+                "email": None,
+                "account_type": "app",
+                "time_zone": None,
+                "locale": None,
+            }
+        else:
+            name = f"customer{j // 2 + 1}"
+            attrs = {
+                "name": name,
+                "display_name": f"Customer {j // 2 + 1}",
+                "email": f"{name}@customers.example.org",
+                "account_type": "customer",
+                "time_zone": "UTC",
+                "locale": "en_US",
+            }
+        if name.lower() in taken:
+            attrs["name"] = name = f"{name}_{len(taken)}"
+        taken.add(name.lower())
+        accounts.append(attrs)
+    return accounts
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m demo.fake_jira", description="Serve a fake Jira with sample users."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--flavor", choices=FLAVORS, default="datacenter")
+    parser.add_argument("--users", type=int, default=40, help="sample people to create")
+    parser.add_argument(
+        "--username",
+        default="admin",
+        help="basic-auth user; empty means a Bearer personal access token",
+    )
+    parser.add_argument("--password", default="secret", help="password, API token or PAT")
+    parser.add_argument(
+        "--inactive-every",
+        type=int,
+        default=10,
+        help="make every k-th sample user inactive (0: none)",
+    )
+    parser.add_argument(
+        "--app-accounts", type=int, default=0, help="also add this many app/customer accounts"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    fake = FakeJira(
+        flavor=args.flavor,
+        username=args.username or None,
+        password=args.password,
+        host=args.host,
+        port=args.port,
+    )
+    fake.add_sample_users(
+        args.users,
+        inactive_every=args.inactive_every,
+        app_accounts=args.app_accounts,
+        groups={"jira-software-users": 1, "jira-administrators": 20},
+    )
+    with fake:
+        print(f"fake Jira ({args.flavor}) with {fake.user_count} users on {fake.url}", flush=True)
+        while not stopping.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Producers: publish assetsync messages to RabbitMQ with pika (persistent, confirmed)."""

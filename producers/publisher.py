@@ -1,0 +1,142 @@
+"""Publishing with pika: persistent messages, publisher confirms, mandatory routing.
+
+``publish`` returns only when the broker has confirmed the message, and raises
+``PublishError`` when it refuses it, cannot route it, or cannot be reached.
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any
+from uuid import uuid4
+
+import pika
+import pika.exceptions
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.messages import UserLoggedIn, _Message, to_body, utc_now
+from schemas.topology import Topology
+
+
+class PublishError(Exception):
+    """The broker did not take the message; it was not published."""
+
+
+class ProducerSettings(BaseSettings):
+    """The producer side reads the same ``ASSETSYNC_*`` names as the worker."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSETSYNC_", extra="ignore")
+
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
+    amqp_prefix: str = "assetsync"
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(prefix=self.amqp_prefix)
+
+
+class Publisher:
+    """One pika connection and a confirming channel.
+
+    :param url: the AMQP URL (write the default vhost ``/`` as ``%2F``).
+    :param topology: where messages go; declared on connect, so a message published
+        before any worker ever ran still has its queue.
+    :param timeout: seconds for connecting, and for a blocked broker (resource alarm).
+    """
+
+    def __init__(self, *, url: str, topology: Topology, timeout: float = 10.0) -> None:
+        self.topology = topology
+        params = pika.URLParameters(url)
+        params.socket_timeout = timeout
+        params.stack_timeout = timeout
+        params.blocked_connection_timeout = timeout
+        params.connection_attempts = 2
+        params.retry_delay = 1
+        try:
+            self._conn = pika.BlockingConnection(params)
+            self._channel = self._conn.channel()
+            self._channel.confirm_delivery()
+            declare(self._channel, topology)
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            where = f"{params.host}:{params.port}"
+            raise PublishError(f"cannot reach RabbitMQ at {where} ({_why(exc)})") from exc
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn.is_open:
+            self._conn.close()
+
+    def publish(self, message: _Message) -> None:
+        kind = message.model_dump()["type"]
+        properties = pika.BasicProperties(
+            content_type="application/json",
+            delivery_mode=pika.DeliveryMode.Persistent,
+            message_id=str(uuid4()),
+            timestamp=int(time.time()),
+            type=kind,
+            app_id="assetsync",
+        )
+        try:
+            self._channel.basic_publish(
+                exchange=self.topology.exchange,
+                routing_key=kind,
+                body=to_body(message),
+                properties=properties,
+                mandatory=True,
+            )
+        except pika.exceptions.UnroutableError as exc:
+            raise PublishError(f"RabbitMQ could not route the {kind} message") from exc
+        except pika.exceptions.NackError as exc:
+            raise PublishError(f"RabbitMQ refused the {kind} message") from exc
+        except pika.exceptions.AMQPError as exc:
+            raise PublishError(f"lost RabbitMQ while publishing: {_why(exc)}") from exc
+
+
+def declare(channel: Any, topology: Topology) -> None:
+    """Declare the shared topology with pika (the worker does the same with kombu)."""
+    for ex in topology.exchanges():
+        channel.exchange_declare(
+            exchange=ex.name, exchange_type=ex.type, durable=True, arguments=ex.arguments
+        )
+    for q in topology.queues():
+        channel.queue_declare(queue=q.name, durable=True, arguments=q.arguments)
+        for b in q.bindings:
+            channel.queue_bind(
+                queue=q.name, exchange=b.exchange, routing_key=b.routing_key, arguments=b.arguments
+            )
+
+
+def publish_user_logged_in(
+    publisher: Publisher,
+    *,
+    username: str | None = None,
+    user_key: str | None = None,
+    account_id: str | None = None,
+) -> UserLoggedIn:
+    """Publish that a user logged in; give exactly one identifier.
+
+    :raises pydantic.ValidationError: not exactly one identifier.
+    :raises PublishError: the broker did not confirm the message.
+    """
+    event = UserLoggedIn(
+        event_id=uuid4(),
+        occurred_at=utc_now(),
+        username=username,
+        user_key=user_key,
+        account_id=account_id,
+    )
+    publisher.publish(event)
+    return event
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

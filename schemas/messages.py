@@ -1,0 +1,115 @@
+"""Wire models for every message assetsync puts on or takes off RabbitMQ.
+
+Every body is a JSON object with ``type`` (equal to the routing key) and
+``schema_version``. ``user-logged-in`` and ``bulk-sync-requested`` come from outside
+(a Jira plugin, the admin script); ``user-sync`` is internal: one user's Jira snapshot,
+fanned out by a bulk run. JSON Schema files generated from these models live beside
+this module for producers that are not written in Python (``python -m schemas``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+USER_LOGGED_IN = "user-logged-in"
+BULK_SYNC_REQUESTED = "bulk-sync-requested"
+USER_SYNC = "user-sync"
+
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class _Message(BaseModel):
+    # Unknown keys are rejected: a misspelt "userName" must fail loudly, not sync nobody.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UserLoggedIn(_Message):
+    """A user logged in to Jira. Exactly one of the three identifiers is given."""
+
+    type: Literal["user-logged-in"] = "user-logged-in"
+    schema_version: Literal[1] = 1
+    event_id: UUID
+    occurred_at: AwareDatetime
+    username: Name | None = Field(default=None, description="Data Center username")
+    user_key: Name | None = Field(
+        default=None, description="Data Center user key (stable across renames)"
+    )
+    account_id: Name | None = Field(default=None, description="Jira Cloud accountId")
+
+    @model_validator(mode="after")
+    def _exactly_one_identifier(self) -> UserLoggedIn:
+        given = [n for n in ("username", "user_key", "account_id") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError("exactly one of username, user_key, account_id must be given")
+        return self
+
+
+class BulkSyncRequested(_Message):
+    """An admin asked to sync every Jira user matching the filters (none: all users)."""
+
+    type: Literal["bulk-sync-requested"] = "bulk-sync-requested"
+    schema_version: Literal[1] = 1
+    request_id: UUID
+    requested_at: AwareDatetime
+    requested_by: Name
+    username_prefix: Name | None = None
+    groups: list[Name] = Field(default_factory=list, max_length=100)
+    dry_run: bool = False
+
+
+class JiraUser(BaseModel):
+    """The fields of a Jira user that assetsync reads, for both Jira flavours.
+
+    ``jira_id`` is the stable identity: the user key on Data Center, the accountId on
+    Cloud. Usernames change on rename; the identity does not.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    jira_id: Name
+    name: str | None = None
+    key: str | None = None
+    account_id: str | None = None
+    account_type: str | None = None
+    display_name: str | None = None
+    email_address: str | None = None
+    active: bool = True
+    time_zone: str | None = None
+    locale: str | None = None
+    avatar_url: str | None = None
+    groups: tuple[str, ...] | None = Field(
+        default=None, description="null when the snapshot was taken without groups"
+    )
+
+
+class UserSync(_Message):
+    """Internal: sync one user from a Jira snapshot taken at ``fetched_at``."""
+
+    type: Literal["user-sync"] = "user-sync"
+    schema_version: Literal[1] = 1
+    run_id: UUID
+    dry_run: bool = False
+    fetched_at: AwareDatetime
+    user: JiraUser
+
+
+Message = Annotated[UserLoggedIn | BulkSyncRequested | UserSync, Field(discriminator="type")]
+MODELS: dict[str, type[_Message]] = {
+    USER_LOGGED_IN: UserLoggedIn,
+    BULK_SYNC_REQUESTED: BulkSyncRequested,
+    USER_SYNC: UserSync,
+}
+SUPPORTED_VERSIONS: dict[str, frozenset[int]] = {name: frozenset({1}) for name in MODELS}
+
+
+def to_body(message: _Message) -> bytes:
+    """Serialise a message as the UTF-8 JSON body that goes on the wire."""
+    return message.model_dump_json(exclude_none=False).encode()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

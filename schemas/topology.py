@@ -1,0 +1,145 @@
+"""The broker topology, defined once and declared by both the worker (kombu) and the
+producers (pika).
+
+::
+
+    producers ──► exchange "assetsync" (topic, routing key = message type)
+                    │ user-logged-in ──────► queue assetsync.login
+                    │ bulk-sync-requested ─► queue assetsync.bulk
+                    │ user-sync ───────────► queue assetsync.user-sync
+                    └ no binding (unknown type) ─► alternate exchange ─► assetsync.dead
+
+    worker, transient failure ─► exchange assetsync.retry (headers: delay)
+                                   └► assetsync.retry.<ms> (TTL) ─► back to "assetsync"
+    worker, gave up / poison ──► exchange assetsync.dead ─► queue assetsync.dead
+                                 (header x-assetsync-error says why)
+
+Logins, bulk requests and the per-user messages of bulk runs have queues of their own,
+so a large bulk run never makes a login wait behind it. All queues are quorum queues
+(replicated, at-least-once dead lettering). RabbitMQ before 4.0 has no default delivery
+limit, so one is set: a message that keeps crashing consumers ends in the dead queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.messages import BULK_SYNC_REQUESTED, USER_LOGGED_IN, USER_SYNC
+
+ERROR_HEADER = "x-assetsync-error"
+ATTEMPT_HEADER = "x-assetsync-attempt"
+RETRY_HEADER = "x-assetsync-retry-ms"
+DELIVERY_LIMIT = 20
+DEFAULT_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0, 600.0)
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    name: str
+    type: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Binding:
+    exchange: str
+    routing_key: str = ""
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    arguments: dict[str, Any]
+    bindings: tuple[Binding, ...]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Names and arguments of every exchange and queue, under one name prefix.
+
+    :param prefix: the common name prefix; tests use their own to stay isolated.
+    :param retry_delays: seconds to wait before each further attempt of a message that
+        failed transiently; after the last one it is dead-lettered.
+    """
+
+    prefix: str = "assetsync"
+    retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+
+    @property
+    def exchange(self) -> str:
+        return self.prefix
+
+    @property
+    def dead_exchange(self) -> str:
+        return f"{self.prefix}.dead"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.prefix}.dead"
+
+    @property
+    def retry_exchange(self) -> str:
+        return f"{self.prefix}.retry"
+
+    @property
+    def login_queue(self) -> str:
+        return f"{self.prefix}.login"
+
+    @property
+    def bulk_queue(self) -> str:
+        return f"{self.prefix}.bulk"
+
+    @property
+    def user_sync_queue(self) -> str:
+        return f"{self.prefix}.user-sync"
+
+    @staticmethod
+    def retry_key(delay: float) -> str:
+        return str(round(delay * 1000))
+
+    def retry_queue(self, delay: float) -> str:
+        return f"{self.prefix}.retry.{self.retry_key(delay)}ms"
+
+    def exchanges(self) -> list[ExchangeSpec]:
+        return [
+            ExchangeSpec(self.dead_exchange, "fanout"),
+            ExchangeSpec(self.exchange, "topic", {"alternate-exchange": self.dead_exchange}),
+            ExchangeSpec(self.retry_exchange, "headers"),
+        ]
+
+    def queues(self) -> list[QueueSpec]:
+        work = {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": DELIVERY_LIMIT,
+            **self._dead_letter_to(self.dead_exchange),
+        }
+        specs = [
+            QueueSpec(self.dead_queue, {"x-queue-type": "quorum"}, (Binding(self.dead_exchange),)),
+            QueueSpec(self.login_queue, work, (Binding(self.exchange, USER_LOGGED_IN),)),
+            QueueSpec(self.bulk_queue, work, (Binding(self.exchange, BULK_SYNC_REQUESTED),)),
+            QueueSpec(self.user_sync_queue, work, (Binding(self.exchange, USER_SYNC),)),
+        ]
+        for delay in self.retry_delays:
+            # Expired messages go back to the main exchange under their original
+            # routing key, so one set of delay queues serves every work queue.
+            match = {"x-match": "all", RETRY_HEADER: self.retry_key(delay)}
+            args = {
+                "x-queue-type": "quorum",
+                "x-message-ttl": round(delay * 1000),
+                **self._dead_letter_to(self.exchange),
+            }
+            specs.append(
+                QueueSpec(self.retry_queue(delay), args, (Binding(self.retry_exchange, "", match),))
+            )
+        return specs
+
+    @staticmethod
+    def _dead_letter_to(exchange: str) -> dict[str, Any]:
+        # at-least-once dead lettering needs reject-publish overflow (RabbitMQ docs).
+        return {
+            "x-dead-letter-exchange": exchange,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }

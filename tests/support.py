@@ -1,0 +1,158 @@
+"""Helpers the integration tests share: worker processes, broker and database probes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pika
+import psycopg
+from psycopg.rows import dict_row
+
+from schemas.topology import Topology
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], *, timeout: float = 20.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def user_assets(database_url: str) -> list[dict[str, Any]]:
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        return conn.execute("SELECT * FROM user_assets ORDER BY asset_id").fetchall()
+
+
+def asset_of(database_url: str, jira_id: str) -> dict[str, Any] | None:
+    rows = [a for a in user_assets(database_url) if a["jira_id"] == jira_id]
+    assert len(rows) <= 1, f"{len(rows)} assets for {jira_id}"
+    return rows[0] if rows else None
+
+
+@dataclass
+class Broker:
+    """A pika connection for poking at the test's own queues."""
+
+    url: str
+    topology: Topology
+
+    def publish_raw(
+        self, body: bytes, *, routing_key: str, content_type: str | None = "application/json"
+    ) -> None:
+        """A plain basic_publish, as any AMQP client in any language would do it."""
+        with pika.BlockingConnection(pika.URLParameters(self.url)) as conn:
+            channel = conn.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(
+                exchange=self.topology.exchange,
+                routing_key=routing_key,
+                body=body,
+                properties=pika.BasicProperties(content_type=content_type, delivery_mode=2),
+            )
+
+    def drain(self, queue: str) -> list[tuple[bytes, dict[str, Any]]]:
+        """Take every message now in ``queue``: (body, headers)."""
+        got = []
+        with pika.BlockingConnection(pika.URLParameters(self.url)) as conn:
+            channel = conn.channel()
+            while True:
+                method, props, body = channel.basic_get(queue, auto_ack=True)
+                if method is None:
+                    return got
+                got.append((body, dict(props.headers or {})))
+
+    def count(self, queue: str) -> int:
+        with pika.BlockingConnection(pika.URLParameters(self.url)) as conn:
+            return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
+
+    def dead_letters(self) -> list[tuple[bytes, dict[str, Any]]]:
+        return self.drain(self.topology.dead_queue)
+
+    def delete_all(self) -> None:
+        with pika.BlockingConnection(pika.URLParameters(self.url)) as conn:
+            channel = conn.channel()
+            for q in self.topology.queues():
+                channel.queue_delete(q.name)
+            for ex in self.topology.exchanges():
+                channel.exchange_delete(ex.name)
+
+
+@dataclass
+class WorkerProcess:
+    """``python -m worker`` in a subprocess, its log in a file."""
+
+    env: dict[str, str]
+    log_path: Path
+    args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self, *, wait: bool = True) -> WorkerProcess:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", *self.args],
+            env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        if wait:
+            wait_for(lambda: "consuming" in self.log() or self.proc.poll() is not None,
+                     timeout=30, what="the worker to start consuming")
+            assert self.proc.poll() is None, f"worker exited early:\n{self.log()}"
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()
+
+
+def worker_env(*, amqp_url: str, database_url: str, topology: Topology, jira_url: str,
+               extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSYNC_")}
+    env.update({
+        "ASSETSYNC_AMQP_URL": amqp_url,
+        "ASSETSYNC_AMQP_PREFIX": topology.prefix,
+        "ASSETSYNC_RETRY_DELAYS": json.dumps(list(topology.retry_delays)),
+        "ASSETSYNC_DATABASE_URL": database_url,
+        "ASSETSYNC_JIRA_URL": jira_url,
+        "ASSETSYNC_JIRA_USERNAME": "admin",
+        "ASSETSYNC_JIRA_TOKEN": "secret",
+        "ASSETSYNC_HEALTH_FILE": "",
+        "ASSETSYNC_JIRA_TIMEOUT": "5",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra or {})
+    return env
+
+
+def iter_lines(text: str) -> Iterator[str]:
+    yield from (line for line in text.splitlines() if line.strip())

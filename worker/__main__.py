@@ -1,0 +1,158 @@
+"""Composition root: ``python -m worker [run|migrate|check|healthcheck]``.
+
+Settings are read once here and passed down. Exit codes: 0 stopped cleanly, 1 a
+dependency stayed unreachable, 2 usage, 78 configuration error (one line says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from worker.consumer import Consumer
+from worker.errors import ConfigError, TransientError
+from worker.handlers import Syncer
+from worker.jira import JiraClient
+from worker.mapping import MappingRules
+from worker.migrate import migrate
+from worker.settings import JIRA_FIELDS, Settings, load_settings
+from worker.store import Store
+
+log = logging.getLogger("worker")
+
+T = TypeVar("T")
+EX_CONFIG = 78
+STARTUP_DELAYS = (1, 2, 4, 8, 15, 30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
+    parser.add_argument(
+        "command", nargs="?", default="run", choices=["run", "migrate", "check", "healthcheck"]
+    )
+    parser.add_argument("--env-file", type=Path, help="read ASSETSYNC_* settings from this file")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.env_file)
+    except (ValidationError, FileNotFoundError) as exc:
+        print(f"assetsync: {describe_settings_error(exc)}", file=sys.stderr)
+        return EX_CONFIG
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "migrate":
+            migrate(settings.database_url.get_secret_value())
+            return 0
+        if args.command == "healthcheck":
+            return healthcheck(settings)
+        return run(settings, check_only=args.command == "check")
+    except ConfigError as exc:
+        log.critical("%s", exc)
+        return EX_CONFIG
+    except TransientError as exc:
+        log.critical("giving up: %s", exc)
+        return 1
+
+
+def run(settings: Settings, *, check_only: bool = False) -> int:
+    if not settings.jira_url:
+        raise ConfigError("ASSETSYNC_JIRA_URL is not set: which Jira should be read?")
+    store = Store(url=settings.database_url.get_secret_value())
+    jira = JiraClient(
+        base_url=settings.jira_url,
+        username=settings.jira_username,
+        token=settings.jira_token.get_secret_value() if settings.jira_token else None,
+        flavor=settings.jira_flavor,
+        timeout=settings.jira_timeout,
+    )
+    try:
+        with_retries("asset store", store.open)
+        scheme = store.load_scheme(
+            asset_type=settings.asset_type,
+            user_field=settings.user_field,
+            field_map=settings.field_map,
+            kinds=JIRA_FIELDS,
+        )
+        log.info("connected to %s", with_retries("Jira", jira.check))
+        if check_only:
+            print("configuration OK")
+            return 0
+        syncer = Syncer(
+            jira=jira,
+            store=store,
+            scheme=scheme,
+            sync_on_login=settings.sync_on_login,
+            rules=MappingRules(
+                field_map=settings.field_map,
+                user_field=settings.user_field,
+                folder=settings.folder_path,
+                alphabetical=settings.alphabetical_subfolders,
+            ),
+        )
+        consumer = Consumer(
+            url=settings.amqp_url.get_secret_value(),
+            topology=settings.topology,
+            syncer=syncer,
+            max_message_bytes=settings.max_message_bytes,
+            login_prefetch=settings.login_prefetch,
+            heartbeat=settings.heartbeat,
+            health_file=settings.health_file,
+        )
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            log.info("received %s: finishing the message in hand", signal.Signals(signum).name)
+            consumer.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        consumer.run()
+        log.info("stopped after %d messages", consumer.handled)
+        return 0
+    finally:
+        jira.close()
+        store.close()
+
+
+def with_retries(what: str, call: Callable[[], T]) -> T:
+    """Call ``call`` until it stops failing transiently; a dependency that is still
+    starting (in Compose, say) is waited for, not crashed on."""
+    for delay in (*STARTUP_DELAYS, None):
+        try:
+            return call()
+        except TransientError as exc:
+            if delay is None:
+                raise
+            log.warning("%s not reachable yet (%s); retrying in %ss", what, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def healthcheck(settings: Settings) -> int:
+    """Exit 0 when the consuming loop has touched its health file recently."""
+    path = settings.health_file
+    if path is None or not path.exists():
+        return 1
+    return 0 if time.time() - path.stat().st_mtime < 60 else 1
+
+
+def describe_settings_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False)[0]
+        name = "ASSETSYNC_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        return f"invalid setting {name}: {first['msg']}"
+    return str(exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Validate a delivery: bytes and routing key in, a typed message out, or one clear reason."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.messages import MODELS, SUPPORTED_VERSIONS, Message
+from worker.errors import InvalidMessage
+
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
+JSON_TYPES = ("application/json", "")
+
+
+def decode(routing_key: str, body: bytes, *, content_type: str | None, max_bytes: int) -> Message:
+    """Parse and check one message body.
+
+    :raises InvalidMessage: with a reason fit for the dead-letter header.
+    """
+    if len(body) > max_bytes:
+        raise InvalidMessage(f"body is {len(body)} bytes, over the limit of {max_bytes}")
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type not in JSON_TYPES:
+        raise InvalidMessage(f"content type {content_type!r} is not application/json")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidMessage(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage("body is not a JSON object")
+    kind = data.get("type")
+    if kind not in MODELS:
+        raise InvalidMessage(f"unknown message type {kind!r}")
+    if kind != routing_key:
+        raise InvalidMessage(f"message type {kind!r} does not match routing key {routing_key!r}")
+    version = data.get("schema_version")
+    if version not in SUPPORTED_VERSIONS[kind]:
+        raise InvalidMessage(f"unsupported schema_version {version!r} for {kind}")
+    try:
+        message: Message = _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise InvalidMessage(f"schema violation: {_summary(exc)}") from None
+    return message
+
+
+def _summary(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

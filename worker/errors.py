@@ -1,0 +1,73 @@
+"""The one exception tree of the worker.
+
+::
+
+    AssetSyncError
+    ├── PermanentError        retrying cannot help: dead-letter the message with the reason
+    │   ├── InvalidMessage    bad JSON, unknown type or version, schema violation, too large
+    │   ├── UserNotFound      Jira has no such user
+    │   ├── JiraRejected      Jira refused the request as malformed (400)
+    │   └── StoreRejected     the database refused the data (a constraint, a bad value)
+    ├── TransientError        may work later: retry with backoff, then dead-letter
+    │   ├── JiraUnavailable   429, 5xx, timeouts, connection errors
+    │   └── StoreUnavailable  lost database connection, deadlock, serialization failure
+    └── ConfigError           the deployment is wrong: stop the worker with one clear line
+        └── JiraAuthError     Jira answered 401/403 to our credentials
+
+Adapters (``jira.py``, ``store.py``) translate ``httpx`` and ``psycopg`` errors into these,
+keeping the cause (``raise ... from exc``); nothing above them imports those libraries'
+exceptions.
+"""
+
+from __future__ import annotations
+
+
+class AssetSyncError(Exception):
+    """Root of every error assetsync raises on purpose."""
+
+
+class PermanentError(AssetSyncError):
+    """The same message will fail the same way every time."""
+
+
+class InvalidMessage(PermanentError):
+    pass
+
+
+class UserNotFound(PermanentError):
+    pass
+
+
+class JiraRejected(PermanentError):
+    pass
+
+
+class StoreRejected(PermanentError):
+    pass
+
+
+class TransientError(AssetSyncError):
+    """Worth another try later.
+
+    :param retry_after: seconds the other side asked us to wait (``Retry-After``), if any.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class JiraUnavailable(TransientError):
+    pass
+
+
+class StoreUnavailable(TransientError):
+    pass
+
+
+class ConfigError(AssetSyncError):
+    """Settings or credentials are wrong; no message can succeed until a person acts."""
+
+
+class JiraAuthError(ConfigError):
+    pass

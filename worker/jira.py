@@ -1,0 +1,188 @@
+"""Jira's REST API over httpx: reading users from Data Center (v2) or Cloud (v3).
+
+Errors are classified here and nowhere else: 404/400 are permanent, 401/403 mean the
+deployment's credentials are wrong, 429/5xx/409 and network trouble are transient and
+carry ``Retry-After``. Jira's error text is localized, so only status codes are read.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from schemas.messages import JiraUser
+from worker.errors import (
+    InvalidMessage,
+    JiraAuthError,
+    JiraRejected,
+    JiraUnavailable,
+    UserNotFound,
+)
+
+log = logging.getLogger(__name__)
+
+Flavor = Literal["datacenter", "cloud"]
+RefKind = Literal["username", "user_key", "account_id"]
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """How a message names a user: by username or key (Data Center), or accountId (Cloud)."""
+
+    kind: RefKind
+    value: str
+
+
+class JiraClient:
+    """One ``httpx.Client`` per worker replica; timeouts always on.
+
+    :param base_url: the Jira base URL, e.g. ``https://jira.example.com``.
+    :param username: basic-auth user (Cloud: the account e-mail); ``None`` means the
+        token is a personal access token, sent as ``Authorization: Bearer``.
+    :param token: API token (basic auth) or personal access token.
+    :param flavor: ``auto`` asks ``serverInfo`` once, on first use.
+    :param timeout: seconds for connecting, and for each read.
+    :param transport: an ``httpx`` transport, for tests at the HTTP seam.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        username: str | None,
+        token: str | None,
+        flavor: Literal["auto", "datacenter", "cloud"] = "auto",
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        auth: httpx.Auth | None = None
+        headers = {"Accept": "application/json"}
+        if username is not None:
+            auth = httpx.BasicAuth(username, token or "")
+        elif token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            auth=auth,
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+        )
+        self._flavor: Flavor | None = None if flavor == "auto" else flavor
+        self.requests = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def flavor(self) -> Flavor:
+        if self._flavor is None:
+            info = self._get("/rest/api/2/serverInfo")
+            self._flavor = "cloud" if info.get("deploymentType") == "Cloud" else "datacenter"
+        return self._flavor
+
+    @property
+    def api(self) -> str:
+        return "/rest/api/3" if self.flavor == "cloud" else "/rest/api/2"
+
+    def check(self) -> str:
+        """Verify the URL and credentials; return a line that says what we talk to."""
+        me = self._get(f"{self.api}/myself")
+        who = me.get("name") or me.get("emailAddress") or me.get("accountId") or "?"
+        return f"Jira {self.flavor} at {self._http.base_url} as {who}"
+
+    def fetch_user(self, ref: UserRef, *, with_groups: bool = False) -> JiraUser:
+        if self.flavor == "cloud":
+            if ref.kind != "account_id":
+                raise InvalidMessage(f"Jira Cloud identifies users by account_id, not {ref.kind}")
+            params = {"accountId": ref.value}
+        elif ref.kind == "account_id":
+            raise InvalidMessage("Jira Data Center identifies users by username or user_key")
+        else:
+            params = {"username" if ref.kind == "username" else "key": ref.value}
+        if with_groups:
+            params["expand"] = "groups"
+        try:
+            data = self._get(f"{self.api}/user", params)
+        except UserNotFound:
+            raise UserNotFound(f"Jira has no user with {ref.kind} {ref.value!r}") from None
+        return self.to_user(data)
+
+    def to_user(self, data: Mapping[str, Any]) -> JiraUser:
+        """Jira's user JSON (either flavour) as a snapshot."""
+        cloud = self.flavor == "cloud"
+        groups = data.get("groups")
+        return JiraUser(
+            jira_id=data["accountId"] if cloud else data["key"],
+            name=None if cloud else data.get("name"),
+            key=None if cloud else data.get("key"),
+            account_id=data.get("accountId") if cloud else None,
+            account_type=data.get("accountType"),
+            display_name=data.get("displayName"),
+            email_address=data.get("emailAddress"),
+            active=bool(data.get("active", True)),
+            time_zone=data.get("timeZone"),
+            locale=data.get("locale"),
+            avatar_url=(data.get("avatarUrls") or {}).get("48x48"),
+            groups=tuple(g["name"] for g in groups.get("items", [])) if groups else None,
+        )
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self._get(path, params)
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        self.requests += 1
+        started = time.monotonic()
+        try:
+            response = self._http.get(path, params=params)
+        except httpx.TimeoutException as exc:
+            raise JiraUnavailable(f"Jira timed out on {path}") from exc
+        except httpx.TransportError as exc:
+            raise JiraUnavailable(f"cannot reach Jira: {exc}") from exc
+        log.debug("GET %s -> %s in %.3fs", path, response.status_code, time.monotonic() - started)
+        _raise_for_status(response, path)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise JiraUnavailable(f"Jira sent a non-JSON answer for {path}") from exc
+
+
+def _raise_for_status(response: httpx.Response, path: str) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    if status in (401, 403):
+        raise JiraAuthError(
+            f"Jira answered {status} to {path}: check ASSETSYNC_JIRA_USERNAME/ASSETSYNC_JIRA_TOKEN"
+            " and that the account may browse users"
+        )
+    if status == 404:
+        raise UserNotFound(f"Jira answered 404 to {path}")
+    if status == 429 or status >= 500 or status == 409:
+        # Cloud answers 409 to requests that ran too long; 429 and 503 are rate limits.
+        raise JiraUnavailable(
+            f"Jira answered {status} to {path}", retry_after=retry_after(response.headers)
+        )
+    raise JiraRejected(f"Jira answered {status} to {path}")
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a ``Retry-After`` header, given as seconds or as an HTTP date."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,112 @@
+"""Every setting, infrastructure and sync alike, read once from ``ASSETSYNC_*``.
+
+Built in ``__main__`` and passed down; nothing reads the environment elsewhere. An
+optional env file (``--env-file``) supplies the same names; real environment variables
+win over it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.topology import DEFAULT_RETRY_DELAYS, Topology
+
+# Jira user fields that can be mapped, and the kind of value each yields.
+JIRA_FIELDS: dict[str, str] = {
+    "name": "text",  # username (Cloud has none: its e-mail address, else its accountId)
+    "key": "identity",
+    "accountId": "identity",
+    "displayName": "text",
+    "emailAddress": "text",
+    "active": "boolean",
+    "timeZone": "text",
+    "locale": "text",
+    "groups": "text",
+    "avatarUrl": "text",
+}
+DEFAULT_FIELD_MAP = {
+    "name": "Username",
+    "displayName": "Full name",
+    "emailAddress": "E-mail",
+    "active": "Active",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASSETSYNC_", extra="ignore")
+
+    # Infrastructure
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
+    amqp_prefix: str = Field(default="assetsync", pattern=r"^[A-Za-z0-9_.-]+$")
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/assetsync")
+    jira_url: str | None = None
+    jira_username: str | None = None
+    jira_token: SecretStr | None = None
+    jira_flavor: Literal["auto", "datacenter", "cloud"] = "auto"
+    jira_timeout: float = Field(default=10.0, gt=0, le=60)
+    jira_page_size: int = Field(default=1000, ge=1, le=1000)
+    max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    heartbeat: int = Field(default=30, ge=0)
+    login_prefetch: int = Field(default=10, ge=1, le=1000)
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    log_level: str = "INFO"
+    health_file: Path | None = Path("/tmp/assetsync-worker.alive")
+
+    # Sync (what the admin page configures)
+    sync_on_login: bool = True
+    asset_type: str = "Employee"
+    folder: str = "Employees"
+    alphabetical_subfolders: bool = True
+    user_field: str = "User"
+    field_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FIELD_MAP))
+    missing_users: Literal["mark", "ignore"] = "mark"
+
+    @field_validator("field_map")
+    @classmethod
+    def _known_jira_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(JIRA_FIELDS))
+        if unknown:
+            known = ", ".join(JIRA_FIELDS)
+            raise ValueError(f"unknown Jira field(s) {', '.join(unknown)}; known: {known}")
+        if "name" not in value:
+            raise ValueError('the username mapping is mandatory: add "name": "<asset field>"')
+        targets = list(value.values())
+        twice = sorted({t for t in targets if targets.count(t) > 1})
+        if twice:
+            raise ValueError(f"asset field(s) mapped twice: {', '.join(twice)}")
+        return value
+
+    @field_validator("folder")
+    @classmethod
+    def _folder_path(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split("/")]
+        if not all(parts):
+            raise ValueError("folder must be a path like 'Employees' or 'People/Staff'")
+        return "/".join(parts)
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _positive_delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(d <= 0 for d in value):
+            raise ValueError("retry_delays must be a non-empty list of positive seconds")
+        return value
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(prefix=self.amqp_prefix, retry_delays=self.retry_delays)
+
+    @property
+    def folder_path(self) -> tuple[str, ...]:
+        return tuple(self.folder.split("/"))
+
+
+def load_settings(env_file: Path | None = None) -> Settings:
+    """Read settings from the environment, and from ``env_file`` if one is given."""
+    if env_file is not None and not env_file.is_file():
+        raise FileNotFoundError(f"settings file not found: {env_file}")
+    return Settings(_env_file=env_file)
