@@ -31,6 +31,7 @@ import hmac
 import json
 import logging
 import random
+import re
 import signal
 import socket
 import threading
@@ -60,6 +61,7 @@ CLOUD_ID_PREFIX = "5b10a2844c20165700ede"
 # assume 24 hex digits notice.
 ADMIN_ACCOUNT_ID = "557058:5f8b1c2e-6d3a-4f0e-9a7b-2c4d8e1f0a99"
 CLOUD_AVATAR_BASE = "https://avatar-management--avatars.us-west-2.prod.public.atl-paas.net"
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
 DC_LIST_DEFAULT = 2000
 GROUP_PAGE_CAP = 50
 CLOUD_PAGE_CAP = 1000
@@ -192,10 +194,17 @@ class _Directory:
 
     def add(self, name: str, key: str | None, account_id: str | None, **attrs: Any) -> _User:
         n = self.counter
+        # Generated ids skip values a test already gave someone explicitly.
+        while (
+            key is None
+            and f"JIRAUSER{FIRST_KEY_NUMBER + n}" in self.by_key
+            or (account_id is None and f"{CLOUD_ID_PREFIX}{n:03x}" in self.by_account)
+        ):
+            n += 1
         key = key or f"JIRAUSER{FIRST_KEY_NUMBER + n}"
         account_id = account_id or f"{CLOUD_ID_PREFIX}{n:03x}"
         self._check_free(name, key, account_id)
-        self.counter += 1
+        self.counter = n + 1
         user = _User(uid=n, name=name, key=key, account_id=account_id, **attrs)
         self.users[user.uid] = user
         self._index(user)
@@ -207,13 +216,11 @@ class _Directory:
         if unknown:
             raise TypeError(f"unknown user fields: {sorted(unknown)}")
         groups = fields.pop("groups", None)
-        self._unindex(user)
+        if "display_name" in fields and fields["display_name"] is None:
+            fields["display_name"] = fields.get("name", user.name)  # as add_user defaults it
+        self._unindex(user)  # so a user may keep its own name, key or accountId
         try:
-            self._check_free(
-                fields.get("name", user.name) if "name" in fields else None,
-                fields.get("key") if "key" in fields else None,
-                fields.get("account_id") if "account_id" in fields else None,
-            )
+            self._check_free(fields.get("name"), fields.get("key"), fields.get("account_id"))
             for attr, value in fields.items():
                 setattr(user, attr, value)
             user.refresh()
@@ -336,19 +343,25 @@ class _Directory:
 # -- JSON rendering ---------------------------------------------------------------------------
 
 
+def _quote(text: str) -> str:
+    # quote() dominated page rendering; almost every value is URL-safe already.
+    return text if _URL_SAFE.fullmatch(text) else quote(text)
+
+
 def _dc_avatars(base: str, key: str) -> dict[str, str]:
-    url = f"{base}/secure/useravatar?ownerId={quote(key)}&avatarId=10122"
+    tail = f"ownerId={_quote(key)}&avatarId=10122"
+    stem = f"{base}/secure/useravatar?"
     return {
-        "48x48": url,
-        "24x24": url.replace("?", "?size=small&", 1),
-        "16x16": url.replace("?", "?size=xsmall&", 1),
-        "32x32": url.replace("?", "?size=medium&", 1),
+        "48x48": stem + tail,
+        "24x24": f"{stem}size=small&{tail}",
+        "16x16": f"{stem}size=xsmall&{tail}",
+        "32x32": f"{stem}size=medium&{tail}",
     }
 
 
 def _cloud_avatars(user: _User) -> dict[str, str]:
     initials = "".join(part[:1] for part in user.display_name.split()[:2]).upper() or "U"
-    stem = f"{CLOUD_AVATAR_BASE}/initials/{quote(initials)}-{user.uid % 6}.png"
+    stem = f"{CLOUD_AVATAR_BASE}/initials/{_quote(initials)}-{user.uid % 6}.png"
     return {f"{s}x{s}": f"{stem}?size={s}&s={s}" for s in (48, 24, 16, 32)}
 
 
@@ -360,7 +373,7 @@ def _put_optional(body: Json, name: str, value: str | None) -> None:
 
 def _dc_user(user: _User, base: str) -> Json:
     body: Json = {
-        "self": f"{base}/rest/api/2/user?username={quote(user.name)}",
+        "self": f"{base}/rest/api/2/user?username={_quote(user.name)}",
         "key": user.key,
         "name": user.name,
     }
@@ -376,7 +389,7 @@ def _dc_user(user: _User, base: str) -> Json:
 
 def _cloud_user(user: _User, base: str) -> Json:
     body: Json = {
-        "self": f"{base}/rest/api/3/user?accountId={quote(user.account_id)}",
+        "self": f"{base}/rest/api/3/user?accountId={_quote(user.account_id)}",
         "accountId": user.account_id,
         "accountType": user.account_type,
     }
@@ -396,7 +409,7 @@ def _groups_json(groups: list[_Group], cloud: bool, base: str) -> Json:
             self_url = f"{base}/rest/api/3/group?groupId={group.group_id}"
             items.append({"name": group.name, "groupId": group.group_id, "self": self_url})
         else:
-            self_url = f"{base}/rest/api/2/group?groupname={quote(group.name)}"
+            self_url = f"{base}/rest/api/2/group?groupname={_quote(group.name)}"
             items.append({"name": group.name, "self": self_url})
     return {"size": len(items), "items": items}
 
@@ -453,6 +466,7 @@ class FakeJira:
         self._faults: list[_Fault] = []
         self._delay = 0.0
         self._server: _Server | None = None
+        self._url: str | None = None
         self._thread: threading.Thread | None = None
         self.request_log: list[tuple[str, str]] = []
         self._routes = self._build_routes()
@@ -461,15 +475,16 @@ class FakeJira:
 
     @property
     def url(self) -> str:
-        if self._server is None:
+        if self._url is None:
             raise RuntimeError("the fake Jira is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._url
 
     def start(self) -> FakeJira:
         if self._server is not None:
             raise RuntimeError("the fake Jira is already started")
         self._server = _Server((self._host, self._port), self)
+        host, port = self._server.server_address[:2]
+        self._url = f"http://{host!s}:{port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -481,7 +496,7 @@ class FakeJira:
         return self
 
     def stop(self) -> None:
-        server, self._server = self._server, None
+        server, self._server, self._url = self._server, None, None
         if server is None:
             return
         server.shutdown()
@@ -557,7 +572,7 @@ class FakeJira:
     def users(self) -> list[Json]:
         """Every account's JSON, in creation order."""
         with self._lock:
-            return [self._user_json(u) for u in self._dir.by_creation()[0]]
+            return self._users_json(self._dir.by_creation()[0])
 
     @property
     def user_count(self) -> int:
@@ -605,8 +620,9 @@ class FakeJira:
         path_contains: str = "",
     ) -> None:
         """Answer the next ``count`` matching requests with ``status`` (queued in order)."""
-        with self._lock:
-            self._faults.append(_Fault(count, status, retry_after, path_contains))
+        if count > 0:
+            with self._lock:
+                self._faults.append(_Fault(count, status, retry_after, path_contains))
 
     def set_delay(self, seconds: float) -> None:
         with self._lock:
@@ -678,7 +694,7 @@ class FakeJira:
             return False
         try:
             user, _, password = base64.b64decode(credentials).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # bad base64 or not UTF-8
             return False
         # Jira usernames (and Cloud e-mails) are case-insensitive; tokens are not.
         return user.lower() == self._username.lower() and hmac.compare_digest(
@@ -728,7 +744,7 @@ class FakeJira:
         version = CLOUD_VERSION if self.cloud else DC_VERSION
         major, minor, patch = version
         return {
-            "baseUrl": self.url,
+            "baseUrl": self._base(),
             "version": "1001.0.0-SNAPSHOT" if self.cloud else f"{major}.{minor}.{patch}",
             "versionNumbers": list(version),
             "deploymentType": "Cloud" if self.cloud else "Server",
@@ -785,7 +801,7 @@ class FakeJira:
         limit = min(self._search_cap, start + size)
         with self._lock:
             found = self._dir.search(needle.lower(), active, inactive, limit)
-            return [self._user_json(u) for u in found[start:]]
+            return self._users_json(found[start:])
 
     def _ep_dc_list(self, query: _Query, path: str) -> Json:
         size = min(query.integer("maxResults", DC_LIST_DEFAULT), self._max_page)
@@ -798,7 +814,7 @@ class FakeJira:
             start = bisect.bisect_right(uids, after)
             page = users[start : start + size]
             is_last = start + size >= len(users)
-            body: Json = {"values": [self._user_json(u) for u in page], "isLast": is_last}
+            body: Json = {"values": self._users_json(page), "isLast": is_last}
         if not is_last:
             body["nextCursor"] = _encode_cursor(page[-1].uid)
         return body
@@ -807,7 +823,7 @@ class FakeJira:
         start, size = self._paging(query, default=50, cap=min(self._max_page, CLOUD_PAGE_CAP))
         with self._lock:
             users, _ = self._dir.by_creation()
-            return [self._user_json(u) for u in users[start : start + size]]
+            return self._users_json(users[start : start + size])
 
     def _ep_group_member(self, query: _Query, path: str) -> Json:
         start, size = self._paging(query, default=50, cap=GROUP_PAGE_CAP)
@@ -815,7 +831,7 @@ class FakeJira:
         with self._lock:
             group, ident = self._find_group(query)
             members = self._dir.members(group, include_inactive)
-            values = [self._user_json(u) for u in members[start : start + size]]
+            values = self._users_json(members[start : start + size])
         total = len(members)
         is_last = start + size >= total
 
@@ -826,7 +842,7 @@ class FakeJira:
                 "startAt": at,
                 "maxResults": size,
             }
-            return f"{self.url}{path}?{urlencode(params)}"
+            return f"{self._base()}{path}?{urlencode(params)}"
 
         body: Json = {"self": page_url(start)}
         if not is_last:
@@ -877,8 +893,13 @@ class FakeJira:
         )
 
     def _base(self) -> str:
-        # Users added before start() get the configured address in their JSON.
-        return self.url if self._server is not None else f"http://{self._host}:{self._port}"
+        # Users added before start() get the configured address in their JSON; requests
+        # still running after stop() must not fail on the missing URL.
+        return self._url or f"http://{self._host}:{self._port}"
+
+    def _users_json(self, users: Iterable[_User]) -> list[Json]:
+        base, render = self._base(), _cloud_user if self.cloud else _dc_user
+        return [render(user, base) for user in users]
 
     def _user_json(self, user: _User, with_groups: bool = False) -> Json:
         base = self._base()
@@ -1048,7 +1069,8 @@ def _sample_people(n: int, rng: random.Random, taken: set[str]) -> list[dict[str
 
 def _service_person(index: int, taken: set[str]) -> dict[str, Any]:
     base, display = SERVICE_ACCOUNTS[index % len(SERVICE_ACCOUNTS)]
-    name, round_ = base, index // len(SERVICE_ACCOUNTS)
+    round_ = index // len(SERVICE_ACCOUNTS)
+    name = base if round_ == 0 else f"{base}{round_ + 1}"
     while name.lower() in taken:
         round_ += 1
         name = f"{base}{round_ + 1}"

@@ -30,6 +30,15 @@ class _Message(BaseModel):
 class UserLoggedIn(_Message):
     """A user logged in to Jira. Exactly one of the three identifiers is given."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("username", "user_key", "account_id")
+            ]
+        }
+    )
+
     type: Literal["user-logged-in"] = "user-logged-in"
     schema_version: Literal[1] = 1
     event_id: UUID

@@ -17,6 +17,7 @@ import pika
 import psycopg
 from psycopg.rows import dict_row
 
+from producers.publisher import declare
 from schemas.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,11 @@ class Broker:
                 body=body,
                 properties=pika.BasicProperties(content_type=content_type, delivery_mode=2),
             )
+
+    def declare(self) -> None:
+        """Declare the topology as a producer does, before any worker has run."""
+        with pika.BlockingConnection(pika.URLParameters(self.url)) as conn:
+            declare(conn.channel(), self.topology)
 
     def drain(self, queue: str) -> list[tuple[bytes, dict[str, Any]]]:
         """Take every message now in ``queue``: (body, headers)."""

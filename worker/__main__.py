@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per request from these is noise at INFO; ours say what matters.
+    for chatty in ("httpx", "httpcore", "yoyo", "amqp", "kombu"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
     try:
         if args.command == "migrate":
             migrate(settings.database_url.get_secret_value())
