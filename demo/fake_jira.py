@@ -194,13 +194,8 @@ class _Directory:
 
     def add(self, name: str, key: str | None, account_id: str | None, **attrs: Any) -> _User:
         n = self.counter
-        # Generated ids skip values a test already gave someone explicitly.
-        while (
-            key is None
-            and f"JIRAUSER{FIRST_KEY_NUMBER + n}" in self.by_key
-            or (account_id is None and f"{CLOUD_ID_PREFIX}{n:03x}" in self.by_account)
-        ):
-            n += 1
+        while not self._generated_ids_free(n, key is None, account_id is None):
+            n += 1  # a test gave someone this id explicitly
         key = key or f"JIRAUSER{FIRST_KEY_NUMBER + n}"
         account_id = account_id or f"{CLOUD_ID_PREFIX}{n:03x}"
         self._check_free(name, key, account_id)
@@ -312,6 +307,11 @@ class _Directory:
         return sorted((self.groups[g] for g in user.groups), key=lambda g: g.name.lower())
 
     # -- internals -----------------------------------------------------------------------
+
+    def _generated_ids_free(self, n: int, need_key: bool, need_account_id: bool) -> bool:
+        key_free = not need_key or f"JIRAUSER{FIRST_KEY_NUMBER + n}" not in self.by_key
+        account_free = not need_account_id or f"{CLOUD_ID_PREFIX}{n:03x}" not in self.by_account
+        return key_free and account_free
 
     def _check_free(self, name: str | None, key: str | None, account_id: str | None) -> None:
         if name is not None and name.lower() in self.by_name:

@@ -34,7 +34,9 @@ def database(infra: Servers) -> Iterator[str]:
     migrate(url)
     yield url
     with psycopg.connect(infra.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -73,11 +75,21 @@ def start_worker(
     """
     started: list[WorkerProcess] = []
 
-    def start(*, jira_url: str | None = None, env: dict[str, str] | None = None,
-              wait: bool = True, args: tuple[str, ...] = ()) -> WorkerProcess:
+    def start(
+        *,
+        jira_url: str | None = None,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        args: tuple[str, ...] = (),
+    ) -> WorkerProcess:
         process = WorkerProcess(
-            env=worker_env(amqp_url=infra.amqp_url, database_url=database,
-                           topology=broker.topology, jira_url=jira_url or jira.url, extra=env),
+            env=worker_env(
+                amqp_url=infra.amqp_url,
+                database_url=database,
+                topology=broker.topology,
+                jira_url=jira_url or jira.url,
+                extra=env,
+            ),
             log_path=tmp_path / f"worker-{len(started)}.log",
             args=args,
         )

@@ -34,7 +34,7 @@ def docker_available() -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(2)
         try:
-            sock.connect(host[len("unix://"):])
+            sock.connect(host[len("unix://") :])
         except OSError:
             return False
     return True
@@ -54,9 +54,10 @@ def servers() -> Iterator[Servers]:
     from testcontainers.postgres import PostgresContainer
     from testcontainers.rabbitmq import RabbitMqContainer
 
-    with RabbitMqContainer("rabbitmq:4-management") as rabbit, PostgresContainer(
-        "postgres:17"
-    ) as pg:
+    with (
+        RabbitMqContainer("rabbitmq:4-management") as rabbit,
+        PostgresContainer("postgres:17") as pg,
+    ):
         host = rabbit.get_container_host_ip()
         port = rabbit.get_exposed_port(5672)
         yield Servers(

@@ -113,11 +113,17 @@ class WorkerProcess:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "worker", *self.args],
-            env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         if wait:
-            wait_for(lambda: "consuming" in self.log() or self.proc.poll() is not None,
-                     timeout=30, what="the worker to start consuming")
+            wait_for(
+                lambda: "consuming" in self.log() or self.proc.poll() is not None,
+                timeout=30,
+                what="the worker to start consuming",
+            )
             assert self.proc.poll() is None, f"worker exited early:\n{self.log()}"
         return self
 
@@ -141,21 +147,29 @@ class WorkerProcess:
         self._log.close()
 
 
-def worker_env(*, amqp_url: str, database_url: str, topology: Topology, jira_url: str,
-               extra: dict[str, str] | None = None) -> dict[str, str]:
+def worker_env(
+    *,
+    amqp_url: str,
+    database_url: str,
+    topology: Topology,
+    jira_url: str,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSYNC_")}
-    env.update({
-        "ASSETSYNC_AMQP_URL": amqp_url,
-        "ASSETSYNC_AMQP_PREFIX": topology.prefix,
-        "ASSETSYNC_RETRY_DELAYS": json.dumps(list(topology.retry_delays)),
-        "ASSETSYNC_DATABASE_URL": database_url,
-        "ASSETSYNC_JIRA_URL": jira_url,
-        "ASSETSYNC_JIRA_USERNAME": "admin",
-        "ASSETSYNC_JIRA_TOKEN": "secret",
-        "ASSETSYNC_HEALTH_FILE": "",
-        "ASSETSYNC_JIRA_TIMEOUT": "5",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "ASSETSYNC_AMQP_URL": amqp_url,
+            "ASSETSYNC_AMQP_PREFIX": topology.prefix,
+            "ASSETSYNC_RETRY_DELAYS": json.dumps(list(topology.retry_delays)),
+            "ASSETSYNC_DATABASE_URL": database_url,
+            "ASSETSYNC_JIRA_URL": jira_url,
+            "ASSETSYNC_JIRA_USERNAME": "admin",
+            "ASSETSYNC_JIRA_TOKEN": "secret",
+            "ASSETSYNC_HEALTH_FILE": "",
+            "ASSETSYNC_JIRA_TIMEOUT": "5",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra or {})
     return env
 

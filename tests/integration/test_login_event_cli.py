@@ -14,14 +14,23 @@ from tests.support import ROOT
 
 def run_cli(*args: str, amqp_url: str, prefix: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ASSETSYNC_AMQP_URL": amqp_url, "ASSETSYNC_AMQP_PREFIX": prefix}
-    return subprocess.run([sys.executable, "-m", "producers.login_event", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "producers.login_event", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
-    [(("jdoe",), {"username": "jdoe"}), (("--key", "JIRAUSER10100"), {"user_key": "JIRAUSER10100"}),
-     (("--account-id", "5b10ac8d82e05b22cc7d4ef5"), {"account_id": "5b10ac8d82e05b22cc7d4ef5"})],
+    [
+        (("jdoe",), {"username": "jdoe"}),
+        (("--key", "JIRAUSER10100"), {"user_key": "JIRAUSER10100"}),
+        (("--account-id", "5b10ac8d82e05b22cc7d4ef5"), {"account_id": "5b10ac8d82e05b22cc7d4ef5"}),
+    ],
     ids=["username", "key", "account id"],
 )
 def test_publishes_one_confirmed_login_event(broker, args, expected):
@@ -43,8 +52,9 @@ def test_usage_errors_exit_2_with_one_line(broker, args):
 
 
 def test_unreachable_broker_exits_1_with_one_line(broker):
-    done = run_cli("jdoe", amqp_url="amqp://guest:guest@127.0.0.1:1/%2F",
-                   prefix=broker.topology.prefix)
+    done = run_cli(
+        "jdoe", amqp_url="amqp://guest:guest@127.0.0.1:1/%2F", prefix=broker.topology.prefix
+    )
     assert done.returncode == 1
     assert done.stderr.strip() == (
         "python -m producers.login_event: cannot reach RabbitMQ at 127.0.0.1:1"

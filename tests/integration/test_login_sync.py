@@ -6,19 +6,20 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from demo.fake_jira import FakeJira
 from producers.publisher import Publisher, publish_user_logged_in
 from tests.support import asset_of, user_assets, wait_for
 
 
 def login_body(**ident: str) -> bytes:
-    return json.dumps({
-        "type": "user-logged-in",
-        "schema_version": 1,
-        "event_id": str(uuid.uuid4()),
-        "occurred_at": datetime.now(UTC).isoformat(),
-        **ident,
-    }).encode()
+    return json.dumps(
+        {
+            "type": "user-logged-in",
+            "schema_version": 1,
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": datetime.now(UTC).isoformat(),
+            **ident,
+        }
+    ).encode()
 
 
 def test_first_login_creates_the_asset_in_its_folder_and_subfolder(
@@ -53,7 +54,11 @@ def test_second_login_updates_only_changed_fields(start_worker, broker, jira, da
     jira.update_user("jdoe", email="jane.doe@example.com")
     broker.publish_raw(login_body(username="jdoe"), routing_key="user-logged-in")
     second = wait_for(
-        lambda: (a := asset_of(database, user["key"])) and a["fields"]["E-mail"] != "jane@example.com" and a,
+        lambda: (
+            (a := asset_of(database, user["key"]))
+            and a["fields"]["E-mail"] != "jane@example.com"
+            and a
+        ),
         what="the e-mail change",
     )
     assert second["asset_id"] == first["asset_id"]
@@ -84,7 +89,9 @@ def test_renamed_user_updates_their_asset_instead_of_getting_a_second(
     jira.update_user(user["key"], name="ssmith", display_name="Sam Smith")
     broker.publish_raw(login_body(username="ssmith"), routing_key="user-logged-in")
     renamed = wait_for(
-        lambda: (a := asset_of(database, user["key"])) and a["fields"]["Username"] == "ssmith" and a,
+        lambda: (
+            (a := asset_of(database, user["key"])) and a["fields"]["Username"] == "ssmith" and a
+        ),
         what="the rename",
     )
     assert len(user_assets(database)) == 1
@@ -110,15 +117,21 @@ def test_names_without_a_leading_letter_go_to_the_hash_folder(start_worker, brok
 
 def test_settings_choose_folder_mapping_and_no_subfolders(start_worker, broker, jira, database):
     user = jira.add_user("jdoe", display_name="Jane Doe", email="jane@example.com")
-    start_worker(env={
-        "ASSETSYNC_FOLDER": "People/Staff",
-        "ASSETSYNC_ALPHABETICAL_SUBFOLDERS": "false",
-        "ASSETSYNC_FIELD_MAP": json.dumps({"name": "Username", "emailAddress": "Full name"}),
-    })
+    start_worker(
+        env={
+            "ASSETSYNC_FOLDER": "People/Staff",
+            "ASSETSYNC_ALPHABETICAL_SUBFOLDERS": "false",
+            "ASSETSYNC_FIELD_MAP": json.dumps({"name": "Username", "emailAddress": "Full name"}),
+        }
+    )
     broker.publish_raw(login_body(username="jdoe"), routing_key="user-logged-in")
     asset = wait_for(lambda: asset_of(database, user["key"]), what="the asset")
     assert asset["folder_path"] == "People/Staff"
-    assert asset["fields"] == {"User": user["key"], "Username": "jdoe", "Full name": "jane@example.com"}
+    assert asset["fields"] == {
+        "User": user["key"],
+        "Username": "jdoe",
+        "Full name": "jane@example.com",
+    }
 
 
 def test_cloud_login_by_account_id(start_worker, broker, cloud_jira, database):

@@ -18,8 +18,10 @@ def test_fifty_duplicate_events_across_two_workers_make_one_asset(
         broker.publish_raw(login_body(username="jdoe"), routing_key="user-logged-in")
 
     wait_for(lambda: broker.count(broker.topology.login_queue) == 0, what="the queue to drain")
-    wait_for(lambda: first.log().count("login of") + second.log().count("login of") == 50,
-             what="all 50 events handled")
+    wait_for(
+        lambda: first.log().count("login of") + second.log().count("login of") == 50,
+        what="all 50 events handled",
+    )
     assets = user_assets(database)
     assert [a["jira_id"] for a in assets] == [user["key"]]
     assert first.log().count("login of") > 0 and second.log().count("login of") > 0

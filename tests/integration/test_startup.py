@@ -21,8 +21,13 @@ def test_migrate_from_three_replicas_at_once_on_a_new_database(infra):
     env = {"ASSETSYNC_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
     try:
         runs = [
-            subprocess.Popen([sys.executable, "-m", "worker", "migrate"], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                [sys.executable, "-m", "worker", "migrate"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
             for _ in range(3)
         ]
         outputs = [r.communicate(timeout=60)[0].decode() for r in runs]
@@ -33,32 +38,56 @@ def test_migrate_from_three_replicas_at_once_on_a_new_database(infra):
                 "SELECT f.name, f.field_type FROM asset_fields f JOIN asset_types t"
                 " ON t.id = f.asset_type_id WHERE t.name = 'Employee' ORDER BY f.id"
             ).fetchall()
-        assert fields == [("User", "user"), ("Username", "text"), ("Full name", "text"),
-                          ("E-mail", "text"), ("Active", "boolean")]
+        assert fields == [
+            ("User", "user"),
+            ("Username", "text"),
+            ("Full name", "text"),
+            ("E-mail", "text"),
+            ("Active", "boolean"),
+        ]
     finally:
         with psycopg.connect(infra.database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.mark.parametrize(
     ("env", "line"),
     [
-        ({"ASSETSYNC_ASSET_TYPE": "Laptop"},
-         "ASSETSYNC_ASSET_TYPE: no asset type 'Laptop' in the asset store (it has: Employee)"),
-        ({"ASSETSYNC_FIELD_MAP": json.dumps({"name": "Username", "locale": "Locale"})},
-         "ASSETSYNC_FIELD_MAP: asset type 'Employee' has no field 'Locale' (mapped from locale)"),
-        ({"ASSETSYNC_FIELD_MAP": json.dumps({"name": "Username", "active": "E-mail"})},
-         "ASSETSYNC_FIELD_MAP: active (boolean) cannot go into 'E-mail', a field of type text"),
-        ({"ASSETSYNC_FIELD_MAP": json.dumps({"displayName": "Full name"})},
-         "invalid setting ASSETSYNC_FIELD_MAP: Value error, the username mapping is mandatory"),
-        ({"ASSETSYNC_USER_FIELD": "Username"},
-         "ASSETSYNC_USER_FIELD: field 'Username' is of type text, not user"),
-        ({"ASSETSYNC_JIRA_TOKEN": "wrong"},
-         "Jira answered 401 to /rest/api/2/serverInfo: check ASSETSYNC_JIRA_USERNAME"),
+        (
+            {"ASSETSYNC_ASSET_TYPE": "Laptop"},
+            "ASSETSYNC_ASSET_TYPE: no asset type 'Laptop' in the asset store (it has: Employee)",
+        ),
+        (
+            {"ASSETSYNC_FIELD_MAP": json.dumps({"name": "Username", "locale": "Locale"})},
+            "ASSETSYNC_FIELD_MAP: asset type 'Employee' has no field 'Locale' (mapped from locale)",
+        ),
+        (
+            {"ASSETSYNC_FIELD_MAP": json.dumps({"name": "Username", "active": "E-mail"})},
+            "ASSETSYNC_FIELD_MAP: active (boolean) cannot go into 'E-mail', a field of type text",
+        ),
+        (
+            {"ASSETSYNC_FIELD_MAP": json.dumps({"displayName": "Full name"})},
+            "invalid setting ASSETSYNC_FIELD_MAP: Value error, the username mapping is mandatory",
+        ),
+        (
+            {"ASSETSYNC_USER_FIELD": "Username"},
+            "ASSETSYNC_USER_FIELD: field 'Username' is of type text, not user",
+        ),
+        (
+            {"ASSETSYNC_JIRA_TOKEN": "wrong"},
+            "Jira answered 401 to /rest/api/2/serverInfo: check ASSETSYNC_JIRA_USERNAME",
+        ),
     ],
-    ids=["unknown asset type", "unknown field", "type mismatch", "no username mapping",
-         "user field not of type user", "bad Jira credentials"],
+    ids=[
+        "unknown asset type",
+        "unknown field",
+        "type mismatch",
+        "no username mapping",
+        "user field not of type user",
+        "bad Jira credentials",
+    ],
 )
 def test_settings_that_do_not_fit_stop_the_worker_with_one_clear_line(start_worker, env, line):
     worker = start_worker(env=env, wait=False)
@@ -82,10 +111,13 @@ def test_worker_waits_for_a_jira_that_is_still_starting(start_worker, broker, ji
 def test_user_lookup_is_index_backed(database):
     with psycopg.connect(database) as conn:
         conn.execute("SET enable_seqscan = off")  # tiny tables; ask what the plan can use
-        plan = "\n".join(r[0] for r in conn.execute(
-            "EXPLAIN SELECT asset_id FROM asset_values"
-            " WHERE field_id = 1 AND is_unique AND value_user = ANY(ARRAY['JIRAUSER10000'])"
-        ))
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN SELECT asset_id FROM asset_values"
+                " WHERE field_id = 1 AND is_unique AND value_user = ANY(ARRAY['JIRAUSER10000'])"
+            )
+        )
     assert "asset_values_unique_user" in plan
 
 
@@ -94,11 +126,14 @@ def test_database_refuses_a_second_asset_for_the_same_user(database):
         conn.execute("INSERT INTO folders (name) VALUES ('Employees')")
         for asset_id in (1, 2):
             conn.execute(
-                "INSERT INTO assets (id, asset_type_id, folder_id) VALUES (%s, 1, 1)", [asset_id])
+                "INSERT INTO assets (id, asset_type_id, folder_id) VALUES (%s, 1, 1)", [asset_id]
+            )
         conn.execute(
             "INSERT INTO asset_values (asset_id, asset_type_id, field_id, field_type, is_unique,"
-            " value_user) VALUES (1, 1, 1, 'user', true, 'JIRAUSER10000')")
+            " value_user) VALUES (1, 1, 1, 'user', true, 'JIRAUSER10000')"
+        )
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(
                 "INSERT INTO asset_values (asset_id, asset_type_id, field_id, field_type,"
-                " is_unique, value_user) VALUES (2, 1, 1, 'user', true, 'JIRAUSER10000')")
+                " is_unique, value_user) VALUES (2, 1, 1, 'user', true, 'JIRAUSER10000')"
+            )

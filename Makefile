@@ -1,0 +1,44 @@
+# One set of commands for people and CI. `make check` = lint + types + tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: all check lint types test run services schemas clean
+
+all: check
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+check: lint types test
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+types: $(STAMP)
+	$(PY) -m mypy worker producers schemas demo
+
+test: $(STAMP) services
+	$(PY) -m pytest
+
+# The main job: workers syncing users from the demo Jira (or ASSETSYNC_JIRA_URL).
+run: $(STAMP)
+	@if docker info >/dev/null 2>&1; then \
+		docker compose --profile demo up --build; \
+	else \
+		scripts/ensure-services && $(PY) -m demo.run; \
+	fi
+
+# Local RabbitMQ/PostgreSQL when no Docker engine runs the tests' containers.
+services:
+	@docker info >/dev/null 2>&1 || scripts/ensure-services
+
+schemas: $(STAMP)
+	$(PY) -m schemas
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,99 @@
+"""``python -m demo.run``: the quick start without Docker.
+
+Migrates the database, starts the demo Jira stand-in (unless ``ASSETSYNC_JIRA_URL``
+names a real one), starts two worker replicas, sends demo traffic, shows the synced
+user assets, and keeps the workers running until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import psycopg
+
+from demo.fake_jira import FakeJira
+from worker.settings import Settings
+
+DEMO_USERS = 40
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo.run", description=__doc__)
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--once", action="store_true", help="stop once the demo sync is done")
+    args = parser.parse_args(argv)
+
+    env = dict(os.environ)
+    fake: FakeJira | None = None
+    if not env.get("ASSETSYNC_JIRA_URL"):
+        fake = FakeJira(flavor="datacenter", port=int(env.get("DEMO_JIRA_PORT", "0")))
+        fake.add_sample_users(DEMO_USERS, inactive_every=10, groups={"jira-software-users": 1})
+        fake.start()
+        env.update(
+            ASSETSYNC_JIRA_URL=fake.url,
+            ASSETSYNC_JIRA_USERNAME="admin",
+            ASSETSYNC_JIRA_TOKEN="secret",
+        )
+        print(f"demo Jira with {DEMO_USERS} sample users on {fake.url}")
+    settings = Settings(jira_url=env["ASSETSYNC_JIRA_URL"])  # the rest from the environment
+
+    subprocess.run([sys.executable, "-m", "worker", "migrate"], env=env, check=True)
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "worker"], env=env) for _ in range(args.replicas)
+    ]
+    stop = False
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if fake is not None:
+            subprocess.run([sys.executable, "-m", "demo.traffic"], env=env, check=True)
+            show_when_synced(settings.database_url.get_secret_value(), DEMO_USERS)
+        if not args.once:
+            print(
+                "workers running; publish a login with `python -m producers.login_event"
+                " USERNAME`; Ctrl-C stops them"
+            )
+            while not stop and all(w.poll() is None for w in workers):
+                time.sleep(0.5)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+        codes = [w.wait(15) for w in workers]
+        if fake is not None:
+            fake.stop()
+    return 0 if all(c == 0 for c in codes) else 1
+
+
+def show_when_synced(database_url: str, expected: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    rows: list[tuple[Any, ...]] = []
+    while time.monotonic() < deadline:
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT folder_path, fields->>'Username', fields->>'Full name', fields->>'Active'"
+                " FROM user_assets ORDER BY folder_path, fields->>'Username'"
+            ).fetchall()
+        if len(rows) >= expected:
+            break
+        time.sleep(0.5)
+    for folder, username, full_name, active in rows:
+        print(f"  {folder:<14} {username:<16} {full_name or '':<24} active={active}")
+    per_folder = Counter(r[0] for r in rows)
+    print(f"{len(rows)} user assets in {len(per_folder)} folders (SELECT * FROM user_assets)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
