@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 import time
@@ -17,6 +18,7 @@ from types import FrameType
 from typing import TypeVar
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from worker.consumer import Consumer
 from worker.errors import ConfigError, TransientError
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.env_file)
-    except (ValidationError, FileNotFoundError) as exc:
+    except (ValidationError, SettingsError, FileNotFoundError) as exc:
         print(f"assetsync: {describe_settings_error(exc)}", file=sys.stderr)
         return EX_CONFIG
     logging.basicConfig(
@@ -154,6 +156,11 @@ def describe_settings_error(exc: Exception) -> str:
         first = exc.errors(include_url=False)[0]
         name = "ASSETSYNC_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
         return f"invalid setting {name}: {first['msg']}"
+    if isinstance(exc, SettingsError):
+        # pydantic-settings names the field only in its message; JSON is the usual culprit.
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = "ASSETSYNC_" + found.group(1).upper() if found else "settings"
+        return f"invalid setting {name}: not valid JSON"
     return str(exc)
 
 

@@ -31,12 +31,13 @@ def decode(routing_key: str, body: bytes, *, content_type: str | None, max_bytes
     if not isinstance(data, dict):
         raise InvalidMessage("body is not a JSON object")
     kind = data.get("type")
-    if kind not in MODELS:
+    if not isinstance(kind, str) or kind not in MODELS:
         raise InvalidMessage(f"unknown message type {kind!r}")
     if kind != routing_key:
         raise InvalidMessage(f"message type {kind!r} does not match routing key {routing_key!r}")
     version = data.get("schema_version")
-    if version not in SUPPORTED_VERSIONS[kind]:
+    # type() rather than isinstance(): JSON true is not version 1.
+    if type(version) is not int or version not in SUPPORTED_VERSIONS[kind]:
         raise InvalidMessage(f"unsupported schema_version {version!r} for {kind}")
     try:
         message: Message = _ADAPTER.validate_python(data)

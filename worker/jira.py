@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import httpx
 
 from schemas.messages import JiraUser
 from worker.errors import (
+    ConfigError,
     InvalidMessage,
     JiraAuthError,
     JiraRejected,
@@ -83,7 +85,13 @@ class JiraClient:
     @property
     def flavor(self) -> Flavor:
         if self._flavor is None:
-            info = self._get("/rest/api/2/serverInfo")
+            try:
+                info = self._get("/rest/api/2/serverInfo")
+            except UserNotFound as exc:
+                raise ConfigError(
+                    f"ASSETSYNC_JIRA_URL: {self._http.base_url} does not answer like Jira"
+                    " (no /rest/api/2/serverInfo there; is a context path missing?)"
+                ) from exc
             self._flavor = "cloud" if info.get("deploymentType") == "Cloud" else "datacenter"
         return self._flavor
 
@@ -93,7 +101,13 @@ class JiraClient:
 
     def check(self) -> str:
         """Verify the URL and credentials; return a line that says what we talk to."""
-        me = self._get(f"{self.api}/myself")
+        try:
+            me = self._get(f"{self.api}/myself")
+        except UserNotFound as exc:
+            raise ConfigError(
+                f"ASSETSYNC_JIRA_URL: {self._http.base_url} does not answer like Jira"
+                " (no /rest/api/.../myself there; is a context path such as /jira missing?)"
+            ) from exc
         who = me.get("name") or me.get("emailAddress") or me.get("accountId") or "?"
         return f"Jira {self.flavor} at {self._http.base_url} as {who}"
 
@@ -178,9 +192,11 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

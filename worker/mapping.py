@@ -93,10 +93,13 @@ def username(user: JiraUser) -> str:
 def folder_for(user: JiraUser, rules: MappingRules) -> tuple[str, ...]:
     if not rules.alphabetical:
         return rules.folder
-    return (*rules.folder, initial(user.display_name or username(user)))
+    return (*rules.folder, initial((user.display_name or "").strip() or username(user)))
 
 
 def initial(name: str) -> str:
     """The subfolder for a name: its upper-cased first letter, or ``#``."""
     first = name.strip()[:1]
-    return first.upper() if first.isalpha() else NO_LETTER_FOLDER
+    if not first.isalpha():
+        return NO_LETTER_FOLDER
+    upper = first.upper()
+    return upper if len(upper) == 1 else first  # "ß".upper() is "SS"

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 Outcome = Literal["created", "updated", "unchanged"]
 COLUMN = {"text": "value_text", "user": "value_user", "boolean": "value_bool"}
 # Which asset field types can hold which kind of Jira value.
+NO_FOLDER = -1  # dry run: the folder does not exist yet
 COMPATIBLE = {"text": {"text"}, "identity": {"user", "text"}, "boolean": {"boolean"}}
 
 
@@ -65,6 +66,10 @@ class _Current:
     state: str
     new: bool = False
     values: dict[str, Value] = field(default_factory=dict)
+
+    @classmethod
+    def would_create(cls, folder_id: int) -> _Current:
+        return cls(asset_id=0, folder_id=folder_id, seen_at=None, state="active", new=True)
 
 
 class Store:
@@ -141,49 +146,66 @@ class Store:
         _check_map(scheme, field_map, kinds)
         return scheme
 
-    def folder_id(self, path: tuple[str, ...]) -> int:
-        """The id of a folder path, creating missing folders (in their own transaction,
-        so that a later rollback cannot leave a cached id pointing nowhere)."""
+    def folder_id(self, path: tuple[str, ...], *, create: bool = True) -> int | None:
+        """The id of a folder path, creating missing folders unless ``create`` is false
+        (then a missing folder is ``None``). Folders are created in their own
+        transaction, so that a later rollback cannot leave a cached id pointing nowhere."""
         cached = self._folders.get(path)
         if cached is not None:
             return cached
         parent: int | None = None
         with self.transaction() as conn:
             for name in path:
-                conn.execute(
-                    "INSERT INTO folders (parent_id, name) VALUES (%s, %s)"
-                    " ON CONFLICT (parent_id, name) DO NOTHING",
-                    [parent, name],
-                )
+                if create:
+                    conn.execute(
+                        "INSERT INTO folders (parent_id, name) VALUES (%s, %s)"
+                        " ON CONFLICT (parent_id, name) DO NOTHING",
+                        [parent, name],
+                    )
                 found = conn.execute(
                     "SELECT id FROM folders WHERE parent_id IS NOT DISTINCT FROM %s AND name = %s",
                     [parent, name],
                 ).fetchone()
-                assert found is not None  # just inserted or already there
+                if found is None:
+                    return None
                 parent = found[0]
         assert parent is not None
         self._folders[path] = parent
         return parent
 
     def apply_plans(
-        self, conn: psycopg.Connection[Any], scheme: Scheme, plans: Sequence[AssetPlan]
+        self,
+        conn: psycopg.Connection[Any],
+        scheme: Scheme,
+        plans: Sequence[AssetPlan],
+        *,
+        dry_run: bool = False,
     ) -> dict[str, Change]:
         """Make each planned asset true, inside the caller's transaction.
 
-        Several plans for one user (duplicate messages) collapse into the newest.
+        Several plans for one user (duplicate messages) collapse into the newest. With
+        ``dry_run`` nothing is written or locked: the changes say what would happen.
         """
         newest: dict[str, AssetPlan] = {}
         for plan in plans:
             known = newest.get(plan.jira_id)
             if known is None or plan.seen_at >= known.seen_at:
                 newest[plan.jira_id] = plan
-        folders = {p.jira_id: self.folder_id(p.folder) for p in newest.values()}
-        current = _lock(conn, scheme, sorted(newest))
+        folders = {
+            p.jira_id: self.folder_id(p.folder, create=not dry_run) or NO_FOLDER
+            for p in newest.values()
+        }
+        current = _find(conn, scheme, sorted(newest), lock=not dry_run)
         missing = [newest[j] for j in sorted(newest) if j not in current]
-        if missing:
+        if missing and dry_run:
+            current.update({p.jira_id: _Current.would_create(folders[p.jira_id]) for p in missing})
+        elif missing:
             current.update(_create(conn, scheme, missing, folders))
         _read_values(conn, scheme, current)
-        return _write(conn, scheme, newest, current, folders)
+        changes, writes = _decide(scheme, newest, current, folders)
+        if not dry_run:
+            writes.execute(conn)
+        return changes
 
 
 @contextlib.contextmanager
@@ -234,15 +256,15 @@ def _check_map(scheme: Scheme, field_map: Mapping[str, str], kinds: Mapping[str,
             )
 
 
-def _lock(
-    conn: psycopg.Connection[Any], scheme: Scheme, jira_ids: list[str]
+def _find(
+    conn: psycopg.Connection[Any], scheme: Scheme, jira_ids: list[str], *, lock: bool = True
 ) -> dict[str, _Current]:
     # Locking in asset id order keeps two replicas' batches from deadlocking.
     rows = conn.execute(
         "SELECT v.value_user, a.id, a.folder_id, a.jira_seen_at, a.sync_state"
         " FROM asset_values v JOIN assets a ON a.id = v.asset_id"
         " WHERE v.field_id = %s AND v.is_unique AND v.value_user = ANY(%s)"
-        " ORDER BY a.id FOR UPDATE OF a",
+        " ORDER BY a.id" + (" FOR UPDATE OF a" if lock else ""),
         [scheme.user_field.id, jira_ids],
     ).fetchall()
     return {r[0]: _Current(asset_id=r[1], folder_id=r[2], seen_at=r[3], state=r[4]) for r in rows}
@@ -290,7 +312,7 @@ def _create(
         # Another replica created some of these users' assets first: drop ours and
         # update theirs instead.
         conn.execute("DELETE FROM assets WHERE id = ANY(%s)", [lost])
-        created.update(_lock(conn, scheme, [p.jira_id for p in plans if p.jira_id not in created]))
+        created.update(_find(conn, scheme, [p.jira_id for p in plans if p.jira_id not in created]))
     return created
 
 
@@ -319,16 +341,46 @@ def _read_values(
             by_asset[row["asset_id"]].values[names[row["field_id"]]] = value
 
 
-def _write(
-    conn: psycopg.Connection[Any],
+@dataclass
+class _Writes:
+    """The statements one batch needs; empty when nothing changed."""
+
+    upserts: list[tuple[Any, ...]] = field(default_factory=list)
+    deletes: list[tuple[int, int]] = field(default_factory=list)
+    touched: list[tuple[int, datetime, int]] = field(default_factory=list)
+
+    def execute(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.cursor() as cur:
+            if self.upserts:
+                cur.executemany(
+                    "INSERT INTO asset_values (asset_id, asset_type_id, field_id, field_type,"
+                    " is_unique, value_text, value_user, value_bool)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (asset_id, field_id) DO UPDATE SET"
+                    " value_text = excluded.value_text, value_user = excluded.value_user,"
+                    " value_bool = excluded.value_bool",
+                    self.upserts,
+                )
+            if self.deletes:
+                cur.executemany(
+                    "DELETE FROM asset_values WHERE asset_id = %s AND field_id = %s", self.deletes
+                )
+            if self.touched:
+                cur.executemany(
+                    "UPDATE assets SET folder_id = %s, jira_seen_at = %s, sync_state = 'active',"
+                    " updated_at = now() WHERE id = %s",
+                    self.touched,
+                )
+
+
+def _decide(
     scheme: Scheme,
     plans: Mapping[str, AssetPlan],
     current: Mapping[str, _Current],
     folders: Mapping[str, int],
-) -> dict[str, Change]:
-    upserts: list[tuple[Any, ...]] = []
-    deletes: list[tuple[int, int]] = []
-    touched: list[tuple[int, datetime, int]] = []
+) -> tuple[dict[str, Change], _Writes]:
+    """Compare plans with what is stored: each user's outcome, and the writes needed."""
+    writes = _Writes()
     changes: dict[str, Change] = {}
     for jira_id, plan in plans.items():
         cur = current[jira_id]
@@ -339,26 +391,17 @@ def _write(
         set_, unset = diff_values(cur.values, plan.values)
         for name, value in set_.items():
             f = scheme.fields[name]
-            cols = {c: (value if COLUMN[f.field_type] == c else None) for c in COLUMN.values()}
-            upserts.append(
-                (
-                    cur.asset_id,
-                    scheme.asset_type_id,
-                    f.id,
-                    f.field_type,
-                    f.is_unique,
-                    cols["value_text"],
-                    cols["value_user"],
-                    cols["value_bool"],
-                )
+            cols = [value if COLUMN[f.field_type] == c else None for c in COLUMN.values()]
+            writes.upserts.append(
+                (cur.asset_id, scheme.asset_type_id, f.id, f.field_type, f.is_unique, *cols)
             )
-        deletes.extend((cur.asset_id, scheme.fields[name].id) for name in unset)
+        writes.deletes.extend((cur.asset_id, scheme.fields[name].id) for name in unset)
         moved = cur.folder_id != folders[jira_id] or cur.state != "active"
         if cur.new:
             outcome: Outcome = "created"
         elif set_ or unset or moved:
             outcome = "updated"
-            touched.append((folders[jira_id], plan.seen_at, cur.asset_id))
+            writes.touched.append((folders[jira_id], plan.seen_at, cur.asset_id))
         else:
             outcome = "unchanged"
         deactivated = (
@@ -367,26 +410,7 @@ def _write(
             and set_.get(scheme.active_field) is False
         )
         changes[jira_id] = Change(jira_id, cur.asset_id, outcome, deactivated)
-    with conn.cursor() as cur_:
-        if upserts:
-            cur_.executemany(
-                "INSERT INTO asset_values (asset_id, asset_type_id, field_id, field_type, is_unique,"
-                " value_text, value_user, value_bool) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (asset_id, field_id) DO UPDATE SET value_text = excluded.value_text,"
-                " value_user = excluded.value_user, value_bool = excluded.value_bool",
-                upserts,
-            )
-        if deletes:
-            cur_.executemany(
-                "DELETE FROM asset_values WHERE asset_id = %s AND field_id = %s", deletes
-            )
-        if touched:
-            cur_.executemany(
-                "UPDATE assets SET folder_id = %s, jira_seen_at = %s, sync_state = 'active',"
-                " updated_at = now() WHERE id = %s",
-                touched,
-            )
-    return changes
+    return changes, writes
 
 
 def diff_values(

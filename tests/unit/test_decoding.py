@@ -47,7 +47,8 @@ def decode_login(data: Any, **kwargs: Any) -> Any:
 
 @pytest.mark.parametrize("identifier", ["username", "user_key", "account_id"])
 def test_login_with_any_one_identifier_is_accepted(identifier: str) -> None:
-    data = login(username=..., **{identifier: "someone"})
+    data = login(username=...)
+    data[identifier] = "someone"
 
     message = decode_login(data)
 
@@ -109,7 +110,7 @@ def test_malformed_json_is_refused(raw: bytes) -> None:
 def test_invalid_utf8_is_refused() -> None:
     raw = b'{"type": "user-logged-in", "username": "j\xc3"}'
 
-    with pytest.raises(InvalidMessage, match="not valid JSON.*utf-8"):
+    with pytest.raises(InvalidMessage, match=r"not valid JSON.*utf-8"):
         decode(LOGIN, raw, content_type=None, max_bytes=MAX)
 
 
@@ -125,11 +126,6 @@ def test_missing_or_unknown_type_is_refused(kind: Any) -> None:
         decode_login(login(type=kind))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: decode() tests `kind not in MODELS` on an unhashable value and raises "
-    "TypeError instead of InvalidMessage",
-)
 @pytest.mark.parametrize("kind", [["user-logged-in"], {"name": "user-logged-in"}])
 def test_type_that_is_not_a_string_is_refused(kind: Any) -> None:
     with pytest.raises(InvalidMessage, match="unknown message type"):
@@ -147,46 +143,36 @@ def test_unsupported_schema_version_is_refused(version: Any) -> None:
         decode_login(login(schema_version=version))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: decode() tests `version not in SUPPORTED_VERSIONS[kind]` on an unhashable "
-    "value and raises TypeError instead of InvalidMessage",
-)
 def test_schema_version_that_is_a_list_is_refused() -> None:
     with pytest.raises(InvalidMessage, match="unsupported schema_version"):
         decode_login(login(schema_version=[1]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: JSON true passes as schema_version 1 (True == 1 in Python), although the "
-    "published schema requires the integer 1",
-)
 def test_schema_version_true_is_refused() -> None:
     with pytest.raises(InvalidMessage):
         decode_login(login(schema_version=True))
 
 
 def test_login_without_identifier_is_refused() -> None:
-    with pytest.raises(InvalidMessage, match="schema violation.*exactly one of"):
+    with pytest.raises(InvalidMessage, match=r"schema violation.*exactly one of"):
         decode_login(login(username=...))
 
 
 def test_login_with_two_identifiers_is_refused() -> None:
-    with pytest.raises(InvalidMessage, match="schema violation.*exactly one of"):
+    with pytest.raises(InvalidMessage, match=r"schema violation.*exactly one of"):
         decode_login(login(account_id="5b10ac8d82e05b22cc7d4ef5"))
 
 
 def test_misspelt_field_is_refused_not_ignored() -> None:
-    with pytest.raises(InvalidMessage, match="schema violation: userName: Extra inputs"):
+    with pytest.raises(InvalidMessage, match=r"schema violation: .*userName: Extra inputs"):
         decode_login(login(userName="jdoe"))
 
 
 def test_time_without_timezone_is_refused() -> None:
-    with pytest.raises(InvalidMessage, match="schema violation: .*occurred_at.*timezone"):
+    with pytest.raises(InvalidMessage, match=r"schema violation: .*occurred_at.*timezone"):
         decode_login(login(occurred_at="2024-05-01T12:00:00"))
 
 
 def test_bad_event_id_is_refused_and_named() -> None:
-    with pytest.raises(InvalidMessage, match="schema violation: .*event_id"):
+    with pytest.raises(InvalidMessage, match=r"schema violation: .*event_id"):
         decode_login(login(event_id="not-a-uuid"))

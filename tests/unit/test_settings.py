@@ -1,0 +1,184 @@
+"""``worker.settings``: reading ``ASSETSYNC_*`` settings, and the one-line error on bad ones.
+
+Each test starts from an environment without any ``ASSETSYNC_*`` variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from worker.__main__ import EX_CONFIG, describe_settings_error, main
+from worker.settings import DEFAULT_FIELD_MAP, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("ASSETSYNC_"):
+            monkeypatch.delenv(name)
+
+
+def settings_error(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> str:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        load_settings()
+    return describe_settings_error(caught.value)
+
+
+def test_defaults_without_any_environment() -> None:
+    settings = load_settings()
+
+    assert settings.field_map == DEFAULT_FIELD_MAP
+    assert settings.folder_path == ("Employees",)
+    assert settings.asset_type == "Employee"
+
+
+def test_settings_are_read_from_assetsync_prefixed_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ASSETSYNC_ASSET_TYPE", "Person")
+    monkeypatch.setenv("ASSETSYNC_JIRA_URL", "https://jira.example.com")
+    monkeypatch.setenv("ASSETSYNC_ALPHABETICAL_SUBFOLDERS", "false")
+    monkeypatch.setenv("USER_FIELD", "not read without the prefix")
+
+    settings = load_settings()
+
+    assert settings.asset_type == "Person"
+    assert settings.jira_url == "https://jira.example.com"
+    assert settings.alphabetical_subfolders is False
+    assert settings.user_field == "User"
+
+
+def test_field_map_is_read_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    field_map = {"name": "Login", "groups": "Groups", "active": "Enabled"}
+    monkeypatch.setenv("ASSETSYNC_FIELD_MAP", json.dumps(field_map))
+
+    assert load_settings().field_map == field_map
+
+
+def test_unknown_jira_field_is_rejected_and_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    line = settings_error(
+        monkeypatch, "ASSETSYNC_FIELD_MAP", '{"name": "Username", "department": "Dept"}'
+    )
+
+    assert line.startswith("invalid setting ASSETSYNC_FIELD_MAP:")
+    assert "unknown Jira field(s) department" in line
+
+
+def test_field_map_without_username_mapping_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    line = settings_error(monkeypatch, "ASSETSYNC_FIELD_MAP", '{"displayName": "Full name"}')
+
+    assert 'the username mapping is mandatory: add "name"' in line
+
+
+def test_asset_field_mapped_twice_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    line = settings_error(
+        monkeypatch,
+        "ASSETSYNC_FIELD_MAP",
+        '{"name": "Login", "emailAddress": "Contact", "displayName": "Contact"}',
+    )
+
+    assert "asset field(s) mapped twice: Contact" in line
+
+
+@pytest.mark.parametrize(
+    ("folder", "path"),
+    [
+        ("Employees", ("Employees",)),
+        ("People/Staff", ("People", "Staff")),
+        ("  People /  Staff ", ("People", "Staff")),
+    ],
+)
+def test_folder_path_is_split_and_trimmed(
+    monkeypatch: pytest.MonkeyPatch, folder: str, path: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("ASSETSYNC_FOLDER", folder)
+
+    assert load_settings().folder_path == path
+
+
+@pytest.mark.parametrize("folder", ["", "/Employees", "People/", "People//Staff", "People/ /Staff"])
+def test_folder_path_with_empty_part_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, folder: str
+) -> None:
+    line = settings_error(monkeypatch, "ASSETSYNC_FOLDER", folder)
+
+    assert line.startswith("invalid setting ASSETSYNC_FOLDER:")
+
+
+def test_secrets_are_not_shown_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSETSYNC_JIRA_TOKEN", "tok-4d1c9e")
+    monkeypatch.setenv("ASSETSYNC_AMQP_URL", "amqp://sync:amqp-pw-77@mq:5672/%2F")
+    monkeypatch.setenv("ASSETSYNC_DATABASE_URL", "postgresql://sync:db-pw-88@db/assets")
+
+    settings = load_settings()
+
+    shown = repr(settings) + str(settings)
+    for secret in ("tok-4d1c9e", "amqp-pw-77", "db-pw-88"):
+        assert secret not in shown
+    assert settings.jira_token is not None
+    assert settings.jira_token.get_secret_value() == "tok-4d1c9e"
+
+
+def test_env_file_is_read(tmp_path: Path) -> None:
+    env_file = tmp_path / "assetsync.env"
+    env_file.write_text(
+        "ASSETSYNC_ASSET_TYPE=Contractor\n"
+        'ASSETSYNC_FIELD_MAP={"name": "Login", "locale": "Language"}\n'
+    )
+
+    settings = load_settings(env_file)
+
+    assert settings.asset_type == "Contractor"
+    assert settings.field_map == {"name": "Login", "locale": "Language"}
+
+
+def test_environment_wins_over_env_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env_file = tmp_path / "assetsync.env"
+    env_file.write_text("ASSETSYNC_ASSET_TYPE=Contractor\n")
+    monkeypatch.setenv("ASSETSYNC_ASSET_TYPE", "Employee-2")
+
+    assert load_settings(env_file).asset_type == "Employee-2"
+
+
+def test_missing_env_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.env"
+
+    with pytest.raises(FileNotFoundError) as caught:
+        load_settings(missing)
+
+    assert describe_settings_error(caught.value) == f"settings file not found: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ASSETSYNC_JIRA_TIMEOUT", "0"),
+        ("ASSETSYNC_JIRA_FLAVOR", "server"),
+        ("ASSETSYNC_RETRY_DELAYS", "[1, -5]"),
+        ("ASSETSYNC_AMQP_PREFIX", "has space"),
+    ],
+)
+def test_settings_error_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    line = settings_error(monkeypatch, name, value)
+
+    assert line.startswith(f"invalid setting {name}: ")
+    assert "\n" not in line
+
+
+def test_field_map_that_is_not_json_gives_one_line_and_config_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ASSETSYNC_FIELD_MAP", "{name: Username}")
+
+    assert main(["check"]) == EX_CONFIG
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "ASSETSYNC_FIELD_MAP" in err
