@@ -7,10 +7,12 @@ dependency stayed unreachable, 2 usage, 78 configuration error (one line says wh
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from worker.consumer import Consumer
+from worker.consumer import Consumer, Route
 from worker.errors import ConfigError, TransientError
 from worker.handlers import Syncer
 from worker.jira import JiraClient
@@ -104,29 +106,75 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
                 folder=settings.folder_path,
                 alphabetical=settings.alphabetical_subfolders,
             ),
+            exchange=settings.topology.exchange,
+            page_size=settings.jira_page_size,
+            mark_missing=settings.missing_users == "mark",
         )
-        consumer = Consumer(
-            url=settings.amqp_url.get_secret_value(),
-            topology=settings.topology,
-            syncer=syncer,
-            max_message_bytes=settings.max_message_bytes,
-            login_prefetch=settings.login_prefetch,
-            heartbeat=settings.heartbeat,
-            health_file=settings.health_file,
-        )
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            log.info("received %s: finishing the message in hand", signal.Signals(signum).name)
-            consumer.stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        consumer.run()
-        log.info("stopped after %d messages", consumer.handled)
-        return 0
+        return consume(settings, syncer)
     finally:
         jira.close()
         store.close()
+
+
+def consume(settings: Settings, syncer: Syncer) -> int:
+    """Run the replica's two consuming loops until SIGTERM/SIGINT or a fatal error.
+
+    Bulk requests get a loop (and connection) of their own in a thread: scanning Jira for
+    a large run takes a while, and logins and per-user messages must not wait for it.
+    """
+    topology, stop = settings.topology, threading.Event()
+    loop = functools.partial(
+        Consumer,
+        url=settings.amqp_url.get_secret_value(),
+        topology=topology,
+        max_message_bytes=settings.max_message_bytes,
+        heartbeat=settings.heartbeat,
+        stop=stop,
+    )
+    main_loop = loop(
+        routes=[
+            Route(topology.login_queue, settings.login_prefetch, syncer.login),
+            Route(
+                topology.user_sync_queue,
+                2 * settings.batch_size,
+                syncer.user_sync,
+                batch_size=settings.batch_size,
+                on_give_up=syncer.user_sync_failed,
+            ),
+        ],
+        health_file=settings.health_file,
+    )
+    bulk_loop = loop(
+        routes=[Route(topology.bulk_queue, 1, syncer.fan_out, on_give_up=syncer.fan_out_failed)],
+    )
+    failures: list[BaseException] = []
+
+    def run_bulk() -> None:
+        try:
+            bulk_loop.run()
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+            stop.set()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: finishing the messages in hand", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    thread = threading.Thread(target=run_bulk, name="bulk", daemon=True)
+    thread.start()
+    try:
+        main_loop.run()
+    finally:
+        stop.set()
+        # A fan-out stops at its next page; one stuck in a Jira call is abandoned (its
+        # request goes back to the queue and resumes from the last checkpoint).
+        thread.join(timeout=5)
+    if failures:
+        raise failures[0]
+    log.info("stopped after %d messages", main_loop.handled + bulk_loop.handled)
+    return 0
 
 
 def with_retries(what: str, call: Callable[[], T]) -> T:

@@ -11,8 +11,9 @@
     ├── TransientError        may work later: retry with backoff, then dead-letter
     │   ├── JiraUnavailable   429, 5xx, timeouts, connection errors
     │   └── StoreUnavailable  lost database connection, deadlock, serialization failure
-    └── ConfigError           the deployment is wrong: stop the worker with one clear line
-        └── JiraAuthError     Jira answered 401/403 to our credentials
+    ├── ConfigError           the deployment is wrong: stop the worker with one clear line
+    │   └── JiraAuthError     Jira answered 401/403 to our credentials
+    └── Interrupted           the replica is shutting down: put the message back
 
 Adapters (``jira.py``, ``store.py``) translate ``httpx`` and ``psycopg`` errors into these,
 keeping the cause (``raise ... from exc``); nothing above them imports those libraries'
@@ -71,3 +72,7 @@ class ConfigError(AssetSyncError):
 
 class JiraAuthError(ConfigError):
     pass
+
+
+class Interrupted(AssetSyncError):
+    """Long work (a bulk fan-out) stopped at a checkpoint because the replica is stopping."""

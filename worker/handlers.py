@@ -1,13 +1,30 @@
 """What each message type does: fetch from Jira, map, upsert in one transaction.
 
-Handlers return after the transaction has committed; the consumer acks only then.
+Handlers return after their transaction has committed; the consumer acks only then.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
 
-from schemas.messages import UserLoggedIn, utc_now
+from schemas.messages import (
+    USER_SYNC,
+    BulkSyncRequested,
+    JiraUser,
+    UserLoggedIn,
+    UserSync,
+    to_body,
+    utc_now,
+)
+from worker import runs
+from worker.broker import Outgoing
+from worker.consumer import Session
+from worker.directory import Filters, scan
+from worker.errors import PermanentError
 from worker.jira import JiraClient, UserRef
 from worker.mapping import MappingRules, plan_asset
 from worker.store import Change, Scheme, Store
@@ -23,6 +40,9 @@ class Syncer:
     :param scheme: the asset type being synced, checked against the settings at start.
     :param rules: folder and field mapping rules.
     :param sync_on_login: when off, login events are acknowledged and logged, not synced.
+    :param exchange: where per-user messages of bulk runs are published.
+    :param page_size: users asked of Jira per page in a bulk scan.
+    :param mark_missing: for unfiltered runs, mark assets whose Jira user is gone.
     """
 
     def __init__(
@@ -33,15 +53,27 @@ class Syncer:
         scheme: Scheme,
         rules: MappingRules,
         sync_on_login: bool,
+        exchange: str = "assetsync",
+        page_size: int = 1000,
+        mark_missing: bool = True,
     ) -> None:
         self.jira = jira
         self.store = store
         self.scheme = scheme
         self.rules = rules
         self.sync_on_login = sync_on_login
+        self.exchange = exchange
+        self.page_size = page_size
+        self.mark_missing = mark_missing
         self.needs_groups = "groups" in rules.field_map
 
-    def login(self, event: UserLoggedIn) -> Change | None:
+    # -- sync on login -------------------------------------------------------------------
+
+    def login(self, events: Sequence[UserLoggedIn], session: Session) -> None:
+        for event in events:
+            self._login(event)
+
+    def _login(self, event: UserLoggedIn) -> Change | None:
         ref = _ref(event)
         if not self.sync_on_login:
             log.info("sync on login is off: not syncing %s %s", ref.kind, ref.value)
@@ -61,6 +93,109 @@ class Syncer:
             "/".join(plan.folder),
         )
         return change
+
+    # -- bulk: one user's snapshot -------------------------------------------------------
+
+    def user_sync(self, messages: Sequence[UserSync], session: Session) -> None:
+        """Sync a batch of snapshots in one transaction and count them in their runs."""
+        by_run: dict[tuple[UUID, bool], list[UserSync]] = defaultdict(list)
+        for m in messages:
+            by_run[m.run_id, m.dry_run].append(m)
+        plans = {
+            key: [
+                plan_asset(self._complete(m.user), self.rules, seen_at=m.fetched_at) for m in batch
+            ]
+            for key, batch in by_run.items()
+        }
+        with self.store.transaction() as conn:
+            for (run_id, dry_run), run_plans in plans.items():
+                changes = self.store.apply_plans(conn, self.scheme, run_plans, dry_run=dry_run)
+                runs.record_outcomes(conn, run_id, changes.values())
+            for run_id in sorted({run_id for run_id, _ in plans}):
+                if runs.finish_if_complete(conn, run_id):
+                    log.info("bulk run %s done", run_id)
+
+    def _complete(self, user: JiraUser) -> JiraUser:
+        # Listing pages carry no groups; fetch them only when a mapped field needs them.
+        if not self.needs_groups or user.groups is not None:
+            return user
+        ref = UserRef("account_id" if user.account_id else "user_key", user.jira_id)
+        return self.jira.fetch_user(ref, with_groups=True)
+
+    def user_sync_failed(self, message: UserSync, reason: str) -> None:
+        with self.store.transaction() as conn:
+            runs.record_failures(conn, message.run_id, [(message.user.jira_id, reason)])
+            runs.finish_if_complete(conn, message.run_id)
+
+    # -- bulk: the request ---------------------------------------------------------------
+
+    def fan_out(self, requests: Sequence[BulkSyncRequested], session: Session) -> None:
+        for request in requests:
+            self._fan_out(request, session)
+
+    def _fan_out(self, request: BulkSyncRequested, session: Session) -> None:
+        with self.store.transaction() as conn:
+            run = runs.open_run(conn, request)
+        if run.state != "fanning_out":
+            log.info("bulk run %s is already %s; nothing to fan out", run.id, run.state)
+            return
+        with self.store.connection() as lock:
+            if not runs.try_lock_run(lock, run.id):
+                # That replica's own delivery is redelivered should it die.
+                log.info("bulk run %s is being fanned out by another replica", run.id)
+                return
+            try:
+                self._scan_and_publish(request, run, session)
+            except PermanentError as exc:
+                with self.store.transaction() as conn:
+                    runs.fail_run(conn, run.id, str(exc))
+                raise
+            finally:
+                runs.unlock_run(lock, run.id)
+
+    def _scan_and_publish(
+        self, request: BulkSyncRequested, run: runs.Run, session: Session
+    ) -> None:
+        filters = Filters(prefix=request.username_prefix, groups=tuple(request.groups))
+        log.info("bulk run %s: scanning Jira%s", run.id, " (resuming)" if run.checkpoint else "")
+        published = 0
+        for page in scan(self.jira, filters, page_size=self.page_size, checkpoint=run.checkpoint):
+            session.tick()
+            with self.store.transaction() as conn:
+                new = runs.add_matched(conn, run.id, [u.jira_id for u in page.users])
+                # Published before the checkpoint commits: after a crash the page is
+                # published again, and duplicates are harmless; a gap would not be.
+                session.publish(
+                    [
+                        self._user_message(request, page.fetched_at, user)
+                        for user in page.users
+                        if user.jira_id in new
+                    ]
+                )
+                if page.checkpoint is not None:
+                    runs.save_checkpoint(conn, run.id, page.checkpoint)
+            published += len(new)
+        with self.store.transaction() as conn:
+            missing = 0
+            if not filters.prefix and not filters.groups:
+                write = self.mark_missing and not request.dry_run
+                missing = runs.mark_missing(conn, run.id, self.scheme, write=write)
+            runs.end_fan_out(conn, run.id)
+            runs.finish_if_complete(conn, run.id)
+        log.info("bulk run %s: %d users fanned out, %d missing", run.id, published, missing)
+
+    def _user_message(
+        self, request: BulkSyncRequested, fetched_at: datetime, user: JiraUser
+    ) -> Outgoing:
+        message = UserSync(
+            run_id=request.request_id, dry_run=request.dry_run, fetched_at=fetched_at, user=user
+        )
+        return Outgoing(body=to_body(message), exchange=self.exchange, routing_key=USER_SYNC)
+
+    def fan_out_failed(self, request: BulkSyncRequested, reason: str) -> None:
+        with self.store.transaction() as conn:
+            runs.open_run(conn, request)
+            runs.fail_run(conn, request.request_id, reason)
 
 
 def _ref(event: UserLoggedIn) -> UserRef:

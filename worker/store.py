@@ -79,7 +79,7 @@ class Store:
     :param max_size: connections in the pool (one per thread that writes).
     """
 
-    def __init__(self, *, url: str, max_size: int = 4) -> None:
+    def __init__(self, *, url: str, max_size: int = 6) -> None:
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
@@ -145,6 +145,16 @@ class Store:
         )
         _check_map(scheme, field_map, kinds)
         return scheme
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of its own, in autocommit mode (for session-level locks)."""
+        with translate_errors(), self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                conn.autocommit = False
 
     def folder_id(self, path: tuple[str, ...], *, create: bool = True) -> int | None:
         """The id of a folder path, creating missing folders unless ``create`` is false

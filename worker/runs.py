@@ -1,0 +1,182 @@
+"""Bulk run bookkeeping in PostgreSQL: the ``sync_runs`` row and one
+``sync_run_users`` row per matched user.
+
+Counting is exact under redelivery and several replicas because each user has one row
+per run: the fan-out inserts it (outcome NULL) before publishing the user's message, and
+processing fills the outcome in once (``WHERE outcome IS NULL``). Counts are derived from
+those rows (view ``sync_run_summary``), never kept in counters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from schemas.messages import BulkSyncRequested
+from worker.directory import Checkpoint
+from worker.store import Change, Scheme
+
+RUN_LOCK_SPACE = 0x72756E  # advisory lock namespace for runs ("run")
+
+
+@dataclass(frozen=True)
+class Run:
+    id: UUID
+    state: str
+    checkpoint: Checkpoint | None
+
+
+def open_run(conn: psycopg.Connection[Any], request: BulkSyncRequested) -> Run:
+    """The run of this request, created on first sight."""
+    conn.execute(
+        "INSERT INTO sync_runs (id, requested_by, requested_at, username_prefix, groups, dry_run)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+        [
+            request.request_id,
+            request.requested_by,
+            request.requested_at,
+            request.username_prefix,
+            list(request.groups),
+            request.dry_run,
+        ],
+    )
+    row = conn.execute(
+        "SELECT state, checkpoint FROM sync_runs WHERE id = %s", [request.request_id]
+    ).fetchone()
+    assert row is not None
+    return Run(request.request_id, row[0], row[1])
+
+
+def try_lock_run(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
+    """Session lock on the run, held by the replica fanning it out. It ends with that
+    replica's connection, so a crashed replica never blocks the redelivered request."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [RUN_LOCK_SPACE, str(run_id)]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def unlock_run(conn: psycopg.Connection[Any], run_id: UUID) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [RUN_LOCK_SPACE, str(run_id)])
+
+
+def add_matched(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[str]) -> set[str]:
+    """Record users as matched by the run; return those not recorded before."""
+    rows = conn.execute(
+        "INSERT INTO sync_run_users (run_id, jira_id) SELECT %s, unnest(%s::text[])"
+        " ON CONFLICT (run_id, jira_id) DO NOTHING RETURNING jira_id",
+        [run_id, list(jira_ids)],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def save_checkpoint(conn: psycopg.Connection[Any], run_id: UUID, checkpoint: Checkpoint) -> None:
+    conn.execute(
+        "UPDATE sync_runs SET checkpoint = %s WHERE id = %s", [json.dumps(checkpoint), run_id]
+    )
+
+
+def record_outcomes(conn: psycopg.Connection[Any], run_id: UUID, changes: Iterable[Change]) -> None:
+    """Each user's outcome, kept only the first time (a redelivered message that finds
+    its asset already written must not turn "created" into "unchanged")."""
+    rows = [(run_id, c.jira_id, c.outcome, c.deactivated) for c in changes]
+    _upsert_outcomes(conn, [(*r, None) for r in rows])
+
+
+def record_failures(
+    conn: psycopg.Connection[Any], run_id: UUID, failures: Iterable[tuple[str, str]]
+) -> None:
+    _upsert_outcomes(
+        conn, [(run_id, jira_id, "failed", False, error[:1000]) for jira_id, error in failures]
+    )
+
+
+def _upsert_outcomes(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
+    # INSERT ... ON CONFLICT rather than UPDATE: if the fan-out's transaction that
+    # inserted the row has not committed yet, this waits for it instead of missing it.
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO sync_run_users (run_id, jira_id, outcome, deactivated, error)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, jira_id) DO UPDATE"
+            " SET outcome = excluded.outcome, deactivated = excluded.deactivated,"
+            " error = excluded.error WHERE sync_run_users.outcome IS NULL",
+            rows,
+        )
+
+
+def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
+    """Mark the run done when its scan is over and no user is open. The row lock makes
+    concurrent batches of one run take turns here, so the last one always sees the
+    others' outcomes (READ COMMITTED: each statement sees what committed before it)."""
+    row = conn.execute("SELECT state FROM sync_runs WHERE id = %s FOR UPDATE", [run_id]).fetchone()
+    if row is None or row[0] != "processing":
+        return False
+    open_user = conn.execute(
+        "SELECT 1 FROM sync_run_users WHERE run_id = %s AND outcome IS NULL LIMIT 1", [run_id]
+    ).fetchone()
+    if open_user is not None:
+        return False
+    conn.execute("UPDATE sync_runs SET state = 'done', finished_at = now() WHERE id = %s", [run_id])
+    return True
+
+
+def end_fan_out(conn: psycopg.Connection[Any], run_id: UUID) -> None:
+    conn.execute(
+        "UPDATE sync_runs SET state = 'processing', fanned_out_at = now(), checkpoint = NULL"
+        " WHERE id = %s AND state = 'fanning_out'",
+        [run_id],
+    )
+
+
+def fail_run(conn: psycopg.Connection[Any], run_id: UUID, error: str) -> None:
+    conn.execute(
+        "UPDATE sync_runs SET state = 'failed', error = %s, finished_at = now()"
+        " WHERE id = %s AND state IN ('fanning_out', 'processing')",
+        [error[:1000], run_id],
+    )
+
+
+def mark_missing(
+    conn: psycopg.Connection[Any], run_id: UUID, scheme: Scheme, *, write: bool
+) -> int:
+    """Assets of the synced type whose Jira user the (unfiltered) run did not find.
+
+    Only assets last synced before the run started count: a user created in Jira and
+    synced by a login during the run is not missing. With ``write``, such assets get
+    state ``missing`` and their active field false; they are never deleted, since
+    hardware and tickets hang off them. Returns how many there are.
+    """
+    gone = [
+        r[0]
+        for r in conn.execute(
+            "SELECT a.id FROM assets a"
+            " JOIN asset_values v ON v.asset_id = a.id AND v.field_id = %(field)s AND v.is_unique"
+            " JOIN sync_runs r ON r.id = %(run)s"
+            " WHERE a.asset_type_id = %(type)s"
+            "   AND (a.jira_seen_at IS NULL OR a.jira_seen_at < r.started_at)"
+            "   AND NOT EXISTS (SELECT 1 FROM sync_run_users u"
+            "                   WHERE u.run_id = %(run)s AND u.jira_id = v.value_user)"
+            " ORDER BY a.id",
+            {"field": scheme.user_field.id, "run": run_id, "type": scheme.asset_type_id},
+        )
+    ]
+    if write and gone:
+        changed = conn.execute(
+            "UPDATE assets SET sync_state = 'missing', updated_at = now()"
+            " WHERE id = ANY(%s) AND sync_state <> 'missing' RETURNING id",
+            [gone],
+        ).fetchall()
+        active = scheme.fields.get(scheme.active_field) if scheme.active_field else None
+        if active is not None and changed:
+            conn.execute(
+                "UPDATE asset_values SET value_bool = false"
+                " WHERE field_id = %s AND asset_id = ANY(%s) AND value_bool",
+                [active.id, [r[0] for r in changed]],
+            )
+    conn.execute("UPDATE sync_runs SET missing = %s WHERE id = %s", [len(gone), run_id])
+    return len(gone)
