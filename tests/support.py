@@ -176,3 +176,37 @@ def worker_env(
 
 def iter_lines(text: str) -> Iterator[str]:
     yield from (line for line in text.splitlines() if line.strip())
+
+
+def request_bulk(broker: Broker, *, prefix: str | None = None, groups: tuple[str, ...] = (),
+                 dry_run: bool = False) -> str:
+    """Publish a bulk-sync-requested as the admin script does; return the run id."""
+    import uuid
+
+    from producers.publisher import Publisher
+    from schemas.messages import BulkSyncRequested, utc_now
+
+    request = BulkSyncRequested(request_id=uuid.uuid4(), requested_at=utc_now(),
+                                requested_by="tests", username_prefix=prefix,
+                                groups=list(groups), dry_run=dry_run)
+    with Publisher(url=broker.url, topology=broker.topology) as publisher:
+        publisher.publish(request)
+    return str(request.request_id)
+
+
+def run_summary(database_url: str, run_id: str) -> dict[str, Any] | None:
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        return conn.execute("SELECT * FROM sync_run_summary WHERE run_id = %s", [run_id]).fetchone()
+
+
+def wait_run_finished(database_url: str, run_id: str, timeout: float = 120) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        run = run_summary(database_url, run_id)
+        return run if run and run["state"] in ("done", "failed") else None
+
+    return wait_for(finished, timeout=timeout, what=f"run {run_id} to finish")
+
+
+def counts(run: dict[str, Any]) -> dict[str, int]:
+    keys = ("matched", "created", "updated", "unchanged", "deactivated", "missing", "failed")
+    return {k: run[k] for k in keys}
