@@ -65,6 +65,8 @@ class TxPublisher:
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish all, persistent; returns once the broker has committed them all."""
+        if not messages:
+            return
         for m in messages:
             self._producer.publish(
                 m.body,
