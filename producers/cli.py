@@ -20,3 +20,8 @@ class Parser(argparse.ArgumentParser):
 def fail(prog: str, message: str, code: int = EXIT_FAILED) -> int:
     print(f"{prog}: {message}", file=sys.stderr)
     return code
+
+
+def one_line(exc: BaseException | str) -> str:
+    """An error as one line: messages from libraries may span several."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -107,7 +107,7 @@ def declare(channel: Any, topology: Topology) -> None:
         channel.exchange_declare(
             exchange=ex.name, exchange_type=ex.type, durable=True, arguments=ex.arguments
         )
-    for q in topology.queues():
+    for q in topology.queues(retry=False):
         channel.queue_declare(queue=q.name, durable=True, arguments=q.arguments)
         for b in q.bindings:
             channel.queue_bind(

@@ -109,7 +109,9 @@ class Topology:
             ExchangeSpec(self.retry_exchange, "headers"),
         ]
 
-    def queues(self) -> list[QueueSpec]:
+    def queues(self, *, retry: bool = True) -> list[QueueSpec]:
+        """Every queue; ``retry=False`` leaves out the delay queues, which only the
+        worker (that knows its retry delays) declares."""
         work = {
             "x-queue-type": "quorum",
             "x-delivery-limit": DELIVERY_LIMIT,
@@ -121,7 +123,7 @@ class Topology:
             QueueSpec(self.bulk_queue, work, (Binding(self.exchange, BULK_SYNC_REQUESTED),)),
             QueueSpec(self.user_sync_queue, work, (Binding(self.exchange, USER_SYNC),)),
         ]
-        for delay in self.retry_delays:
+        for delay in self.retry_delays if retry else ():
             # Expired messages go back to the main exchange under their original
             # routing key, so one set of delay queues serves every work queue.
             match = {"x-match": "all", RETRY_HEADER: self.retry_key(delay)}

@@ -178,17 +178,27 @@ def iter_lines(text: str) -> Iterator[str]:
     yield from (line for line in text.splitlines() if line.strip())
 
 
-def request_bulk(broker: Broker, *, prefix: str | None = None, groups: tuple[str, ...] = (),
-                 dry_run: bool = False) -> str:
+def request_bulk(
+    broker: Broker,
+    *,
+    prefix: str | None = None,
+    groups: tuple[str, ...] = (),
+    dry_run: bool = False,
+) -> str:
     """Publish a bulk-sync-requested as the admin script does; return the run id."""
     import uuid
 
     from producers.publisher import Publisher
     from schemas.messages import BulkSyncRequested, utc_now
 
-    request = BulkSyncRequested(request_id=uuid.uuid4(), requested_at=utc_now(),
-                                requested_by="tests", username_prefix=prefix,
-                                groups=list(groups), dry_run=dry_run)
+    request = BulkSyncRequested(
+        request_id=uuid.uuid4(),
+        requested_at=utc_now(),
+        requested_by="tests",
+        username_prefix=prefix,
+        groups=list(groups),
+        dry_run=dry_run,
+    )
     with Publisher(url=broker.url, topology=broker.topology) as publisher:
         publisher.publish(request)
     return str(request.request_id)

@@ -58,8 +58,8 @@ def ensure_database(url: str) -> None:
             try:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
                 log.info("created database %s", name)
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another replica was quicker
+            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                pass  # another replica was quicker (at the same instant: UniqueViolation)
 
 
 def yoyo_url(url: str) -> str:

@@ -31,16 +31,25 @@ def test_killing_a_worker_mid_run_still_syncs_every_user_exactly_once(
     jira.set_delay(0.03)  # a slow Jira keeps the scan going long enough to be cut
     victim = start_worker(env=PAGE)
     run_id = request_bulk(broker)
-    wait_for(lambda: (r := run_summary(database, run_id)) and r["matched"] >= 600,
-             what="the scan to be under way")
+    wait_for(
+        lambda: (r := run_summary(database, run_id)) and r["matched"] >= 600,
+        what="the scan to be under way",
+    )
     victim.kill()  # SIGKILL: no goodbye, unacked messages go back to the queue
     assert run_summary(database, run_id)["state"] == "fanning_out"
 
     start_worker(env=PAGE), start_worker(env=PAGE)
     run = wait_run_finished(database, run_id, timeout=180)
     assert run["state"] == "done"
-    assert counts(run) == {"matched": 3000, "created": 3000, "updated": 0, "unchanged": 0,
-                           "deactivated": 0, "missing": 0, "failed": 0}
+    assert counts(run) == {
+        "matched": 3000,
+        "created": 3000,
+        "updated": 0,
+        "unchanged": 0,
+        "deactivated": 0,
+        "missing": 0,
+        "failed": 0,
+    }
     keys = [a["jira_id"] for a in user_assets(database)]
     assert len(keys) == len(set(keys)) == 3000
     assert broker.dead_letters() == []
@@ -51,8 +60,10 @@ def test_a_login_during_a_big_run_is_not_queued_behind_it(start_worker, broker, 
     late = jira.add_user("late.comer", display_name="Late Comer")  # not in group staff
     start_worker(env={"ASSETSYNC_BATCH_SIZE": "20"})
     run_id = request_bulk(broker, groups=("staff",))
-    wait_for(lambda: (r := run_summary(database, run_id)) and r["done"] >= 50,
-             what="the run to be processing users")
+    wait_for(
+        lambda: (r := run_summary(database, run_id)) and r["done"] >= 50,
+        what="the run to be processing users",
+    )
 
     broker.publish_raw(login_body(username="late.comer"), routing_key="user-logged-in")
     wait_for(lambda: asset_of(database, late["key"]), what="the login's asset")
@@ -65,12 +76,20 @@ def test_an_older_snapshot_never_overwrites_newer_jira_data(database):
     store = Store(url=database)
     store.open()
     try:
-        scheme = store.load_scheme(asset_type="Employee", user_field="User",
-                                   field_map=DEFAULT_FIELD_MAP,
-                                   kinds={"name": "text", "displayName": "text",
-                                          "emailAddress": "text", "active": "boolean"})
-        rules = MappingRules(field_map=DEFAULT_FIELD_MAP, user_field="User",
-                             folder=("Employees",), alphabetical=True)
+        scheme = store.load_scheme(
+            asset_type="Employee",
+            user_field="User",
+            field_map=DEFAULT_FIELD_MAP,
+            kinds={
+                "name": "text",
+                "displayName": "text",
+                "emailAddress": "text",
+                "active": "boolean",
+            },
+        )
+        rules = MappingRules(
+            field_map=DEFAULT_FIELD_MAP, user_field="User", folder=("Employees",), alphabetical=True
+        )
         now = datetime.now(UTC)
         newer = JiraUser(jira_id="JIRAUSER1", name="jdoe", display_name="Jane New")
         older = JiraUser(jira_id="JIRAUSER1", name="jdoe", display_name="Jane Old")
@@ -78,7 +97,8 @@ def test_an_older_snapshot_never_overwrites_newer_jira_data(database):
             store.apply_plans(conn, scheme, [plan_asset(newer, rules, seen_at=now)])
         with store.transaction() as conn:  # a bulk page fetched a minute earlier arrives
             change = store.apply_plans(
-                conn, scheme, [plan_asset(older, rules, seen_at=now - timedelta(minutes=1))])
+                conn, scheme, [plan_asset(older, rules, seen_at=now - timedelta(minutes=1))]
+            )
         assert change["JIRAUSER1"].outcome == "unchanged"
         assert asset_of(database, "JIRAUSER1")["fields"]["Full name"] == "Jane New"
     finally:
@@ -94,13 +114,23 @@ def test_two_batches_racing_to_create_the_same_users_make_one_asset_each(databas
     for s in stores:
         s.open()
     try:
-        scheme = stores[0].load_scheme(asset_type="Employee", user_field="User",
-                                       field_map={"name": "Username"}, kinds={"name": "text"})
-        rules = MappingRules(field_map={"name": "Username"}, user_field="User",
-                             folder=("Employees",), alphabetical=False)
+        scheme = stores[0].load_scheme(
+            asset_type="Employee",
+            user_field="User",
+            field_map={"name": "Username"},
+            kinds={"name": "text"},
+        )
+        rules = MappingRules(
+            field_map={"name": "Username"},
+            user_field="User",
+            folder=("Employees",),
+            alphabetical=False,
+        )
         now = datetime.now(UTC)
-        plans = [plan_asset(JiraUser(jira_id=f"K{i}", name=f"u{i}"), rules, seen_at=now)
-                 for i in range(200)]
+        plans = [
+            plan_asset(JiraUser(jira_id=f"K{i}", name=f"u{i}"), rules, seen_at=now)
+            for i in range(200)
+        ]
         barrier = threading.Barrier(2)
         outcomes: list[dict] = []
 

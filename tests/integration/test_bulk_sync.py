@@ -15,8 +15,15 @@ def people(fake: FakeJira, *, cloud: bool = False) -> list[dict]:
 
 
 def expect(matched: int, **rest: int) -> dict[str, int]:
-    base = {"matched": matched, "created": 0, "updated": 0, "unchanged": 0,
-            "deactivated": 0, "missing": 0, "failed": 0}
+    base = {
+        "matched": matched,
+        "created": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "deactivated": 0,
+        "missing": 0,
+        "failed": 0,
+    }
     return {**base, **rest}
 
 
@@ -41,20 +48,20 @@ def test_all_users_of_a_paged_directory_are_synced_then_a_rerun_is_all_unchanged
     assert user_assets(database) == assets  # nothing written, updated_at untouched
 
 
-def test_old_data_center_search_is_partitioned_past_its_1000_cap(
-    start_worker, broker, database
-):
+def test_old_data_center_search_is_partitioned_past_its_1000_cap(start_worker, broker, database):
     with FakeJira(flavor="datacenter", has_user_list=False, search_cap=1000) as old:
         old.add_sample_users(2500)
         start_worker(jira_url=old.url, env=PAGE)
         run = wait_run_finished(database, request_bulk(broker))
         assert counts(run) == expect(2500, created=2500)
         assert sorted(a["jira_id"] for a in user_assets(database)) == sorted(
-            u["key"] for u in old.users())
+            u["key"] for u in old.users()
+        )
 
 
-def test_cloud_directory_skips_app_and_customer_accounts(start_worker, broker, cloud_jira,
-                                                        database):
+def test_cloud_directory_skips_app_and_customer_accounts(
+    start_worker, broker, cloud_jira, database
+):
     cloud_jira.add_sample_users(2500, app_accounts=40)
     start_worker(jira_url=cloud_jira.url, env=PAGE)
     run = wait_run_finished(database, request_bulk(broker))
@@ -62,7 +69,8 @@ def test_cloud_directory_skips_app_and_customer_accounts(start_worker, broker, c
     assert len(humans) == 2500
     assert counts(run) == expect(2500, created=2500)
     assert sorted(a["jira_id"] for a in user_assets(database)) == sorted(
-        u["accountId"] for u in humans)
+        u["accountId"] for u in humans
+    )
 
 
 def test_prefix_only_syncs_usernames_starting_with_it_case_insensitively(
@@ -91,8 +99,11 @@ def test_groups_narrow_to_members_of_any_listed_group(start_worker, broker, jira
 def test_prefix_and_groups_both_apply(start_worker, broker, jira, database):
     jira.add_sample_users(600, groups={"developers": 2})
     start_worker(env=PAGE)
-    wanted = {u["key"] for u in jira.users()
-              if "developers" in _groups(jira, u) and u["name"].lower().startswith("m")}
+    wanted = {
+        u["key"]
+        for u in jira.users()
+        if "developers" in _groups(jira, u) and u["name"].lower().startswith("m")
+    }
     run = wait_run_finished(database, request_bulk(broker, prefix="m", groups=("developers",)))
     assert counts(run) == expect(len(wanted), created=len(wanted))
     assert {a["jira_id"] for a in user_assets(database)} == wanted
@@ -116,19 +127,20 @@ def test_dry_run_reports_what_would_happen_and_writes_no_asset(
     start_worker(env=PAGE)
     first = wait_run_finished(database, request_bulk(broker, prefix="b"))
     synced = user_assets(database)
-    jira.update_user(next(u["key"] for u in people(jira) if u["name"].startswith("b")),
-                     display_name="Changed Name")
+    jira.update_user(
+        next(u["key"] for u in people(jira) if u["name"].startswith("b")),
+        display_name="Changed Name",
+    )
 
     run = wait_run_finished(database, request_bulk(broker, dry_run=True))
     assert run["dry_run"] is True
-    assert counts(run) == expect(300, created=300 - first["matched"], updated=1,
-                                 unchanged=first["matched"] - 1)
+    assert counts(run) == expect(
+        300, created=300 - first["matched"], updated=1, unchanged=first["matched"] - 1
+    )
     assert user_assets(database) == synced
 
 
-def test_users_gone_from_jira_are_marked_missing_not_deleted(
-    start_worker, broker, jira, database
-):
+def test_users_gone_from_jira_are_marked_missing_not_deleted(start_worker, broker, jira, database):
     jira.add_sample_users(200)
     start_worker(env=PAGE)
     wait_run_finished(database, request_bulk(broker))

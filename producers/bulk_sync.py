@@ -1,0 +1,185 @@
+"""``python -m producers.bulk_sync``: ask the workers to sync many Jira users at once.
+
+Usage::
+
+    python -m producers.bulk_sync [--prefix P] [--group G ...] [--dry-run] [--by NAME]
+                                  [--wait | --json] [--timeout SECONDS]
+    python -m producers.bulk_sync status [RUN_ID] [--json]
+
+The first form publishes one ``bulk-sync-requested`` message (no filter: every Jira
+user) and prints ``run <id> requested``. ``--wait`` then follows the run in the asset
+store, with a progress line on stderr, and prints a summary table; ``--json`` prints the
+summary as one JSON object instead, and no progress. ``status`` shows one run, or the
+20 most recent.
+
+Exit codes: 0 when the request was published and, when waiting, the run ended ``done``
+with no failed user; 1 when it was not published, the run or a user failed, waiting
+timed out, or the database could not be read; 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import json
+import socket
+import sys
+from uuid import UUID, uuid4
+
+from pydantic import ValidationError
+
+from producers.cli import EXIT_FAILED, EXIT_OK, Parser, fail
+from producers.progress import Progress, WaitTimeout, follow_run, report, runs_json, runs_table
+from producers.publisher import Publisher, PublishError
+from producers.runs import BulkSyncSettings, RunStore, StoreError
+from schemas.messages import BulkSyncRequested, utc_now
+
+PROG = "python -m producers.bulk_sync"
+# Message fields as the options that set them, for usage errors.
+OPTION_OF = {"username_prefix": "--prefix", "groups": "--group", "requested_by": "--by"}
+
+# ------------------------------------------------------------------------ commands
+
+
+def request_parser() -> Parser:
+    parser = Parser(
+        prog=PROG,
+        description="Ask the workers to sync every Jira user matching the filters.",
+        epilog=f"`{PROG} status [RUN_ID]` shows runs.",
+    )
+    parser.add_argument("--prefix", metavar="TEXT", help="only usernames starting with this")
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only members of this group (repeatable)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="count, but write nothing")
+    parser.add_argument("--by", metavar="NAME", help="who asks (default: user@host)")
+    parser.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    parser.add_argument("--json", action="store_true", help="wait, then print JSON only")
+    parser.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="stop waiting after SECONDS"
+    )
+    return parser
+
+
+def status_parser() -> Parser:
+    parser = Parser(prog=f"{PROG} status", description="Show a sync run, or the recent ones.")
+    parser.add_argument("run_id", nargs="?", type=UUID, help="the run (default: the last 20)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def request(argv: list[str]) -> int:
+    parser = request_parser()
+    args = parser.parse_args(argv)
+    waiting = args.wait or args.json
+    if args.timeout is not None and not waiting:
+        parser.error("--timeout needs --wait or --json")
+    message = build_request(parser, args)
+    settings = BulkSyncSettings()
+    try:
+        # Open the store first: a run that cannot be followed had better not start.
+        store = RunStore(url=settings.database_url.get_secret_value()) if waiting else None
+        with store or contextlib.nullcontext():
+            with Publisher(
+                url=settings.amqp_url.get_secret_value(), topology=settings.topology
+            ) as publisher:
+                publisher.publish(message)
+            if not args.json:
+                print(f"run {message.request_id} requested", flush=True)
+            if store is None:
+                return EXIT_OK
+            return wait_and_report(
+                store, message.request_id, as_json=args.json, timeout=args.timeout
+            )
+    except (PublishError, StoreError) as exc:
+        return fail(PROG, str(exc))
+
+
+def build_request(parser: Parser, args: argparse.Namespace) -> BulkSyncRequested:
+    if args.prefix is not None and not args.prefix.strip():
+        parser.error("the username prefix is empty")
+    if any(not group.strip() for group in args.group):
+        parser.error("a group name is empty")
+    try:
+        return BulkSyncRequested(
+            request_id=uuid4(),
+            requested_at=utc_now(),
+            requested_by=default_requester() if args.by is None else args.by,
+            username_prefix=args.prefix,
+            groups=list(dict.fromkeys(args.group)),  # the same group twice matches no more
+            dry_run=args.dry_run,
+        )
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = OPTION_OF.get(str(problem["loc"][0]), str(problem["loc"][0]))
+        parser.error(f"{where}: {problem['msg']}")
+
+
+def default_requester() -> str:
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # a container user without a name
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def wait_and_report(store: RunStore, run_id: UUID, *, as_json: bool, timeout: float | None) -> int:
+    progress = Progress(stream=None if as_json else sys.stderr)
+    try:
+        # Closed before any message below, which must not land on the progress line.
+        with contextlib.closing(progress):
+            run = follow_run(store, run_id, progress=progress, timeout=timeout)
+    except WaitTimeout as exc:
+        return fail(PROG, str(exc))
+    except KeyboardInterrupt:
+        return fail(PROG, f"stopped waiting; run {run_id} goes on (`{PROG} status {run_id}`)")
+    report(run, as_json=as_json)
+    return EXIT_OK if run.succeeded else EXIT_FAILED
+
+
+def status(argv: list[str]) -> int:
+    args = status_parser().parse_args(argv)
+    settings = BulkSyncSettings()
+    try:
+        with RunStore(url=settings.database_url.get_secret_value()) as store:
+            if args.run_id is None:
+                runs = store.recent()
+                print(json.dumps(runs_json(runs)) if args.json else runs_table(runs))
+                return EXIT_OK
+            run = store.get(args.run_id)
+    except StoreError as exc:
+        return fail(PROG, str(exc))
+    if run is None:
+        return fail(PROG, f"no run {args.run_id}")
+    report(run, as_json=args.json)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # "status" is a word of its own; anything else requests a run (the common case).
+    try:
+        if argv[:1] == ["status"]:
+            return status(argv[1:])
+        return request(argv)
+    except KeyboardInterrupt:
+        return fail(PROG, "interrupted")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The bulk runs the workers record in the asset store, read for the admin script."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from datetime import datetime
+from types import TracebackType
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+from pydantic import SecretStr
+
+from producers.cli import one_line
+from producers.publisher import ProducerSettings
+
+RECENT_RUNS = 20
+FINAL_STATES = frozenset({"done", "failed"})
+
+
+class BulkSyncSettings(ProducerSettings):
+    """Adds the asset store, where the workers record each run's progress."""
+
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/assetsync")
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row of the ``sync_run_summary`` view: the columns this script shows."""
+
+    run_id: UUID
+    state: str
+    dry_run: bool
+    requested_by: str
+    error: str | None
+    matched: int
+    created: int
+    updated: int
+    unchanged: int
+    deactivated: int
+    missing: int
+    failed: int
+    done: int
+    started_at: datetime
+    duration_s: float
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "done" and self.failed == 0
+
+
+# Named columns rather than *, so a column added to the view later breaks nothing here.
+RUN_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(Run))
+
+
+class StoreError(Exception):
+    """The asset store could not be read; the message is one line for a person."""
+
+
+class RunStore:
+    """Reads runs from the asset store over one autocommit connection.
+
+    Autocommit, so that no transaction stays open between polls: each poll sees what
+    the workers committed since.
+    """
+
+    def __init__(self, *, url: str, timeout: int = 10) -> None:
+        with _translate_errors():
+            self._conn = psycopg.connect(
+                url, autocommit=True, connect_timeout=timeout, row_factory=class_row(Run)
+            )
+            try:
+                # Fail now, before a request is published that could then not be followed.
+                self._conn.execute(
+                    sql.SQL("SELECT {} FROM sync_run_summary LIMIT 0").format(RUN_COLUMNS)
+                )
+            except BaseException:
+                self._conn.close()
+                raise
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._conn.close()
+
+    def get(self, run_id: UUID) -> Run | None:
+        query = sql.SQL("SELECT {} FROM sync_run_summary WHERE run_id = %s").format(RUN_COLUMNS)
+        with _translate_errors():
+            return self._conn.execute(query, [run_id]).fetchone()
+
+    def recent(self, limit: int = RECENT_RUNS) -> list[Run]:
+        # Limit the runs before the view counts their users, not after.
+        query = sql.SQL(
+            "SELECT {} FROM sync_run_summary"
+            " WHERE run_id IN (SELECT id FROM sync_runs ORDER BY started_at DESC LIMIT %s)"
+            " ORDER BY started_at DESC, run_id"
+        ).format(RUN_COLUMNS)
+        with _translate_errors():
+            return self._conn.execute(query, [limit]).fetchall()
+
+
+@contextlib.contextmanager
+def _translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.errors.UndefinedTable as exc:
+        raise StoreError(
+            "the asset store has no sync runs table: run `python -m worker migrate`"
+        ) from exc
+    except psycopg.OperationalError as exc:
+        raise StoreError(f"cannot reach the asset store database: {one_line(exc)}") from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"the asset store database refused the query: {one_line(exc)}") from exc
