@@ -1,8 +1,9 @@
 """``python -m demo.run``: the quick start without Docker.
 
 Migrates the database, starts the demo Jira stand-in (unless ``ASSETSYNC_JIRA_URL``
-names a real one), starts two worker replicas, sends demo traffic, shows the synced
-user assets, and keeps the workers running until Ctrl-C.
+names a real one), starts two worker replicas, asks for a bulk sync of every Jira user
+and follows it, shows the synced user assets, and keeps the workers running (syncing
+logins) until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        if fake is not None:
-            subprocess.run([sys.executable, "-m", "demo.traffic"], env=env, check=True)
-            show_when_synced(settings.database_url.get_secret_value(), DEMO_USERS)
+        bulk = [sys.executable, "-m", "producers.bulk_sync", "--wait", "--by", "quick start"]
+        subprocess.run(bulk, env=env, check=True)
+        show_assets(settings.database_url.get_secret_value())
         if not args.once:
             print(
                 "workers running; publish a login with `python -m producers.login_event"
@@ -77,20 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(c == 0 for c in codes) else 1
 
 
-def show_when_synced(database_url: str, expected: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    rows: list[tuple[Any, ...]] = []
-    while time.monotonic() < deadline:
-        with psycopg.connect(database_url) as conn:
-            rows = conn.execute(
-                "SELECT folder_path, fields->>'Username', fields->>'Full name', fields->>'Active'"
-                " FROM user_assets ORDER BY folder_path, fields->>'Username'"
-            ).fetchall()
-        if len(rows) >= expected:
-            break
-        time.sleep(0.5)
-    for folder, username, full_name, active in rows:
+def show_assets(database_url: str, limit: int = 25) -> None:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT folder_path, fields->>'Username', fields->>'Full name', fields->>'Active'"
+            " FROM user_assets ORDER BY folder_path, fields->>'Username'"
+        ).fetchall()
+    for folder, username, full_name, active in rows[:limit]:
         print(f"  {folder:<14} {username:<16} {full_name or '':<24} active={active}")
+    if len(rows) > limit:
+        print(f"  … and {len(rows) - limit} more")
     per_folder = Counter(r[0] for r in rows)
     print(f"{len(rows)} user assets in {len(per_folder)} folders (SELECT * FROM user_assets)")
 
