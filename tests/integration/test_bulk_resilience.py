@@ -31,16 +31,25 @@ def test_killing_the_fanning_out_worker_mid_run_still_syncs_every_user_exactly_o
     jira.set_delay(0.03)  # a slow Jira keeps the scan going long enough to be cut
     workers = [start_worker(env=PAGE), start_worker(env=PAGE)]
     run_id = request_bulk(broker)
-    wait_for(lambda: (r := run_summary(database, run_id)) and r["matched"] >= 600,
-             what="the scan to be under way")
+    wait_for(
+        lambda: (r := run_summary(database, run_id)) and r["matched"] >= 600,
+        what="the scan to be under way",
+    )
     [victim] = [w for w in workers if "scanning Jira" in w.log()]
     victim.kill()  # SIGKILL: no goodbye; its unacked messages go back to the queue
     assert run_summary(database, run_id)["state"] == "fanning_out"
 
     run = wait_run_finished(database, run_id, timeout=180)
     assert run["state"] == "done"
-    assert counts(run) == {"matched": 3000, "created": 3000, "updated": 0, "unchanged": 0,
-                           "deactivated": 0, "missing": 0, "failed": 0}
+    assert counts(run) == {
+        "matched": 3000,
+        "created": 3000,
+        "updated": 0,
+        "unchanged": 0,
+        "deactivated": 0,
+        "missing": 0,
+        "failed": 0,
+    }
     keys = [a["jira_id"] for a in user_assets(database)]
     assert len(keys) == len(set(keys)) == 3000
     [survivor] = [w for w in workers if w is not victim]
