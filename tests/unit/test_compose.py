@@ -1,0 +1,60 @@
+"""docker-compose.yml cannot be run here (no Docker engine), so check what it promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_uses_current_rabbitmq_4_and_postgresql_17_images(compose):
+    services = compose["services"]
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:4")
+    assert services["postgres"]["image"] == "postgres:17"
+
+
+def test_runs_migrations_once_before_two_worker_replicas(compose):
+    services = compose["services"]
+    assert services["migrate"]["command"] == ["python", "-m", "worker", "migrate"]
+    worker = services["worker"]
+    assert worker["deploy"]["replicas"] == 2
+    assert worker["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert worker["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}
+    assert worker["stop_grace_period"] == "15s"  # SIGTERM handling needs under 10 s
+
+
+def test_every_long_running_service_has_a_healthcheck(compose):
+    for name, service in compose["services"].items():
+        if service.get("restart") != "no":
+            assert "healthcheck" in service, name
+
+
+def test_demo_jira_and_traffic_are_in_the_demo_profile_only(compose):
+    services = compose["services"]
+    demo = {n for n, s in services.items() if "demo" in s.get("profiles", [])}
+    assert demo == {"demo-jira", "demo-traffic"}
+    assert services["demo-jira"]["command"][:3] == ["python", "-m", "demo.fake_jira"]
+
+
+def test_services_get_every_required_setting(compose):
+    env = compose["services"]["worker"]["environment"]
+    for name in ("ASSETSYNC_AMQP_URL", "ASSETSYNC_DATABASE_URL", "ASSETSYNC_JIRA_URL"):
+        assert env[name], name
+    assert env["ASSETSYNC_DATABASE_URL"].startswith("postgresql://")
+    assert compose["services"]["demo-traffic"]["environment"] == env
+
+
+def test_dockerfile_installs_every_package_the_commands_need():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for package in ("worker", "producers", "schemas", "demo"):
+        assert f"COPY {package} ./{package}" in dockerfile
+    assert "STOPSIGNAL SIGTERM" in dockerfile
