@@ -20,7 +20,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 types: $(STAMP)
-	$(PY) -m mypy worker producers schemas demo
+	$(PY) -m mypy worker producers schemas demo bench
 
 test: $(STAMP) services
 	$(PY) -m pytest

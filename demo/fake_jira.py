@@ -223,7 +223,10 @@ class _Directory:
             self._index(user)
         if groups is not None:
             self.set_groups(user, groups)
-        self.version += 1
+        # Views hold the user objects themselves: only what orders or filters them
+        # (username, active) needs them rebuilt. A rebuild of 100,000 users takes ~150 ms.
+        if {"name", "active"} & fields.keys():
+            self.version += 1
 
     def remove(self, user: _User) -> None:
         self.set_groups(user, [])
