@@ -117,10 +117,11 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
 
 
 def consume(settings: Settings, syncer: Syncer) -> int:
-    """Run the replica's two consuming loops until SIGTERM/SIGINT or a fatal error.
+    """Run the replica's three consuming loops until SIGTERM/SIGINT or a fatal error.
 
-    Bulk requests get a loop (and connection) of their own in a thread: scanning Jira for
-    a large run takes a while, and logins and per-user messages must not wait for it.
+    Logins, per-user bulk messages and bulk requests each get a loop (and connection) of
+    their own: a login is handled as soon as it arrives, not after the batch of bulk
+    upserts in hand, and a long Jira scan holds up neither.
     """
     topology, stop = settings.topology, threading.Event()
     loop = functools.partial(
@@ -131,27 +132,25 @@ def consume(settings: Settings, syncer: Syncer) -> int:
         heartbeat=settings.heartbeat,
         stop=stop,
     )
-    main_loop = loop(
-        routes=[
-            Route(topology.login_queue, settings.login_prefetch, syncer.login),
-            Route(
-                topology.user_sync_queue,
-                2 * settings.batch_size,
-                syncer.user_sync,
-                batch_size=settings.batch_size,
-                on_give_up=syncer.user_sync_failed,
-            ),
-        ],
-        health_file=settings.health_file,
+    bulk_users = Route(
+        topology.user_sync_queue,
+        2 * settings.batch_size,
+        syncer.user_sync,
+        batch_size=settings.batch_size,
+        on_give_up=syncer.user_sync_failed,
     )
-    bulk_loop = loop(
-        routes=[Route(topology.bulk_queue, 1, syncer.fan_out, on_give_up=syncer.fan_out_failed)],
-    )
+    main_loop = loop(routes=[bulk_users], health_file=settings.health_file)
+    side_loops = {
+        "login": loop(routes=[Route(topology.login_queue, settings.login_prefetch, syncer.login)]),
+        "bulk": loop(
+            routes=[Route(topology.bulk_queue, 1, syncer.fan_out, on_give_up=syncer.fan_out_failed)]
+        ),
+    }
     failures: list[BaseException] = []
 
-    def run_bulk() -> None:
+    def run_side(consumer: Consumer) -> None:
         try:
-            bulk_loop.run()
+            consumer.run()
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)
             stop.set()
@@ -162,18 +161,25 @@ def consume(settings: Settings, syncer: Syncer) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    thread = threading.Thread(target=run_bulk, name="bulk", daemon=True)
-    thread.start()
+    threads = [
+        threading.Thread(target=run_side, args=(c,), name=name, daemon=True)
+        for name, c in side_loops.items()
+    ]
+    for thread in threads:
+        thread.start()
     try:
         main_loop.run()
     finally:
         stop.set()
         # A fan-out stops at its next page; one stuck in a Jira call is abandoned (its
         # request goes back to the queue and resumes from the last checkpoint).
-        thread.join(timeout=5)
+        deadline = time.monotonic() + 6
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
     if failures:
         raise failures[0]
-    log.info("stopped after %d messages", main_loop.handled + bulk_loop.handled)
+    handled = main_loop.handled + sum(c.handled for c in side_loops.values())
+    log.info("stopped after %d messages", handled)
     return 0
 
 

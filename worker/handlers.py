@@ -111,7 +111,12 @@ class Syncer:
             for (run_id, dry_run), run_plans in plans.items():
                 changes = self.store.apply_plans(conn, self.scheme, run_plans, dry_run=dry_run)
                 runs.record_outcomes(conn, run_id, changes.values())
-            for run_id in sorted({run_id for run_id, _ in plans}):
+        self._finish_runs({run_id for run_id, _ in plans})
+
+    def _finish_runs(self, run_ids: set[UUID]) -> None:
+        # After the commit, so that the last batch of a run sees every other batch's.
+        with self.store.connection() as conn:
+            for run_id in sorted(run_ids):
                 if runs.finish_if_complete(conn, run_id):
                     log.info("bulk run %s done", run_id)
 
@@ -125,7 +130,7 @@ class Syncer:
     def user_sync_failed(self, message: UserSync, reason: str) -> None:
         with self.store.transaction() as conn:
             runs.record_failures(conn, message.run_id, [(message.user.jira_id, reason)])
-            runs.finish_if_complete(conn, message.run_id)
+        self._finish_runs({message.run_id})
 
     # -- bulk: the request ---------------------------------------------------------------
 
@@ -162,26 +167,28 @@ class Syncer:
         for page in scan(self.jira, filters, page_size=self.page_size, checkpoint=run.checkpoint):
             session.tick()
             with self.store.transaction() as conn:
-                new = runs.add_matched(conn, run.id, [u.jira_id for u in page.users])
-                # Published before the checkpoint commits: after a crash the page is
-                # published again, and duplicates are harmless; a gap would not be.
-                session.publish(
-                    [
-                        self._user_message(request, page.fetched_at, user)
-                        for user in page.users
-                        if user.jira_id in new
-                    ]
-                )
-                if page.checkpoint is not None:
+                todo = runs.add_matched(conn, run.id, [u.jira_id for u in page.users])
+            # Recorded, then published, then checkpointed: after a crash in between, the
+            # page is read again and its users still open are published again. Duplicates
+            # are harmless; a gap would not be.
+            session.publish(
+                [
+                    self._user_message(request, page.fetched_at, user)
+                    for user in page.users
+                    if user.jira_id in todo
+                ]
+            )
+            if page.checkpoint is not None:
+                with self.store.transaction() as conn:
                     runs.save_checkpoint(conn, run.id, page.checkpoint)
-            published += len(new)
+            published += len(todo)
         with self.store.transaction() as conn:
             missing = 0
             if not filters.prefix and not filters.groups:
                 write = self.mark_missing and not request.dry_run
                 missing = runs.mark_missing(conn, run.id, self.scheme, write=write)
             runs.end_fan_out(conn, run.id)
-            runs.finish_if_complete(conn, run.id)
+        self._finish_runs({run.id})
         log.info("bulk run %s: %d users fanned out, %d missing", run.id, published, missing)
 
     def _user_message(

@@ -7,6 +7,7 @@ left to apply. The database itself is created first if it does not exist yet.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -52,14 +53,24 @@ def ensure_database(url: str) -> None:
         name = str(psycopg.conninfo.conninfo_to_dict(url).get("dbname", ""))
         maintenance = psycopg.conninfo.make_conninfo(url, dbname="postgres")
         with psycopg.connect(maintenance, autocommit=True, connect_timeout=10) as conn:
+            if not name:
+                raise
             found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-            if not name or found.fetchone() is not None:
-                raise  # the database exists: the first error was something else
             try:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                log.info("created database %s", name)
+                if found.fetchone() is None:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                    log.info("created database %s", name)
             except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                 pass  # another replica was quicker (at the same instant: UniqueViolation)
+    # A racing replica's CREATE DATABASE may not have committed yet: wait for it. Any
+    # other trouble (a wrong password, say) is raised by the last attempt.
+    for _ in range(40):
+        try:
+            psycopg.connect(url, connect_timeout=10).close()
+            return
+        except psycopg.OperationalError:
+            time.sleep(0.25)
+    psycopg.connect(url, connect_timeout=10).close()  # still failing: say why
 
 
 def yoyo_url(url: str) -> str:

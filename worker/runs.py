@@ -66,11 +66,16 @@ def unlock_run(conn: psycopg.Connection[Any], run_id: UUID) -> None:
 
 
 def add_matched(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[str]) -> set[str]:
-    """Record users as matched by the run; return those not recorded before."""
+    """Record users as matched by the run; return those still to be synced: new ones,
+    and any matched before (a scan resumed after a crash) whose outcome is still open."""
     rows = conn.execute(
-        "INSERT INTO sync_run_users (run_id, jira_id) SELECT %s, unnest(%s::text[])"
-        " ON CONFLICT (run_id, jira_id) DO NOTHING RETURNING jira_id",
-        [run_id, list(jira_ids)],
+        "WITH added AS ("
+        "  INSERT INTO sync_run_users (run_id, jira_id) SELECT %(run)s, unnest(%(ids)s::text[])"
+        "  ON CONFLICT (run_id, jira_id) DO NOTHING RETURNING jira_id)"
+        " SELECT jira_id FROM added UNION"
+        " SELECT jira_id FROM sync_run_users"
+        " WHERE run_id = %(run)s AND jira_id = ANY(%(ids)s) AND outcome IS NULL",
+        {"run": run_id, "ids": list(jira_ids)},
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -99,30 +104,35 @@ def record_failures(
 def _upsert_outcomes(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
     # INSERT ... ON CONFLICT rather than UPDATE: if the fan-out's transaction that
     # inserted the row has not committed yet, this waits for it instead of missing it.
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO sync_run_users (run_id, jira_id, outcome, deactivated, error)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, jira_id) DO UPDATE"
-            " SET outcome = excluded.outcome, deactivated = excluded.deactivated,"
-            " error = excluded.error WHERE sync_run_users.outcome IS NULL",
-            rows,
-        )
+    if not rows:
+        return
+    run_ids, jira_ids, outcomes, deactivated, errors = (list(c) for c in zip(*rows, strict=True))
+    conn.execute(
+        "INSERT INTO sync_run_users (run_id, jira_id, outcome, deactivated, error)"
+        " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bool[], %s::text[])"
+        " ON CONFLICT (run_id, jira_id) DO UPDATE"
+        " SET outcome = excluded.outcome, deactivated = excluded.deactivated,"
+        " error = excluded.error WHERE sync_run_users.outcome IS NULL",
+        [run_ids, jira_ids, outcomes, deactivated, errors],
+    )
 
 
 def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
-    """Mark the run done when its scan is over and no user is open. The row lock makes
-    concurrent batches of one run take turns here, so the last one always sees the
-    others' outcomes (READ COMMITTED: each statement sees what committed before it)."""
-    row = conn.execute("SELECT state FROM sync_runs WHERE id = %s FOR UPDATE", [run_id]).fetchone()
-    if row is None or row[0] != "processing":
-        return False
-    open_user = conn.execute(
-        "SELECT 1 FROM sync_run_users WHERE run_id = %s AND outcome IS NULL LIMIT 1", [run_id]
+    """Mark the run done when its scan is over and no user is open.
+
+    Call it after committing the work it should see, outside any transaction that
+    holds locks: every batch checks once its own outcomes are committed, so the last
+    batch to commit always sees all the others' (each statement sees what committed
+    before it started), and no batch waits for another's lock.
+    """
+    row = conn.execute(
+        "UPDATE sync_runs SET state = 'done', finished_at = now()"
+        " WHERE id = %s AND state = 'processing' AND NOT EXISTS ("
+        "   SELECT 1 FROM sync_run_users WHERE run_id = %s AND outcome IS NULL)"
+        " RETURNING id",
+        [run_id, run_id],
     ).fetchone()
-    if open_user is not None:
-        return False
-    conn.execute("UPDATE sync_runs SET state = 'done', finished_at = now() WHERE id = %s", [run_id])
-    return True
+    return row is not None
 
 
 def end_fan_out(conn: psycopg.Connection[Any], run_id: UUID) -> None:

@@ -293,14 +293,16 @@ def _create(
             [len(plans)],
         )
     ]
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO assets (id, asset_type_id, folder_id, jira_seen_at) VALUES (%s, %s, %s, %s)",
-            [
-                (i, scheme.asset_type_id, folders[p.jira_id], p.seen_at)
-                for i, p in zip(ids, plans, strict=True)
-            ],
-        )
+    conn.execute(
+        "INSERT INTO assets (id, asset_type_id, folder_id, jira_seen_at)"
+        " SELECT i, %s, f, s FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS x (i, f, s)",
+        [
+            scheme.asset_type_id,
+            ids,
+            [folders[p.jira_id] for p in plans],
+            [p.seen_at for p in plans],
+        ],
+    )
     won = {
         r[0]
         for r in conn.execute(
@@ -360,27 +362,33 @@ class _Writes:
     touched: list[tuple[int, datetime, int]] = field(default_factory=list)
 
     def execute(self, conn: psycopg.Connection[Any]) -> None:
-        with conn.cursor() as cur:
-            if self.upserts:
-                cur.executemany(
-                    "INSERT INTO asset_values (asset_id, asset_type_id, field_id, field_type,"
-                    " is_unique, value_text, value_user, value_bool)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (asset_id, field_id) DO UPDATE SET"
-                    " value_text = excluded.value_text, value_user = excluded.value_user,"
-                    " value_bool = excluded.value_bool",
-                    self.upserts,
-                )
-            if self.deletes:
-                cur.executemany(
-                    "DELETE FROM asset_values WHERE asset_id = %s AND field_id = %s", self.deletes
-                )
-            if self.touched:
-                cur.executemany(
-                    "UPDATE assets SET folder_id = %s, jira_seen_at = %s, sync_state = 'active',"
-                    " updated_at = now() WHERE id = %s",
-                    self.touched,
-                )
+        # One statement per kind of write, whole arrays as parameters: a statement per
+        # row costs PostgreSQL about twice the CPU for the same batch.
+        if self.upserts:
+            conn.execute(
+                "INSERT INTO asset_values (asset_id, asset_type_id, field_id, field_type,"
+                " is_unique, value_text, value_user, value_bool)"
+                " SELECT * FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::text[],"
+                " %s::bool[], %s::text[], %s::text[], %s::bool[])"
+                " ON CONFLICT (asset_id, field_id) DO UPDATE SET"
+                " value_text = excluded.value_text, value_user = excluded.value_user,"
+                " value_bool = excluded.value_bool",
+                [list(column) for column in zip(*self.upserts, strict=True)],
+            )
+        if self.deletes:
+            conn.execute(
+                "DELETE FROM asset_values v USING unnest(%s::bigint[], %s::int[]) AS d (a, f)"
+                " WHERE v.asset_id = d.a AND v.field_id = d.f",
+                [list(column) for column in zip(*self.deletes, strict=True)],
+            )
+        if self.touched:
+            conn.execute(
+                "UPDATE assets SET folder_id = d.f, jira_seen_at = d.s, sync_state = 'active',"
+                " updated_at = now()"
+                " FROM unnest(%s::int[], %s::timestamptz[], %s::bigint[]) AS d (f, s, i)"
+                " WHERE assets.id = d.i",
+                [list(column) for column in zip(*self.touched, strict=True)],
+            )
 
 
 def _decide(

@@ -137,3 +137,15 @@ def test_database_refuses_a_second_asset_for_the_same_user(database):
                 "INSERT INTO asset_values (asset_id, asset_type_id, field_id, field_type,"
                 " is_unique, value_user) VALUES (2, 1, 1, 'user', true, 'JIRAUSER10000')"
             )
+
+
+def test_user_assets_lookup_by_jira_id_is_index_backed(database):
+    with psycopg.connect(database) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN SELECT * FROM user_assets WHERE jira_id = 'JIRAUSER10000'"
+            )
+        )
+    assert "asset_values_user" in plan
