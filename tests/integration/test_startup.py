@@ -141,11 +141,21 @@ def test_database_refuses_a_second_asset_for_the_same_user(database):
 
 def test_user_assets_lookup_by_jira_id_is_index_backed(database):
     with psycopg.connect(database) as conn:
-        conn.execute("SET enable_seqscan = off")
+        conn.execute("INSERT INTO folders (name) VALUES ('Employees')")
+        conn.execute(
+            "INSERT INTO assets (id, asset_type_id, folder_id)"
+            " SELECT i, 1, 1 FROM generate_series(1, 20000) i"
+        )
+        conn.execute(
+            "INSERT INTO asset_values (asset_id, asset_type_id, field_id, field_type,"
+            " is_unique, value_user) SELECT i, 1, 1, 'user', true, 'JIRAUSER' || i"
+            " FROM generate_series(1, 20000) i"
+        )
+        conn.execute("ANALYZE")
         plan = "\n".join(
             r[0]
             for r in conn.execute(
                 "EXPLAIN SELECT * FROM user_assets WHERE jira_id = 'JIRAUSER10000'"
             )
         )
-    assert "asset_values_user" in plan
+    assert "asset_values_identity" in plan
