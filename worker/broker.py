@@ -1,21 +1,24 @@
 """kombu plumbing shared by the worker's consumers: connecting, declaring the topology,
-and publishing in AMQP transactions.
+and publishing with streaming publisher confirms.
 
-The worker publishes through a transactional channel: ``tx.commit`` returns only once
-the broker has taken every message of the batch, and batching many messages into one
-commit is an order of magnitude faster than a confirm per message.
+A batch is published in one go and then the broker's confirms are awaited together:
+about twice as fast as AMQP transactions here, and an order of magnitude faster than
+waiting for each message's confirm (kombu's ``confirm_publish``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import amqp
 from kombu.connection import Connection
-from kombu.messaging import Producer
 
 from schemas.topology import Topology
+from worker.errors import BrokerRefused
 
 
 def connect(url: str, *, heartbeat: int) -> Connection:
@@ -55,30 +58,69 @@ class Outgoing:
     content_encoding: str = "utf-8"
 
 
-class TxPublisher:
-    """Publishes batches on its own channel, one AMQP transaction per batch."""
+class ConfirmPublisher:
+    """Publishes batches on a channel of its own in confirm mode.
 
-    def __init__(self, connection: Connection) -> None:
+    :param connection: the consumer's connection; waiting for confirms reads from it,
+        which may also take in deliveries for that connection's consumers (they are
+        buffered by their callbacks as usual).
+    :param timeout: seconds to wait for a batch's confirms.
+    """
+
+    def __init__(self, connection: Connection, *, timeout: float = 30.0) -> None:
+        self._connection = connection
         self._channel = connection.channel()
-        self._channel.tx_select()
-        self._producer = Producer(self._channel)
+        self._channel.confirm_select()
+        self._channel.events["basic_ack"].add(self._on_ack)
+        self._channel.events["basic_nack"].add(self._on_nack)
+        self._timeout = timeout
+        self._next_tag = 1
+        self._unconfirmed: set[int] = set()
+        self._refused = 0
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
-        """Publish all, persistent; returns once the broker has committed them all."""
+        """Publish all, persistent; return once the broker has confirmed them all.
+
+        :raises BrokerRefused: the broker refused some, or did not confirm in time.
+        """
         if not messages:
             return
         for m in messages:
-            self._producer.publish(
-                m.body,
+            self._channel.basic_publish(
+                amqp.Message(
+                    m.body,
+                    content_type=m.content_type,
+                    content_encoding=m.content_encoding,
+                    delivery_mode=2,
+                    application_headers=m.headers or None,
+                    **m.properties,
+                ),
                 exchange=m.exchange,
                 routing_key=m.routing_key,
-                headers=m.headers,
-                content_type=m.content_type,
-                content_encoding=m.content_encoding,
-                delivery_mode=2,
-                **m.properties,
             )
-        self._channel.tx_commit()
+            self._unconfirmed.add(self._next_tag)
+            self._next_tag += 1
+        deadline = time.monotonic() + self._timeout
+        while self._unconfirmed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BrokerRefused(f"RabbitMQ did not confirm {len(self._unconfirmed)} messages")
+            with contextlib.suppress(TimeoutError):
+                self._connection.drain_events(timeout=min(left, 1.0))
+        if self._refused:
+            refused, self._refused = self._refused, 0
+            raise BrokerRefused(f"RabbitMQ refused {refused} of {len(messages)} messages")
+
+    def _settle(self, tag: int, multiple: bool) -> int:
+        done = {t for t in self._unconfirmed if t <= tag} if multiple else {tag}
+        self._unconfirmed -= done
+        return len(done)
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        self._settle(tag, multiple)
+
+    def _on_nack(self, tag: int, multiple: bool, *rest: object) -> None:
+        self._refused += self._settle(tag, multiple)
 
 
 def copy_of(message: Any, *, exchange: str, headers: dict[str, Any]) -> Outgoing:

@@ -34,7 +34,14 @@ from kombu.messaging import Consumer as KombuConsumer
 from schemas.topology import ATTEMPT_HEADER, ERROR_HEADER, RETRY_HEADER, Topology
 from worker import broker
 from worker.decoding import decode
-from worker.errors import ConfigError, Interrupted, InvalidMessage, PermanentError, TransientError
+from worker.errors import (
+    BrokerRefused,
+    ConfigError,
+    Interrupted,
+    InvalidMessage,
+    PermanentError,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +49,18 @@ RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 MAX_BATCH_AGE = 0.2  # seconds a partial batch may wait for more deliveries
 # Any of these means the connection is gone or unusable: reconnect, and the broker
 # redelivers whatever was not acked.
-BROKER_ERRORS = (OSError, amqp.exceptions.AMQPError, kombu.exceptions.OperationalError)
+BROKER_ERRORS = (
+    OSError,
+    amqp.exceptions.AMQPError,
+    kombu.exceptions.OperationalError,
+    BrokerRefused,
+)
 
 
 class Session:
     """What a handler may use of the consumer's connection while it works."""
 
-    def __init__(self, conn: Connection, publisher: broker.TxPublisher, stop: threading.Event):
+    def __init__(self, conn: Connection, publisher: broker.ConfirmPublisher, stop: threading.Event):
         self._conn = conn
         self._stop = stop
         self.publish = publisher.publish
@@ -119,7 +131,7 @@ class Consumer:
         self.health_file = health_file
         self._stop = stop
         self.fatal: ConfigError | None = None
-        self._publisher: broker.TxPublisher | None = None
+        self._publisher: broker.ConfirmPublisher | None = None
         self._session: Session | None = None
         self._pending = {r.queue: _Pending() for r in self.routes}
         self._touched = 0.0
@@ -149,7 +161,7 @@ class Consumer:
 
     def _consume(self, conn: Connection) -> None:
         broker.declare(conn.default_channel, self.topology)
-        self._publisher = broker.TxPublisher(conn)
+        self._publisher = broker.ConfirmPublisher(conn)
         self._session = Session(conn, self._publisher, self._stop)
         consumers = [self._subscribe(conn, route) for route in self.routes]
         log.info("consuming %s", ", ".join(r.queue for r in self.routes))

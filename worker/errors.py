@@ -10,7 +10,8 @@
     │   └── StoreRejected     the database refused the data (a constraint, a bad value)
     ├── TransientError        may work later: retry with backoff, then dead-letter
     │   ├── JiraUnavailable   429, 5xx, timeouts, connection errors
-    │   └── StoreUnavailable  lost database connection, deadlock, serialization failure
+    │   ├── StoreUnavailable  lost database connection, deadlock, serialization failure
+    │   └── BrokerRefused     RabbitMQ nacked or did not confirm what we published
     ├── ConfigError           the deployment is wrong: stop the worker with one clear line
     │   └── JiraAuthError     Jira answered 401/403 to our credentials
     └── Interrupted           the replica is shutting down: put the message back
@@ -63,6 +64,10 @@ class JiraUnavailable(TransientError):
 
 
 class StoreUnavailable(TransientError):
+    pass
+
+
+class BrokerRefused(TransientError):
     pass
 
 
