@@ -124,6 +124,10 @@ def consume(settings: Settings, syncer: Syncer) -> int:
     upserts in hand, and a long Jira scan holds up neither.
     """
     topology, stop = settings.topology, threading.Event()
+    # The loops share one GIL; a thread whose socket write returns waits up to the switch
+    # interval for it while another thread computes. A fan-out writes per message, so the
+    # default 5 ms would throttle it to a crawl whenever a batch is being mapped.
+    sys.setswitchinterval(0.0005)
     loop = functools.partial(
         Consumer,
         url=settings.amqp_url.get_secret_value(),

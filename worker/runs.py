@@ -70,11 +70,11 @@ def add_matched(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[
     and any matched before (a scan resumed after a crash) whose outcome is still open."""
     rows = conn.execute(
         "WITH added AS ("
-        "  INSERT INTO sync_run_users (run_id, jira_id) SELECT %(run)s, unnest(%(ids)s::text[])"
+        "  INSERT INTO sync_run_users (run_id, jira_id) SELECT %(run)s, unnest(%(ids)b::text[])"
         "  ON CONFLICT (run_id, jira_id) DO NOTHING RETURNING jira_id)"
         " SELECT jira_id FROM added UNION"
         " SELECT jira_id FROM sync_run_users"
-        " WHERE run_id = %(run)s AND jira_id = ANY(%(ids)s) AND outcome IS NULL",
+        " WHERE run_id = %(run)s AND jira_id = ANY(%(ids)b) AND outcome IS NULL",
         {"run": run_id, "ids": list(jira_ids)},
     ).fetchall()
     return {r[0] for r in rows}
@@ -109,7 +109,7 @@ def _upsert_outcomes(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]])
     run_ids, jira_ids, outcomes, deactivated, errors = (list(c) for c in zip(*rows, strict=True))
     conn.execute(
         "INSERT INTO sync_run_users (run_id, jira_id, outcome, deactivated, error)"
-        " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bool[], %s::text[])"
+        " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bool[], %b::text[])"
         " ON CONFLICT (run_id, jira_id) DO UPDATE"
         " SET outcome = excluded.outcome, deactivated = excluded.deactivated,"
         " error = excluded.error WHERE sync_run_users.outcome IS NULL",

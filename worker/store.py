@@ -295,7 +295,7 @@ def _create(
     ]
     conn.execute(
         "INSERT INTO assets (id, asset_type_id, folder_id, jira_seen_at)"
-        " SELECT i, %s, f, s FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS x (i, f, s)",
+        " SELECT i, %s, f, s FROM unnest(%b::bigint[], %b::int[], %b::timestamptz[]) AS x (i, f, s)",
         [
             scheme.asset_type_id,
             ids,
@@ -307,7 +307,7 @@ def _create(
         r[0]
         for r in conn.execute(
             "INSERT INTO asset_values (asset_id, asset_type_id, field_id, field_type, is_unique, value_user)"
-            " SELECT a, %s, %s, 'user', true, u FROM unnest(%s::bigint[], %s::text[]) AS x (a, u)"
+            " SELECT a, %s, %s, 'user', true, u FROM unnest(%b::bigint[], %b::text[]) AS x (a, u)"
             " ON CONFLICT (field_id, value_user) WHERE is_unique DO NOTHING RETURNING asset_id",
             [scheme.asset_type_id, scheme.user_field.id, ids, [p.jira_id for p in plans]],
         )
@@ -368,8 +368,8 @@ class _Writes:
             conn.execute(
                 "INSERT INTO asset_values (asset_id, asset_type_id, field_id, field_type,"
                 " is_unique, value_text, value_user, value_bool)"
-                " SELECT * FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::text[],"
-                " %s::bool[], %s::text[], %s::text[], %s::bool[])"
+                " SELECT * FROM unnest(%b::bigint[], %b::int[], %b::int[], %b::text[],"
+                " %b::bool[], %b::text[], %b::text[], %b::bool[])"
                 " ON CONFLICT (asset_id, field_id) DO UPDATE SET"
                 " value_text = excluded.value_text, value_user = excluded.value_user,"
                 " value_bool = excluded.value_bool",
@@ -377,7 +377,7 @@ class _Writes:
             )
         if self.deletes:
             conn.execute(
-                "DELETE FROM asset_values v USING unnest(%s::bigint[], %s::int[]) AS d (a, f)"
+                "DELETE FROM asset_values v USING unnest(%b::bigint[], %b::int[]) AS d (a, f)"
                 " WHERE v.asset_id = d.a AND v.field_id = d.f",
                 [list(column) for column in zip(*self.deletes, strict=True)],
             )
@@ -385,7 +385,7 @@ class _Writes:
             conn.execute(
                 "UPDATE assets SET folder_id = d.f, jira_seen_at = d.s, sync_state = 'active',"
                 " updated_at = now()"
-                " FROM unnest(%s::int[], %s::timestamptz[], %s::bigint[]) AS d (f, s, i)"
+                " FROM unnest(%b::int[], %b::timestamptz[], %b::bigint[]) AS d (f, s, i)"
                 " WHERE assets.id = d.i",
                 [list(column) for column in zip(*self.touched, strict=True)],
             )
