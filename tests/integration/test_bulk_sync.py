@@ -190,3 +190,26 @@ def _groups(jira: FakeJira, user: dict) -> set[str]:
 def _no_dead_letters(broker):
     yield
     assert broker.dead_letters() == []
+
+
+def test_mapped_groups_are_fetched_per_user_and_kept_in_step(start_worker, broker, jira, database):
+    import json
+
+    import psycopg
+
+    with psycopg.connect(database) as conn:  # an admin adds a field for groups
+        conn.execute(
+            "INSERT INTO asset_fields (asset_type_id, name, field_type)"
+            " VALUES (1, 'Groups', 'text')"
+        )
+    jira.add_sample_users(30, groups={"developers": 2, "designers": 3})
+    field_map = {"name": "Username", "groups": "Groups"}
+    start_worker(env={**PAGE, "ASSETSYNC_FIELD_MAP": json.dumps(field_map)})
+    run = wait_run_finished(database, request_bulk(broker))
+    assert counts(run) == expect(30, created=30)
+    assets = {a["jira_id"]: a for a in user_assets(database)}
+    for user in people(jira):
+        groups = ", ".join(sorted(_groups(jira, user))) or None
+        assert assets[user["key"]]["fields"].get("Groups") == groups
+    # Listing pages carry no groups, so each user costs one extra Jira request here.
+    assert jira.request_count("expand=groups") == 30
