@@ -81,6 +81,11 @@ class Settings(BaseSettings):
             raise ValueError(f"asset field(s) mapped twice: {', '.join(twice)}")
         return value
 
+    @field_validator("health_file", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        return None if value == "" else value  # ASSETSYNC_HEALTH_FILE= turns it off
+
     @field_validator("folder")
     @classmethod
     def _folder_path(cls, value: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from worker.__main__ import EX_CONFIG, describe_settings_error, main
-from worker.settings import DEFAULT_FIELD_MAP, load_settings
+from worker.settings import DEFAULT_FIELD_MAP, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -182,3 +182,10 @@ def test_field_map_that_is_not_json_gives_one_line_and_config_exit_code(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "ASSETSYNC_FIELD_MAP" in err
+
+
+def test_an_empty_health_file_setting_turns_the_health_file_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ASSETSYNC_HEALTH_FILE", "")
+    assert Settings().health_file is None
