@@ -139,24 +139,25 @@ class Syncer:
             self._fan_out(request, session)
 
     def _fan_out(self, request: BulkSyncRequested, session: Session) -> None:
-        with self.store.transaction() as conn:
-            run = runs.open_run(conn, request)
-        if run.state != "fanning_out":
-            log.info("bulk run %s is already %s; nothing to fan out", run.id, run.state)
-            return
         with self.store.connection() as lock:
-            if not runs.try_lock_run(lock, run.id):
+            if not runs.try_lock_run(lock, request.request_id):
                 # That replica's own delivery is redelivered should it die.
-                log.info("bulk run %s is being fanned out by another replica", run.id)
+                log.info("bulk run %s is being fanned out by another replica", request.request_id)
                 return
             try:
+                # Read under the lock: a replica that just finished has moved it on.
+                with self.store.transaction() as conn:
+                    run = runs.open_run(conn, request)
+                if run.state != "fanning_out":
+                    log.info("bulk run %s is already %s; nothing to fan out", run.id, run.state)
+                    return
                 self._scan_and_publish(request, run, session)
             except PermanentError as exc:
                 with self.store.transaction() as conn:
-                    runs.fail_run(conn, run.id, str(exc))
+                    runs.fail_run(conn, request.request_id, str(exc))
                 raise
             finally:
-                runs.unlock_run(lock, run.id)
+                runs.unlock_run(lock, request.request_id)
 
     def _scan_and_publish(
         self, request: BulkSyncRequested, run: runs.Run, session: Session

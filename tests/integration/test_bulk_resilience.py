@@ -155,3 +155,33 @@ def test_two_batches_racing_to_create_the_same_users_make_one_asset_each(databas
     finally:
         for s in stores:
             s.close()
+
+
+def test_a_bulk_request_delivered_twice_is_one_run_with_exact_counts(
+    start_worker, broker, jira, database
+):
+    import uuid
+
+    from schemas.messages import BulkSyncRequested, to_body, utc_now
+
+    jira.add_sample_users(1500)
+    request = BulkSyncRequested(
+        request_id=uuid.uuid4(), requested_at=utc_now(), requested_by="tests"
+    )
+    start_worker(env=PAGE), start_worker(env=PAGE)
+    for _ in range(2):
+        broker.publish_raw(to_body(request), routing_key="bulk-sync-requested")
+    run = wait_run_finished(database, str(request.request_id))
+    assert counts(run) == {
+        "matched": 1500,
+        "created": 1500,
+        "updated": 0,
+        "unchanged": 0,
+        "deactivated": 0,
+        "missing": 0,
+        "failed": 0,
+    }
+    wait_for(lambda: broker.count(broker.topology.bulk_queue) == 0, what="both copies taken")
+    assert len(user_assets(database)) == 1500
+    assert run_summary(database, str(request.request_id))["matched"] == 1500
+    assert broker.dead_letters() == []
