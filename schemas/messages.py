@@ -117,7 +117,7 @@ SUPPORTED_VERSIONS: dict[str, frozenset[int]] = {name: frozenset({1}) for name i
 
 def to_body(message: _Message) -> bytes:
     """Serialise a message as the UTF-8 JSON body that goes on the wire."""
-    return message.model_dump_json(exclude_none=False).encode()
+    return message.model_dump_json().encode()
 
 
 def utc_now() -> datetime:

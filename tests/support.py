@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -172,10 +172,6 @@ def worker_env(
     )
     env.update(extra or {})
     return env
-
-
-def iter_lines(text: str) -> Iterator[str]:
-    yield from (line for line in text.splitlines() if line.strip())
 
 
 def request_bulk(

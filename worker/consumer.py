@@ -1,7 +1,7 @@
 """The kombu consumer: deliveries in, handlers called, ack only after commit.
 
 Each delivery ends in exactly one of these ways, and only after the database
-transaction (or the committed republish) it depends on has finished:
+transaction (or the broker-confirmed republish) it depends on has finished:
 
 * handled: ack (a batch: one ``multiple`` ack after its transaction commits);
 * transient failure: republished to a delay queue with the attempt count, then ack;

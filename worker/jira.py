@@ -77,7 +77,6 @@ class JiraClient:
             transport=transport,
         )
         self._flavor: Flavor | None = None if flavor == "auto" else flavor
-        self.requests = 0
 
     def close(self) -> None:
         self._http.close()
@@ -151,7 +150,6 @@ class JiraClient:
         return self._get(path, params)
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        self.requests += 1
         started = time.monotonic()
         try:
             response = self._http.get(path, params=params)
