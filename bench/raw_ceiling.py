@@ -7,19 +7,30 @@ what RabbitMQ and PostgreSQL allow here with the same delivery guarantees (persi
 messages in a quorum queue, ack only after the transaction commits), minus Jira and
 mapping.
 
+Two sinks, i.e. two things the batched upsert writes:
+
+- ``store``: the asset store itself. Each message carries one user asset already mapped
+  (Jira id, folder, field values, snapshot time); a batch goes through the worker's own
+  ``Store.apply_plans`` (look up, lock, create, compare, write) in one transaction.
+  This is the ceiling of the job: everything the bulk sync does on top of it (scanning
+  Jira, publishing one message per user, mapping, run tracking) is its overhead.
+- ``table``: one row ``(id, body jsonb)`` per message, upserted with one ``executemany
+  ... ON CONFLICT (id) DO UPDATE``: what the broker and the database allow with the
+  cheapest possible write, for comparison.
+
 What is measured: N messages (~400-byte JSON, persistent) are published first to a
 quorum queue of their own (one AMQP transaction per 500, not timed). Then ``--workers``
 consumer processes (this module's ``consume`` command: kombu, heartbeat on, prefetch
 2 x batch) are started and, once all are subscribed-ready, told to go at the same time.
 Each takes deliveries into a batch of ``--batch-size`` (or fewer after 0.2 s, as the
-worker does), upserts ``(id, body jsonb)`` with one ``executemany ... ON CONFLICT (id)
-DO UPDATE`` in one transaction, and after the commit acks the batch with one
-``multiple`` ack. The clock runs from "go" until the commit that made the last of the N
-rows visible: the driver polls the row count every 0.1 s to know when it is over, then
-takes the exact end from the consumers' own record of their last commit (a 1-second
-phase must not be blurred by the polling interval), and checks the queue is empty.
+worker does), upserts it in one transaction and after the commit acks the batch with
+one ``multiple`` ack. The clock runs from "go" until the commit that made the last of
+the N rows visible: the driver polls the row count every 0.1 s to know when it is over,
+then takes the exact end from the consumers' own record of their last commit (a
+1-second phase must not be blurred by the polling interval), and checks the queue is
+empty.
 
-Run it on its own: ``python -m bench.raw_ceiling --messages 20000``.
+Run it on its own: ``python -m bench.raw_ceiling --messages 20000 [--sink store]``.
 """
 
 from __future__ import annotations
@@ -28,14 +39,16 @@ import argparse
 import json
 import os
 import signal
+import string
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import pika
 import psycopg
@@ -55,6 +68,10 @@ from bench.infra import (
     unique_suffix,
     wait_until,
 )
+from worker.mapping import AssetPlan
+from worker.migrate import migrate
+from worker.settings import DEFAULT_FIELD_MAP, JIRA_FIELDS
+from worker.store import Store
 
 TABLE = "raw_ceiling"
 BODY_BYTES = 400
@@ -69,6 +86,7 @@ UPSERT = (
 
 @dataclass(frozen=True)
 class RawResult:
+    sink: str
     messages: int
     workers: int
     batch_size: int
@@ -98,45 +116,109 @@ def measure(
     workers: int,
     batch_size: int,
     log_dir: Path,
+    sink: str = "table",
 ) -> RawResult:
     """Pre-publish, then time ``workers`` consumer processes through all messages.
 
-    Leaves nothing behind: the queue is deleted and the table dropped.
+    Leaves nothing behind: the queue is deleted and the sink's rows removed.
     """
-    create_table(database_url)
+    target = SINKS[sink]
+    target.prepare(database_url)
     consumers: list[Child] = []
     try:
-        publish_s = prepublish(amqp_url, queue, messages)
+        publish_s = prepublish(amqp_url, queue, messages, target)
         checkpoint(database_url)
         consumers = [
-            start_consumer(amqp_url, database_url, queue, batch_size, log_dir / f"raw-{i}.log")
+            start_consumer(
+                amqp_url, database_url, queue, batch_size, sink, log_dir / f"raw-{sink}-{i}.log"
+            )
             for i in range(workers)
         ]
         for c in consumers:
             c.wait_for_log("ready", timeout=30)
         cpu = CpuMeter({"consumers": [c.pid for c in consumers]})
-        go_at = time_consumption(consumers, cpu, amqp_url, database_url, queue, messages)
+        go_at = time_consumption(consumers, cpu, amqp_url, database_url, queue, messages, target)
         rss = [c.peak_rss_mib() for c in consumers]
         consume_s = stop_consumers(consumers, messages) - go_at
     finally:
         for c in consumers:
             c.kill()
         delete_broker_objects(amqp_url, [queue], [])
-        drop_table(database_url)
-    return RawResult(messages, workers, batch_size, publish_s, consume_s, rss, cpu)
+        target.clean(database_url)
+    return RawResult(sink, messages, workers, batch_size, publish_s, consume_s, rss, cpu)
 
 
-def create_table(database_url: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, body jsonb NOT NULL)")
+class Sink(Protocol):
+    count_rows: str  # how many messages' rows are there
+
+    def prepare(self, database_url: str) -> None: ...
+    def clean(self, database_url: str) -> None: ...
+    def body_for(self, i: int) -> bytes: ...
 
 
-def drop_table(database_url: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+class TableSink:
+    """One ``(id, body jsonb)`` row per message: the cheapest write there is."""
+
+    count_rows = f"SELECT count(*) FROM {TABLE}"
+
+    def prepare(self, database_url: str) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, body jsonb NOT NULL)")
+
+    def clean(self, database_url: str) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+
+    def body_for(self, i: int) -> bytes:
+        return table_body(i)
 
 
-def body_for(i: int) -> bytes:
+class StoreSink:
+    """One user asset per message, already mapped, written by the worker's store."""
+
+    count_rows = "SELECT count(*) FROM assets"
+
+    def prepare(self, database_url: str) -> None:
+        migrate(database_url)
+
+    def clean(self, database_url: str) -> None:
+        # The schema stays (a bulk phase may follow in the same database); its rows go.
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("TRUNCATE asset_values, assets, folders RESTART IDENTITY")
+
+    def body_for(self, i: int) -> bytes:
+        return store_body(i)
+
+
+SINKS: dict[str, Sink] = {"table": TableSink(), "store": StoreSink()}
+
+
+def store_body(i: int) -> bytes:
+    """A ~400-byte JSON body: one user's asset as the mapping would plan it."""
+    doc: dict[str, Any] = {
+        "type": "raw-asset",
+        "jira_id": f"JIRAUSER{10000 + i}",
+        "folder": ["Employees", string.ascii_uppercase[i % 26]],
+        "seen_at": "2026-11-25T09:30:00.000000+00:00",
+        "values": {
+            "User": f"JIRAUSER{10000 + i}",
+            "Username": f"user{i}",
+            "Full name": f"Sample User {i}",
+            "E-mail": f"sample.user{i}@example.com",
+            "Active": i % 10 != 0,
+        },
+        "pad": "",
+    }
+    return _padded(doc)
+
+
+def _padded(doc: dict[str, Any]) -> bytes:
+    size = len(json.dumps(doc, separators=(",", ":")))
+    doc["pad"] = "x" * max(0, BODY_BYTES - size)
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def table_body(i: int) -> bytes:
     """A ~400-byte JSON body shaped like a user snapshot, with the row id in ``id``."""
     doc: dict[str, Any] = {
         "type": "raw",
@@ -153,12 +235,10 @@ def body_for(i: int) -> bytes:
         },
         "pad": "",
     }
-    size = len(json.dumps(doc, separators=(",", ":")))
-    doc["pad"] = "x" * max(0, BODY_BYTES - size)
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return _padded(doc)
 
 
-def prepublish(amqp_url: str, queue: str, messages: int) -> float:
+def prepublish(amqp_url: str, queue: str, messages: int, sink: Sink) -> float:
     """Declare the quorum queue and fill it, one AMQP transaction per 500; seconds taken."""
     props = pika.BasicProperties(content_type="application/json", delivery_mode=2)
     with pika.BlockingConnection(pika.URLParameters(amqp_url)) as conn:
@@ -167,7 +247,7 @@ def prepublish(amqp_url: str, queue: str, messages: int) -> float:
         channel.tx_select()
         started = time.perf_counter()
         for i in range(messages):
-            channel.basic_publish("", queue, body_for(i), props)
+            channel.basic_publish("", queue, sink.body_for(i), props)
             if (i + 1) % PUBLISH_COMMIT_EVERY == 0:
                 channel.tx_commit()
         channel.tx_commit()
@@ -175,10 +255,10 @@ def prepublish(amqp_url: str, queue: str, messages: int) -> float:
 
 
 def start_consumer(
-    amqp_url: str, database_url: str, queue: str, batch_size: int, log_path: Path
+    amqp_url: str, database_url: str, queue: str, batch_size: int, sink: str, log_path: Path
 ) -> Child:
     args = ["consume", "--amqp-url", amqp_url, "--database-url", database_url]
-    args += ["--queue", queue, "--batch-size", str(batch_size)]
+    args += ["--queue", queue, "--batch-size", str(batch_size), "--sink", sink]
     return Child(
         name=log_path.stem,
         module=["bench.raw_ceiling", *args],
@@ -195,6 +275,7 @@ def time_consumption(
     database_url: str,
     queue: str,
     messages: int,
+    sink: Sink,
 ) -> float:
     """Say go to every consumer, wait until all rows are there and the queue is empty;
     return when go was said (``time.time()``). ``cpu`` meters that stretch."""
@@ -206,7 +287,7 @@ def time_consumption(
     with psycopg.connect(database_url, autocommit=True) as conn:
 
         def all_rows() -> bool:
-            row = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
+            row = conn.execute(sink.count_rows).fetchone()
             return row is not None and row[0] >= messages
 
         cpu.start()
@@ -253,12 +334,63 @@ def _stats(consumer: Child) -> dict[str, float]:
 # -- the consumer process ---------------------------------------------------------------------
 
 
+class TableWriter:
+    """Upserts a batch of bodies into the ``(id, body)`` table in one transaction."""
+
+    def __init__(self, database_url: str) -> None:
+        self.db = psycopg.connect(database_url)
+
+    def __call__(self, bodies: list[bytes]) -> None:
+        rows = [(json.loads(b)["id"], b.decode()) for b in bodies]
+        with self.db.transaction(), self.db.cursor() as cur:
+            cur.executemany(UPSERT, rows)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class StoreWriter:
+    """Writes a batch of planned assets through the worker's store in one transaction."""
+
+    def __init__(self, database_url: str) -> None:
+        self.store = Store(url=database_url, max_size=2)
+        self.store.open()
+        self.scheme = self.store.load_scheme(
+            asset_type="Employee", user_field="User", field_map=DEFAULT_FIELD_MAP, kinds=JIRA_FIELDS
+        )
+
+    def __call__(self, bodies: list[bytes]) -> None:
+        plans = [_plan(json.loads(b)) for b in bodies]
+        with self.store.transaction() as conn:
+            self.store.apply_plans(conn, self.scheme, plans)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _plan(doc: dict[str, Any]) -> AssetPlan:
+    return AssetPlan(
+        jira_id=doc["jira_id"],
+        folder=tuple(doc["folder"]),
+        values=doc["values"],
+        seen_at=datetime.fromisoformat(doc["seen_at"]),
+    )
+
+
+WRITERS: dict[str, type[TableWriter] | type[StoreWriter]] = {
+    "table": TableWriter,
+    "store": StoreWriter,
+}
+
+
 class RawConsumer:
     """consume -> batched upsert -> ack(multiple) after commit, until SIGTERM."""
 
-    def __init__(self, amqp_url: str, database_url: str, queue: str, batch_size: int) -> None:
+    def __init__(
+        self, amqp_url: str, writer: TableWriter | StoreWriter, queue: str, batch_size: int
+    ) -> None:
         self.amqp_url = amqp_url
-        self.database_url = database_url
+        self.writer = writer
         self.queue = queue
         self.batch_size = batch_size
         self.stop = threading.Event()
@@ -269,10 +401,7 @@ class RawConsumer:
         self.last_commit_at = 0.0
 
     def run(self) -> None:
-        with (
-            psycopg.connect(self.database_url) as db,
-            Connection(self.amqp_url, heartbeat=HEARTBEAT) as conn,
-        ):
+        with Connection(self.amqp_url, heartbeat=HEARTBEAT) as conn:
             conn.ensure_connection(max_retries=3)
             consumer = Consumer(
                 conn.channel(),
@@ -286,9 +415,9 @@ class RawConsumer:
             if sys.stdin.readline().strip() != "go":
                 return
             consumer.consume()
-            self._loop(conn, db)
+            self._loop(conn)
             consumer.cancel()
-            self._flush(db)
+            self._flush()
         stats = {
             "acked": self.acked,
             "batches": self.batches,
@@ -301,7 +430,7 @@ class RawConsumer:
             self.since = time.monotonic()
         self.pending.append(message)
 
-    def _loop(self, conn: Connection, db: psycopg.Connection[Any]) -> None:
+    def _loop(self, conn: Connection) -> None:
         while not self.stop.is_set():
             idle = False
             try:
@@ -313,16 +442,14 @@ class RawConsumer:
                 or len(self.pending) >= self.batch_size
                 or time.monotonic() - self.since > MAX_BATCH_AGE
             ):
-                self._flush(db)
+                self._flush()
             conn.heartbeat_check()
 
-    def _flush(self, db: psycopg.Connection[Any]) -> None:
+    def _flush(self) -> None:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        rows = [(json.loads(m.body)["id"], m.body.decode()) for m in batch]
-        with db.transaction(), db.cursor() as cur:
-            cur.executemany(UPSERT, rows)
+        self.writer([m.body for m in batch])
         self.last_commit_at = time.time()
         batch[-1].ack(multiple=True)
         self.acked += len(batch)
@@ -330,14 +457,18 @@ class RawConsumer:
 
 
 def consume_main(args: argparse.Namespace) -> int:
-    consumer = RawConsumer(args.amqp_url, args.database_url, args.queue, args.batch_size)
+    writer = WRITERS[args.sink](args.database_url)
+    consumer = RawConsumer(args.amqp_url, writer, args.queue, args.batch_size)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         consumer.stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    consumer.run()
+    try:
+        consumer.run()
+    finally:
+        writer.close()
     return 0
 
 
@@ -359,9 +490,10 @@ def standalone_main(args: argparse.Namespace) -> int:
             workers=args.workers,
             batch_size=args.batch_size,
             log_dir=Path(logs),
+            sink=args.sink,
         )
     print(
-        f"raw ceiling: {result.msgs_per_s:,.0f} msgs/s ({result.messages:,} messages,"
+        f"raw ceiling ({result.sink}): {result.msgs_per_s:,.0f} msgs/s ({result.messages:,} messages,"
         f" {result.workers} consumers, batch {result.batch_size}, {result.consume_s:.2f} s;"
         f" pre-publish {result.publish_per_s:,.0f} msgs/s)"
     )
@@ -375,6 +507,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--sink", choices=sorted(SINKS), default="store")
     parser.add_argument("--amqp-url", default=DEFAULT_AMQP_URL)
     parser.add_argument(
         "--database-url", default=DEFAULT_ADMIN_DATABASE_URL, help="a maintenance database"
@@ -384,6 +517,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     consume.add_argument("--database-url", required=True)
     consume.add_argument("--queue", required=True)
     consume.add_argument("--batch-size", type=int, required=True)
+    consume.add_argument("--sink", choices=sorted(SINKS), required=True)
     return parser.parse_args(argv)
 
 
