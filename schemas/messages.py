@@ -9,6 +9,7 @@ this module for producers that are not written in Python (``python -m schemas``)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -118,6 +119,25 @@ SUPPORTED_VERSIONS: dict[str, frozenset[int]] = {name: frozenset({1}) for name i
 def to_body(message: _Message) -> bytes:
     """Serialise a message as the UTF-8 JSON body that goes on the wire."""
     return message.model_dump_json().encode()
+
+
+def user_sync_bodies(
+    *, run_id: UUID, dry_run: bool, fetched_at: datetime, users: Sequence[JiraUser]
+) -> list[bytes]:
+    """``to_body(UserSync(...))`` for each user of one page, byte for byte, faster.
+
+    A bulk run sends one message per user from a single thread; building a model per
+    user was a fifth of that thread's time. The envelope is the same for the whole
+    page and ``user`` is its last field, so it is serialised once and each user's JSON
+    is wrapped in it.
+    """
+    if not users:
+        return []
+    first = to_body(UserSync(run_id=run_id, dry_run=dry_run, fetched_at=fetched_at, user=users[0]))
+    tail = users[0].model_dump_json().encode() + b"}"
+    assert first.endswith(tail), "user must stay the last field of UserSync"
+    head = first[: -len(tail)]
+    return [first, *(head + u.model_dump_json().encode() + b"}" for u in users[1:])]
 
 
 def utc_now() -> datetime:

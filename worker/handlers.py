@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
 from uuid import UUID
 
 from schemas.messages import (
@@ -17,7 +16,7 @@ from schemas.messages import (
     JiraUser,
     UserLoggedIn,
     UserSync,
-    to_body,
+    user_sync_bodies,
     utc_now,
 )
 from worker import runs
@@ -172,12 +171,14 @@ class Syncer:
             # Recorded, then published, then checkpointed: after a crash in between, the
             # page is read again and its users still open are published again. Duplicates
             # are harmless; a gap would not be.
+            bodies = user_sync_bodies(
+                run_id=request.request_id,
+                dry_run=request.dry_run,
+                fetched_at=page.fetched_at,
+                users=[user for user in page.users if user.jira_id in todo],
+            )
             session.publish(
-                [
-                    self._user_message(request, page.fetched_at, user)
-                    for user in page.users
-                    if user.jira_id in todo
-                ]
+                [Outgoing(body=b, exchange=self.exchange, routing_key=USER_SYNC) for b in bodies]
             )
             if page.checkpoint is not None:
                 with self.store.transaction() as conn:
@@ -191,14 +192,6 @@ class Syncer:
             runs.end_fan_out(conn, run.id)
         self._finish_runs({run.id})
         log.info("bulk run %s: %d users fanned out, %d missing", run.id, published, missing)
-
-    def _user_message(
-        self, request: BulkSyncRequested, fetched_at: datetime, user: JiraUser
-    ) -> Outgoing:
-        message = UserSync(
-            run_id=request.request_id, dry_run=request.dry_run, fetched_at=fetched_at, user=user
-        )
-        return Outgoing(body=to_body(message), exchange=self.exchange, routing_key=USER_SYNC)
 
     def fan_out_failed(self, request: BulkSyncRequested, reason: str) -> None:
         with self.store.transaction() as conn:

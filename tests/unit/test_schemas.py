@@ -17,6 +17,7 @@ from schemas.messages import (
     UserLoggedIn,
     UserSync,
     to_body,
+    user_sync_bodies,
 )
 from schemas.topology import DELIVERY_LIMIT, RETRY_HEADER, QueueSpec, Topology
 from worker.decoding import decode
@@ -84,6 +85,29 @@ def test_message_survives_the_wire(message: UserLoggedIn | BulkSyncRequested | U
     assert decode(message.type, body, content_type="application/json", max_bytes=len(body)) == (
         message
     )
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_fan_out_bodies_are_the_models_own_json(dry_run: bool) -> None:
+    run_id = UUID("9b2f1c3e-8a41-4f6b-9c0d-1e2f3a4b5c6d")
+    fetched_at = datetime(2026, 11, 29, 6, 30, 0, 123456, tzinfo=UTC)
+    users = [
+        JiraUser(jira_id="JIRAUSER10001", name="jdoe", display_name='Jane "JD" Doe'),
+        JiraUser(jira_id="JIRAUSER10002", name="émile", active=False, groups=("g1", "g2")),
+        JiraUser(jira_id="acc-3", account_id="acc-3", locale="de_DE", email_address=None),
+    ]
+
+    bodies = user_sync_bodies(run_id=run_id, dry_run=dry_run, fetched_at=fetched_at, users=users)
+
+    expected = [
+        to_body(UserSync(run_id=run_id, dry_run=dry_run, fetched_at=fetched_at, user=u))
+        for u in users
+    ]
+    assert bodies == expected
+    assert [decode("user-sync", b, content_type=None, max_bytes=10_000).user for b in bodies] == (
+        users
+    )
+    assert user_sync_bodies(run_id=run_id, dry_run=dry_run, fetched_at=fetched_at, users=[]) == []
 
 
 def queue(topology: Topology, name: str) -> QueueSpec:
