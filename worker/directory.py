@@ -1,8 +1,8 @@
 """Scanning Jira's user directory for a bulk run, page by page, resumable.
 
 Each page comes with a checkpoint: a small JSON-able dict that, given back to ``scan``,
-continues right after that page. The fan-out stores it with every page it publishes, so
-a redelivered request picks up where a crashed replica stopped.
+continues right after that page. The fan-out stores it once the page's messages are
+confirmed, so a redelivered request picks up where a crashed replica stopped.
 
 Strategies, chosen by flavour and filters:
 
@@ -20,10 +20,12 @@ below what was asked and Cloud filters pages after cutting them.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from schemas.messages import JiraUser, utc_now
 from worker.errors import UserNotFound
@@ -34,6 +36,7 @@ GROUP_PAGE = 50  # group/member pages: Cloud allows at most 50, DC docs advise i
 # Next characters tried when a search query is split; any seen in results are added.
 ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789._-@'+"
 Checkpoint = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,50 @@ def scan(
         except UserNotFound:
             # No /user/list before DC 10.3: fall back to the partitioned search.
             yield from _dc_search(jira, filters, {"mode": "search"}, page_size)
+
+
+def read_ahead(items: Iterator[T], *, depth: int = 1) -> Iterator[T]:
+    """``items``, with up to ``depth`` of them fetched in a thread of their own while the
+    caller works on the current one: the fan-out publishes a page while Jira serves the
+    next, instead of waiting for each in turn.
+
+    An error raised while fetching is raised here, in the caller's thread, where that
+    item would have been. When the caller stops early, the thread stops after the
+    request it is in.
+    """
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for item in items:
+                if not hand_over("item", item):
+                    return
+        except BaseException as exc:  # handed to the caller, who decides
+            hand_over("error", exc)
+        else:
+            hand_over("end", None)
+
+    threading.Thread(target=fetch, name="read-ahead", daemon=True).start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
 
 
 def _keep(jira: JiraClient, filters: Filters, raw: Sequence[Any]) -> list[JiraUser]:

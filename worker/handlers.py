@@ -22,7 +22,7 @@ from schemas.messages import (
 from worker import runs
 from worker.broker import Outgoing
 from worker.consumer import Session
-from worker.directory import Filters, scan
+from worker.directory import Checkpoint, Filters, read_ahead, scan
 from worker.errors import PermanentError
 from worker.jira import JiraClient, UserRef
 from worker.mapping import MappingRules, plan_asset
@@ -164,13 +164,17 @@ class Syncer:
         filters = Filters(prefix=request.username_prefix, groups=tuple(request.groups))
         log.info("bulk run %s: scanning Jira%s", run.id, " (resuming)" if run.checkpoint else "")
         published = 0
-        for page in scan(self.jira, filters, page_size=self.page_size, checkpoint=run.checkpoint):
+        confirmed: Checkpoint | None = None  # after the last page published, not saved yet
+        pages = scan(self.jira, filters, page_size=self.page_size, checkpoint=run.checkpoint)
+        for page in read_ahead(pages):
             session.tick()
             with self.store.transaction() as conn:
+                if confirmed is not None:
+                    runs.save_checkpoint(conn, run.id, confirmed)
                 todo = runs.add_matched(conn, run.id, [u.jira_id for u in page.users])
-            # Recorded, then published, then checkpointed: after a crash in between, the
-            # page is read again and its users still open are published again. Duplicates
-            # are harmless; a gap would not be.
+            # Recorded, then published, then checkpointed (with the next page's users):
+            # after a crash in between, the page is read again and its users still open
+            # are published again. Duplicates are harmless; a gap would not be.
             bodies = user_sync_bodies(
                 run_id=request.request_id,
                 dry_run=request.dry_run,
@@ -180,9 +184,7 @@ class Syncer:
             session.publish(
                 [Outgoing(body=b, exchange=self.exchange, routing_key=USER_SYNC) for b in bodies]
             )
-            if page.checkpoint is not None:
-                with self.store.transaction() as conn:
-                    runs.save_checkpoint(conn, run.id, page.checkpoint)
+            confirmed = page.checkpoint
             published += len(todo)
         with self.store.transaction() as conn:
             missing = 0
