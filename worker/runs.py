@@ -68,16 +68,25 @@ def unlock_run(conn: psycopg.Connection[Any], run_id: UUID) -> None:
 def add_matched(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[str]) -> set[str]:
     """Record users as matched by the run; return those still to be synced: new ones,
     and any matched before (a scan resumed after a crash) whose outcome is still open."""
-    rows = conn.execute(
-        "WITH added AS ("
-        "  INSERT INTO sync_run_users (run_id, jira_id) SELECT %(run)s, unnest(%(ids)b::text[])"
-        "  ON CONFLICT (run_id, jira_id) DO NOTHING RETURNING jira_id)"
-        " SELECT jira_id FROM added UNION"
-        " SELECT jira_id FROM sync_run_users"
-        " WHERE run_id = %(run)s AND jira_id = ANY(%(ids)b) AND outcome IS NULL",
-        {"run": run_id, "ids": list(jira_ids)},
-    ).fetchall()
-    return {r[0] for r in rows}
+    added = {
+        r[0]
+        for r in conn.execute(
+            "INSERT INTO sync_run_users (run_id, jira_id) SELECT %s, unnest(%b::text[])"
+            " ON CONFLICT (run_id, jira_id) DO NOTHING RETURNING jira_id",
+            [run_id, list(jira_ids)],
+        )
+    }
+    seen = [j for j in jira_ids if j not in added]
+    if seen:  # only when a page is read again
+        added.update(
+            r[0]
+            for r in conn.execute(
+                "SELECT jira_id FROM sync_run_users"
+                " WHERE run_id = %s AND jira_id = ANY(%b) AND outcome IS NULL",
+                [run_id, seen],
+            )
+        )
+    return added
 
 
 def save_checkpoint(conn: psycopg.Connection[Any], run_id: UUID, checkpoint: Checkpoint) -> None:
