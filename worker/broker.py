@@ -4,13 +4,20 @@ and publishing with streaming publisher confirms.
 A batch is published in one go and then the broker's confirms are awaited together:
 about twice as fast as AMQP transactions here, and an order of magnitude faster than
 waiting for each message's confirm (kombu's ``confirm_publish``).
+
+A bulk run's fan-out publishes a page of messages that differ only in their bodies.
+Those are framed here, straight from the AMQP 0-9-1 specification, and sent in large
+writes: py-amqp serialises every message's method and properties anew and writes each
+with a system call of its own, about 14 us of CPU per message, several times what the
+fan-out needs. Everything else goes through py-amqp as usual.
 """
 
 from __future__ import annotations
 
 import contextlib
+import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +27,7 @@ from kombu.connection import Connection
 from schemas.topology import Topology
 from worker.errors import BrokerRefused
 
-FLUSH_BYTES = 256 * 1024
+FLUSH_BYTES = 256 * 1024  # framed messages are sent in writes of about this size
 
 
 def connect(url: str, *, heartbeat: int) -> Connection:
@@ -78,6 +85,7 @@ class ConfirmPublisher:
         self._timeout = timeout
         self._next_tag = 1
         self._unconfirmed: set[int] = set()
+        self._floor = 1  # every tag below was settled by a multiple confirm
         self._refused = 0
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
@@ -87,9 +95,30 @@ class ConfirmPublisher:
         """
         if not messages:
             return
-        with _coalesced(self._connection):
+        first = messages[0]
+        if not first.headers and not first.properties and all(_same(m, first) for m in messages):
+            self._send_framed(messages)
+        else:
             self._send(messages)
         self._await_confirms(len(messages))
+
+    def _send_framed(self, messages: Sequence[Outgoing]) -> None:
+        amqp_conn = self._connection.connection
+        framer = _Framer(
+            channel=self._channel.channel_id,
+            frame_max=amqp_conn.frame_max,
+            template=messages[0],
+        )
+        chunk = bytearray()
+        for m in messages:
+            chunk += framer.frames(m.body)
+            if len(chunk) >= FLUSH_BYTES:
+                amqp_conn.transport.write(bytes(chunk))
+                chunk.clear()
+            self._unconfirmed.add(self._next_tag)
+            self._next_tag += 1
+        if chunk:
+            amqp_conn.transport.write(bytes(chunk))
 
     def _send(self, messages: Sequence[Outgoing]) -> None:
         for m in messages:
@@ -121,9 +150,14 @@ class ConfirmPublisher:
             raise BrokerRefused(f"RabbitMQ refused {refused} of {sent} messages")
 
     def _settle(self, tag: int, multiple: bool) -> int:
-        done = {t for t in self._unconfirmed if t <= tag} if multiple else {tag}
-        self._unconfirmed -= done
-        return len(done)
+        # Tags grow by one per message: a multiple confirm settles those from the lowest
+        # still open up to ``tag``, so a whole batch costs O(batch), not O(batch^2).
+        tags = range(self._floor, tag + 1) if multiple else (tag,)
+        done = len(self._unconfirmed)
+        self._unconfirmed.difference_update(tags)
+        if multiple:
+            self._floor = max(self._floor, tag + 1)
+        return done - len(self._unconfirmed)
 
     def _on_ack(self, tag: int, multiple: bool) -> None:
         self._settle(tag, multiple)
@@ -132,48 +166,62 @@ class ConfirmPublisher:
         self._refused += self._settle(tag, multiple)
 
 
-@contextlib.contextmanager
-def _coalesced(connection: Connection) -> Iterator[None]:
-    """Send a batch's frames in a few large writes instead of one per message.
+def _same(m: Outgoing, first: Outgoing) -> bool:
+    return (
+        not m.headers
+        and not m.properties
+        and m.exchange == first.exchange
+        and m.routing_key == first.routing_key
+        and m.content_type == first.content_type
+        and m.content_encoding == first.content_encoding
+    )
 
-    py-amqp writes each message with a system call of its own. Each one releases the
-    GIL, and in a replica whose other loops are busy, getting it back costs more than
-    the write itself; RabbitMQ, for its part, then reads the messages one packet at a
-    time. Collected and sent in chunks of ``FLUSH_BYTES``, both ends do far less work.
-    The chunks are copies: py-amqp hands over a view of a buffer it reuses.
 
-    Relies on py-amqp's transport sending through its ``_write`` attribute; where that
-    is missing, messages are simply written one by one.
-    """
-    transport: Any = getattr(connection.connection, "transport", None)
-    send = getattr(transport, "_write", None)
-    if transport is None or send is None:
-        yield
-        return
-    chunks: list[bytes] = []
-    size = 0
+class _Framer:
+    """The frames of ``basic.publish`` for bodies that share everything else: a
+    persistent message with ``content_type`` and ``content_encoding`` (AMQP 0-9-1,
+    sections 2.3.5 and 4.2.6; class basic = 60, method publish = 40)."""
 
-    def collect(data: bytes | memoryview) -> None:
-        nonlocal size
-        chunks.append(bytes(data))
-        size += len(data)
-        if size >= FLUSH_BYTES:
-            flush()
+    def __init__(self, *, channel: int, frame_max: int, template: Outgoing) -> None:
+        self._channel = channel
+        self._body_max = frame_max - 8  # a frame's header and end octet take 8
+        # basic.publish: reserved short, exchange, routing key, mandatory/immediate bits.
+        self._method = self._frame(
+            1,
+            struct.pack(">HHH", 60, 40, 0)
+            + _shortstr(template.exchange)
+            + _shortstr(template.routing_key)
+            + b"\x00",
+        )
+        # Property flags: content-type (bit 15), content-encoding (14), delivery-mode (12).
+        self._properties = (
+            struct.pack(">H", 0x8000 | 0x4000 | 0x1000)
+            + _shortstr(template.content_type)
+            + _shortstr(template.content_encoding)
+            + b"\x02"  # persistent
+        )
 
-    def flush() -> None:
-        nonlocal size
-        if chunks:
-            data = b"".join(chunks)
-            chunks.clear()
-            size = 0
-            send(data)
+    def frames(self, body: bytes) -> bytes:
+        """Method, content header and body frames of one message."""
+        header = self._frame(2, struct.pack(">HHQ", 60, 0, len(body)) + self._properties)
+        step = self._body_max
+        return b"".join(
+            [
+                self._method,
+                header,
+                *(self._frame(3, body[i : i + step]) for i in range(0, len(body), step)),
+            ]
+        )
 
-    transport._write = collect
-    try:
-        yield
-    finally:
-        transport._write = send
-        flush()
+    def _frame(self, kind: int, payload: bytes) -> bytes:
+        return struct.pack(">BHI", kind, self._channel, len(payload)) + payload + b"\xce"
+
+
+def _shortstr(value: str) -> bytes:
+    data = value.encode()
+    if len(data) > 255:
+        raise ValueError(f"AMQP short string over 255 bytes: {value[:40]!r}...")
+    return bytes([len(data)]) + data
 
 
 def copy_of(message: Any, *, exchange: str, headers: dict[str, Any]) -> Outgoing:
