@@ -6,9 +6,13 @@ Handlers return after their transaction has committed; the consumer acks only th
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
+
+import psycopg
 
 from schemas.messages import (
     USER_SYNC,
@@ -29,6 +33,8 @@ from worker.mapping import MappingRules, plan_asset
 from worker.store import Change, Scheme, Store
 
 log = logging.getLogger(__name__)
+
+RUN_LOCK_WAIT = 15.0  # seconds a redelivered request waits for a dead replica's lock
 
 
 class Syncer:
@@ -139,7 +145,7 @@ class Syncer:
 
     def _fan_out(self, request: BulkSyncRequested, session: Session) -> None:
         with self.store.connection() as lock:
-            if not runs.try_lock_run(lock, request.request_id):
+            if not self._wait_for_run_lock(lock, request.request_id, session):
                 # That replica's own delivery is redelivered should it die.
                 log.info("bulk run %s is being fanned out by another replica", request.request_id)
                 return
@@ -157,6 +163,26 @@ class Syncer:
                 raise
             finally:
                 runs.unlock_run(lock, request.request_id)
+
+    def _wait_for_run_lock(
+        self, conn: psycopg.Connection[Any], run_id: UUID, session: Session
+    ) -> bool:
+        """Take the run's lock, waiting up to ``RUN_LOCK_WAIT`` seconds for it.
+
+        When a replica dies mid-scan, RabbitMQ hands its request to another at once,
+        but PostgreSQL frees the dead replica's lock only once its backend notices, which
+        can take a moment longer (say, the end of the statement it was running). Giving
+        up at the first try would drop the only copy of the request and leave the run
+        fanning out forever. A replica that is alive and scanning holds the lock longer
+        than that; then its own delivery is the one that counts.
+        """
+        deadline = time.monotonic() + RUN_LOCK_WAIT
+        while not runs.try_lock_run(conn, run_id):
+            if time.monotonic() > deadline:
+                return False
+            session.tick()
+            time.sleep(0.2)
+        return True
 
     def _scan_and_publish(
         self, request: BulkSyncRequested, run: runs.Run, session: Session

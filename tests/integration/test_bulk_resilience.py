@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -184,4 +185,32 @@ def test_a_bulk_request_delivered_twice_is_one_run_with_exact_counts(
     wait_for(lambda: broker.count(broker.topology.bulk_queue) == 0, what="both copies taken")
     assert len(user_assets(database)) == 1500
     assert run_summary(database, str(request.request_id))["matched"] == 1500
+    assert broker.dead_letters() == []
+
+
+def test_a_request_whose_run_lock_is_still_held_waits_for_it(start_worker, broker, jira, database):
+    """A replica killed mid-scan: RabbitMQ redelivers its request at once, PostgreSQL
+    may free its lock a moment later. The request must wait, not be dropped."""
+    import uuid
+
+    from schemas.messages import BulkSyncRequested, to_body, utc_now
+    from worker.runs import RUN_LOCK_SPACE
+
+    jira.add_sample_users(120)
+    request = BulkSyncRequested(
+        request_id=uuid.uuid4(), requested_at=utc_now(), requested_by="tests"
+    )
+    start_worker(env=PAGE)
+    with psycopg.connect(database, autocommit=True) as dying_replica:
+        dying_replica.execute(
+            "SELECT pg_advisory_lock(%s, hashtext(%s))", [RUN_LOCK_SPACE, str(request.request_id)]
+        )
+        broker.publish_raw(to_body(request), routing_key="bulk-sync-requested")
+        wait_for(lambda: broker.count(broker.topology.bulk_queue) == 0, what="the request taken")
+        time.sleep(1.0)
+        assert run_summary(database, str(request.request_id)) is None  # not started: waiting
+    # The lock goes with the connection, as with a replica's dead backend.
+    run = wait_run_finished(database, str(request.request_id), timeout=30)
+    assert run["state"] == "done"
+    assert counts(run)["matched"] == counts(run)["created"] == 120
     assert broker.dead_letters() == []
