@@ -34,7 +34,9 @@ from worker.store import Change, Scheme, Store
 
 log = logging.getLogger(__name__)
 
-RUN_LOCK_WAIT = 15.0  # seconds a redelivered request waits for a dead replica's lock
+# Seconds a redelivered request waits for a dead replica's run lock: more than the
+# ~25 s PostgreSQL takes to drop the session of a replica whose host died (store.py).
+RUN_LOCK_WAIT = 40.0
 
 
 class Syncer:
@@ -169,9 +171,9 @@ class Syncer:
     ) -> bool:
         """Take the run's lock, waiting up to ``RUN_LOCK_WAIT`` seconds for it.
 
-        When a replica dies mid-scan, RabbitMQ hands its request to another at once,
-        but PostgreSQL frees the dead replica's lock only once its backend notices, which
-        can take a moment longer (say, the end of the statement it was running). Giving
+        When a replica dies mid-scan, RabbitMQ hands its request to another, but
+        PostgreSQL frees the dead replica's lock only once its backend notices: a
+        moment later if the process died, up to ~25 s if the whole host did. Giving
         up at the first try would drop the only copy of the request and leave the run
         fanning out forever. A replica that is alive and scanning holds the lock longer
         than that; then its own delivery is the one that counts.

@@ -87,6 +87,7 @@ class Store:
             open=False,
             timeout=10,
             kwargs={"connect_timeout": 10, "application_name": "assetsync"},
+            configure=_notice_dead_clients,
         )
         self._folders: dict[tuple[str, ...], int] = {}
 
@@ -216,6 +217,21 @@ class Store:
         if not dry_run:
             writes.execute(conn)
         return changes
+
+
+def _notice_dead_clients(conn: psycopg.Connection[Any]) -> None:
+    """Have PostgreSQL probe this connection's TCP peer after 10 s of silence and drop
+    it after three unanswered probes 5 s apart (its defaults: hours). A replica whose
+    host dies then loses its session, and with it the run lock a bulk fan-out holds,
+    within about 25 s, so that the request RabbitMQ hands to another replica can go on
+    (``handlers.RUN_LOCK_WAIT``). Over a Unix socket these settings do nothing."""
+    for name, value in (
+        ("tcp_keepalives_idle", 10),
+        ("tcp_keepalives_interval", 5),
+        ("tcp_keepalives_count", 3),
+    ):
+        conn.execute(f"SET {name} = {value}")
+    conn.commit()
 
 
 @contextlib.contextmanager

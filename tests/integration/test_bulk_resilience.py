@@ -214,3 +214,25 @@ def test_a_request_whose_run_lock_is_still_held_waits_for_it(start_worker, broke
     assert run["state"] == "done"
     assert counts(run)["matched"] == counts(run)["created"] == 120
     assert broker.dead_letters() == []
+
+
+def test_a_dead_replica_host_loses_its_database_session_within_the_lock_wait(database):
+    """Run locks are session locks: PostgreSQL must notice a vanished replica host
+    (no FIN, no RST) well before a redelivered request stops waiting for the lock."""
+    from worker.handlers import RUN_LOCK_WAIT
+
+    store = Store(url=database, max_size=1)
+    store.open()
+    try:
+        with store.connection() as conn:
+            idle, interval, count = (
+                int(conn.execute(f"SHOW {name}").fetchone()[0])
+                for name in (
+                    "tcp_keepalives_idle",
+                    "tcp_keepalives_interval",
+                    "tcp_keepalives_count",
+                )
+            )
+    finally:
+        store.close()
+    assert idle + interval * count < RUN_LOCK_WAIT
