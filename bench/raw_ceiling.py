@@ -154,6 +154,7 @@ class Sink(Protocol):
     def prepare(self, database_url: str) -> None: ...
     def clean(self, database_url: str) -> None: ...
     def body_for(self, i: int) -> bytes: ...
+    def writer(self, database_url: str) -> TableWriter | StoreWriter: ...
 
 
 class TableSink:
@@ -172,6 +173,9 @@ class TableSink:
     def body_for(self, i: int) -> bytes:
         return table_body(i)
 
+    def writer(self, database_url: str) -> TableWriter:
+        return TableWriter(database_url)
+
 
 class StoreSink:
     """One user asset per message, already mapped, written by the worker's store."""
@@ -188,6 +192,9 @@ class StoreSink:
 
     def body_for(self, i: int) -> bytes:
         return store_body(i)
+
+    def writer(self, database_url: str) -> StoreWriter:
+        return StoreWriter(database_url)
 
 
 SINKS: dict[str, Sink] = {"table": TableSink(), "store": StoreSink()}
@@ -377,12 +384,6 @@ def _plan(doc: dict[str, Any]) -> AssetPlan:
     )
 
 
-WRITERS: dict[str, type[TableWriter] | type[StoreWriter]] = {
-    "table": TableWriter,
-    "store": StoreWriter,
-}
-
-
 class RawConsumer:
     """consume -> batched upsert -> ack(multiple) after commit, until SIGTERM."""
 
@@ -457,7 +458,7 @@ class RawConsumer:
 
 
 def consume_main(args: argparse.Namespace) -> int:
-    writer = WRITERS[args.sink](args.database_url)
+    writer = SINKS[args.sink].writer(args.database_url)
     consumer = RawConsumer(args.amqp_url, writer, args.queue, args.batch_size)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -95,8 +95,7 @@ class ConfirmPublisher:
         """
         if not messages:
             return
-        first = messages[0]
-        if not first.headers and not first.properties and all(_same(m, first) for m in messages):
+        if all(_same(m, messages[0]) for m in messages):
             self._send_framed(messages)
         else:
             self._send(messages)
@@ -121,6 +120,8 @@ class ConfirmPublisher:
             amqp_conn.transport.write(bytes(chunk))
 
     def _send(self, messages: Sequence[Outgoing]) -> None:
+        # Each tag is recorded as its message goes out, not after the batch: py-amqp may
+        # read confirms while it writes, and a confirm for an unrecorded tag is lost.
         for m in messages:
             self._channel.basic_publish(
                 amqp.Message(
