@@ -30,6 +30,8 @@ from worker.directory import Checkpoint, Filters, read_ahead, scan
 from worker.errors import PermanentError
 from worker.jira import JiraClient, UserRef
 from worker.mapping import MappingRules, plan_asset
+from worker.missing import MissingUsers
+from worker.settings import DEFAULT_MISSING_LIMIT, MissingLimit
 from worker.store import Change, Scheme, Store
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class Syncer:
     :param exchange: where per-user messages of bulk runs are published.
     :param page_size: users asked of Jira per page in a bulk scan.
     :param mark_missing: for unfiltered runs, mark assets whose Jira user is gone.
+    :param missing_limit: the most assets one run may mark missing.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Syncer:
         exchange: str = "assetsync",
         page_size: int = 1000,
         mark_missing: bool = True,
+        missing_limit: MissingLimit = DEFAULT_MISSING_LIMIT,
     ) -> None:
         self.jira = jira
         self.store = store
@@ -73,6 +77,14 @@ class Syncer:
         self.page_size = page_size
         self.mark_missing = mark_missing
         self.needs_groups = "groups" in rules.field_map
+        self.missing = MissingUsers(
+            jira=jira,
+            store=store,
+            scheme=scheme,
+            exchange=exchange,
+            mark=mark_missing,
+            limit=missing_limit,
+        )
 
     # -- sync on login -------------------------------------------------------------------
 
@@ -214,14 +226,12 @@ class Syncer:
             )
             confirmed = page.checkpoint
             published += len(todo)
-        with self.store.transaction() as conn:
-            missing = 0
-            if not filters.prefix and not filters.groups:
-                write = self.mark_missing and not request.dry_run
-                missing = runs.mark_missing(conn, run.id, self.scheme, write=write)
-            runs.end_fan_out(conn, run.id)
+        log.info("bulk run %s: %d users fanned out", run.id, published)
+        unfiltered = not filters.prefix and not filters.groups
+        self.missing.end_fan_out(
+            run.id, dry_run=request.dry_run, unfiltered=unfiltered, session=session
+        )
         self._finish_runs({run.id})
-        log.info("bulk run %s: %d users fanned out, %d missing", run.id, published, missing)
 
     def fan_out_failed(self, request: BulkSyncRequested, reason: str) -> None:
         with self.store.transaction() as conn:

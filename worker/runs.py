@@ -18,7 +18,7 @@ from uuid import UUID
 import psycopg
 
 from schemas.messages import BulkSyncRequested
-from worker.directory import Checkpoint
+from worker.directory import Checkpoint, decode_checkpoint, encode_checkpoint
 from worker.store import Change, Scheme
 
 RUN_LOCK_SPACE = 0x72756E  # advisory lock namespace for runs ("run")
@@ -49,7 +49,7 @@ def open_run(conn: psycopg.Connection[Any], request: BulkSyncRequested) -> Run:
         "SELECT state, checkpoint FROM sync_runs WHERE id = %s", [request.request_id]
     ).fetchone()
     assert row is not None
-    return Run(request.request_id, row[0], row[1])
+    return Run(request.request_id, row[0], decode_checkpoint(row[1]))
 
 
 def try_lock_run(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
@@ -91,7 +91,8 @@ def add_matched(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[
 
 def save_checkpoint(conn: psycopg.Connection[Any], run_id: UUID, checkpoint: Checkpoint) -> None:
     conn.execute(
-        "UPDATE sync_runs SET checkpoint = %s WHERE id = %s", [json.dumps(checkpoint), run_id]
+        "UPDATE sync_runs SET checkpoint = %s WHERE id = %s",
+        [json.dumps(encode_checkpoint(checkpoint)), run_id],
     )
 
 
@@ -160,42 +161,79 @@ def fail_run(conn: psycopg.Connection[Any], run_id: UUID, error: str) -> None:
     )
 
 
-def mark_missing(
-    conn: psycopg.Connection[Any], run_id: UUID, scheme: Scheme, *, write: bool
-) -> int:
-    """Assets of the synced type whose Jira user the (unfiltered) run did not find.
+def unreached_assets(
+    conn: psycopg.Connection[Any], run_id: UUID, scheme: Scheme, *, after: int, limit: int
+) -> list[tuple[int, str]]:
+    """(asset id, Jira identity) of active assets of the synced type whose user the run
+    has not matched, by asset id from ``after`` on, at most ``limit`` of them.
 
     Only assets last synced before the run started count: a user created in Jira and
-    synced by a login during the run is not missing. With ``write``, such assets get
-    state ``missing`` and their active field false; they are never deleted, since
-    hardware and tickets hang off them. Returns how many there are.
+    synced by a login during the run has not gone. Assets already marked missing are
+    not asked about again.
     """
-    gone = [
-        r[0]
+    return [
+        (r[0], r[1])
         for r in conn.execute(
-            "SELECT a.id FROM assets a"
+            "SELECT a.id, v.value_user FROM assets a"
             " JOIN asset_values v ON v.asset_id = a.id AND v.field_id = %(field)s AND v.is_unique"
             " JOIN sync_runs r ON r.id = %(run)s"
-            " WHERE a.asset_type_id = %(type)s"
+            " WHERE a.asset_type_id = %(type)s AND a.sync_state = 'active' AND a.id > %(after)s"
             "   AND (a.jira_seen_at IS NULL OR a.jira_seen_at < r.started_at)"
             "   AND NOT EXISTS (SELECT 1 FROM sync_run_users u"
             "                   WHERE u.run_id = %(run)s AND u.jira_id = v.value_user)"
-            " ORDER BY a.id",
-            {"field": scheme.user_field.id, "run": run_id, "type": scheme.asset_type_id},
+            " ORDER BY a.id LIMIT %(limit)s",
+            {
+                "field": scheme.user_field.id,
+                "run": run_id,
+                "type": scheme.asset_type_id,
+                "after": after,
+                "limit": limit,
+            },
         )
     ]
-    if write and gone:
-        changed = conn.execute(
-            "UPDATE assets SET sync_state = 'missing', updated_at = now()"
-            " WHERE id = ANY(%s) AND sync_state <> 'missing' RETURNING id",
-            [gone],
-        ).fetchall()
-        active = scheme.fields.get(scheme.active_field) if scheme.active_field else None
-        if active is not None and changed:
-            conn.execute(
-                "UPDATE asset_values SET value_bool = false"
-                " WHERE field_id = %s AND asset_id = ANY(%s) AND value_bool",
-                [active.id, [r[0] for r in changed]],
-            )
-    conn.execute("UPDATE sync_runs SET missing = %s WHERE id = %s", [len(gone), run_id])
-    return len(gone)
+
+
+def count_assets(conn: psycopg.Connection[Any], scheme: Scheme) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM assets WHERE asset_type_id = %s", [scheme.asset_type_id]
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def mark_missing(
+    conn: psycopg.Connection[Any], run_id: UUID, scheme: Scheme, asset_ids: Sequence[int]
+) -> int:
+    """Give these assets state ``missing`` and their active field false; they are never
+    deleted, since hardware and tickets hang off them. An asset synced since the run
+    started (a login found its user) is left alone. Returns how many changed."""
+    if not asset_ids:
+        return 0
+    changed = [
+        r[0]
+        for r in conn.execute(
+            "UPDATE assets a SET sync_state = 'missing', updated_at = now() FROM sync_runs r"
+            " WHERE r.id = %s AND a.id = ANY(%s) AND a.sync_state = 'active'"
+            "   AND (a.jira_seen_at IS NULL OR a.jira_seen_at < r.started_at)"
+            " RETURNING a.id",
+            [run_id, list(asset_ids)],
+        )
+    ]
+    active = scheme.fields.get(scheme.active_field) if scheme.active_field else None
+    if active is not None and changed:
+        conn.execute(
+            "UPDATE asset_values SET value_bool = false"
+            " WHERE field_id = %s AND asset_id = ANY(%s) AND value_bool",
+            [active.id, changed],
+        )
+    return len(changed)
+
+
+def record_missing(
+    conn: psycopg.Connection[Any], run_id: UUID, *, missing: int, checked: int
+) -> None:
+    """How many unreached assets the run looked up in Jira, and how many of their users
+    Jira confirmed gone."""
+    conn.execute(
+        "UPDATE sync_runs SET missing = %s, missing_checked = %s WHERE id = %s",
+        [missing, checked, run_id],
+    )
