@@ -25,25 +25,31 @@ A *part* is a lower-cased username prefix; the part owns the users whose lower-c
 username starts with it. A query that returns fewer than 1,000 matches returns every
 user of its part, and the part's users are kept, the other matches dropped. A query
 that hits the cap is *split*: one child part per character of the *alphabet*, plus a
-direct look-up of the user named exactly like the part. Every user is kept by exactly
-one part (the shortest uncapped prefix of their username), so no user is given twice.
+direct look-up of the user named exactly like the part. Every user is kept once: by
+the shortest uncapped prefix of their username, or, named exactly like a capped part,
+by that part's look-up.
 
 The alphabet starts as ``a-z 0-9 . _ - @ ' +`` and grows with every character of every
-username in any answer, whatever the query that returned it: a user hidden behind one
-part's cap shows up in other parts' answers through their display-name words and
-e-mail address. Capped parts split before a character was learnt get a child for it
-later, so the order of discovery does not matter.
+username in any answer, whatever the query that returned it: users hidden behind one
+part's cap show up in other parts' answers through their display-name words and e-mail
+addresses, and their usernames teach the characters needed. A part split before a
+character was learnt gets a child for it later, so the order of discovery does not
+matter. Jira orders matches by display name, so a part's own users are often the ones
+behind its cap: the split never relies on what the part's own answer showed.
 
-Which users can still be missed: those Jira returns for no query of the scan. That
-takes a username that continues, right after a prefix shared by 1,000 or more matches,
-with a character found in no username Jira returned, *and* a display name and e-mail
-address that reach no query's first 1,000 matches either. Also out of reach: users
-Jira leaves out of every listing (permissions, a directory being synchronised), and
-usernames starting with ``İ`` (Jira's matcher lower-cases it to two characters and then
-never matches it). What protects their assets: an unfiltered run marks an asset missing
-only when Jira answers 404 to a look-up of its user's key (``worker/missing.py``);
-users it still returns are synced then. Users with no asset yet get one at their next
-login.
+Which users can still be missed: a user whose username continues, right after a prefix
+that 1,000 or more users match, with a character that no username in any answer
+contains (which also means that no query returned them through their display name or
+e-mail address). Also out of reach of any listing: users Jira leaves out of them
+(permissions, a directory being synchronised), usernames starting with ``İ`` (Jira's
+matcher lower-cases it to two characters and then never matches it), and users added
+or renamed into a part after it was read. What protects their assets: an unfiltered
+run marks an asset missing only when Jira answers 404 to a look-up of its user's key,
+and syncs the users such look-ups find (``worker/missing.py``). Users with no asset yet
+get one at their next login.
+
+Cost: one request per part queried (more for parts of over a page), so about the
+alphabet's size per capped part; see the README for measured requests per user.
 
 Case: prefixes match as Jira's lower-casing does (``str.lower``, Unicode's lower-case
 mapping), not ``casefold``: ``ß`` stays ``ß``, so ``--prefix ss`` does not match
@@ -73,7 +79,7 @@ BASE_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789._-@'+"
 # A search scan yields a page (and so a checkpoint) at least every so many requests,
 # even when the parts it went through had no users, so that progress is saved and the
 # fan-out gets to keep its broker connection alive.
-REQUESTS_PER_PAGE = 10
+REQUESTS_PER_PAGE = 20
 T = TypeVar("T")
 
 
