@@ -31,15 +31,23 @@ TOWER_CHARS = "abcXYZ0189._-@'+éøßłΩж王李김"
 UNREACHABLE = "mꙮ"  # behind_the_cap: its second character occurs nowhere else
 
 
-def tower(count: int = 1500, *, stem: str = "Q.q-q_q'q+q@", seed: int = 5) -> list[Person]:
+def tower(
+    count: int = 1500,
+    *,
+    stem: str = "Q.q-q_q'q+q@",
+    display_name: str | None = "Tower Person",
+    seed: int = 5,
+) -> list[Person]:
     """``count`` users named ``stem`` + 3 characters of ``TOWER_CHARS``, plus the stem
-    itself, two of its prefixes and one name 200 characters longer than the stem."""
+    itself, two of its prefixes and one name 200 characters longer than the stem; all
+    with ``display_name`` (None: their username)."""
     rng = random.Random(seed)
     suffixes = ["".join(t) for t in itertools.product(TOWER_CHARS, repeat=3)]
     names = [stem + s for s in rng.sample(suffixes, count)]
     names += [stem, stem[:3], stem[:7], stem + "x" * 200]
+    names = list({name.lower(): name for name in names}.values())  # a short stem repeats
     return [
-        {"name": name, "display_name": "Tower Person", "email": None, "time_zone": None}
+        {"name": name, "display_name": display_name or name, "email": None, "time_zone": None}
         for name in names
     ]
 
