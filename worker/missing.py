@@ -182,14 +182,10 @@ class MissingUsers:
 
     def _limit_error(self, found: _Confirmed, *, dry_run: bool) -> str:
         limit = self.limit.of(found.assets)
-        allowed = (
-            f"ASSETSYNC_MISSING_LIMIT={self.limit.text}"
-            if self.limit.count is not None
-            else f"ASSETSYNC_MISSING_LIMIT={self.limit.text} of {found.assets} assets, i.e. {limit}"
-        )
-        verb = "would mark" if dry_run else "marked"
+        share = "" if self.limit.count is not None else f" ({limit} of {found.assets} assets)"
         return (
-            f"Jira confirmed more than {limit} {self.scheme.asset_type} users gone, above"
-            f" {allowed}: {verb} none missing (check that Jira's service account sees every"
-            f" user, or raise ASSETSYNC_MISSING_LIMIT)"
+            f"Jira says the users of more than {limit} {self.scheme.asset_type} assets are"
+            f" gone, more than ASSETSYNC_MISSING_LIMIT={self.limit.text} allows{share}:"
+            f" {'would mark' if dry_run else 'marked'} none missing (is ASSETSYNC_JIRA_URL"
+            " the right Jira, and may its account see every user? if so, raise the limit)"
         )
