@@ -31,7 +31,8 @@ from typing import Any
 
 from demo import directories
 from demo.fake_jira import FakeJira
-from worker.directory import Filters, SearchPosition, scan
+from worker.checkpoints import SearchPosition
+from worker.directory import Filters, scan
 from worker.jira import JiraClient
 
 PAGE_SIZE = 1000  # the worker's default ASSETSYNC_JIRA_PAGE_SIZE

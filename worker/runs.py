@@ -18,7 +18,7 @@ from uuid import UUID
 import psycopg
 
 from schemas.messages import BulkSyncRequested
-from worker.directory import Checkpoint, decode_checkpoint, encode_checkpoint
+from worker.checkpoints import Checkpoint, decode_checkpoint, encode_checkpoint
 from worker.store import Change, Scheme
 
 RUN_LOCK_SPACE = 0x72756E  # advisory lock namespace for runs ("run")

@@ -12,18 +12,15 @@ import pytest
 
 from demo import directories
 from demo.fake_jira import FakeJira
-from worker.directory import (
+from worker.checkpoints import (
     CloudPosition,
-    Filters,
     GroupPosition,
     ListPosition,
     SearchPosition,
     decode_checkpoint,
     encode_checkpoint,
-    jira_lower,
-    read_ahead,
-    scan,
 )
+from worker.directory import Filters, jira_lower, read_ahead, scan
 from worker.jira import JiraClient
 
 EVERYONE = Filters()
