@@ -15,19 +15,43 @@ fan-out needs. Everything else goes through py-amqp as usual.
 from __future__ import annotations
 
 import contextlib
+import logging
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import amqp
+import amqp.exceptions
+import kombu.exceptions
 from kombu.connection import Connection
 
-from schemas.topology import Topology
-from worker.errors import BrokerRefused
+from schemas.topology import DEFAULT_RETRY_DELAYS, Topology
+from worker.errors import BrokerLost, BrokerRefused
+
+log = logging.getLogger(__name__)
 
 FLUSH_BYTES = 256 * 1024  # framed messages are sent in writes of about this size
+# Any of these means the connection is gone or unusable: reconnect, and the broker
+# redelivers whatever was not acked.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    amqp.exceptions.AMQPError,
+    kombu.exceptions.OperationalError,
+    BrokerLost,
+)
+
+
+@contextlib.contextmanager
+def lost_on_error(doing: str) -> Iterator[None]:
+    """The connection errors of kombu, py-amqp and the socket as ``BrokerLost``."""
+    try:
+        yield
+    except BrokerLost:
+        raise
+    except CONNECTION_ERRORS as exc:
+        raise BrokerLost(f"lost RabbitMQ while {doing}: {exc!r}") from exc
 
 
 def connect(url: str, *, heartbeat: int) -> Connection:
@@ -35,8 +59,10 @@ def connect(url: str, *, heartbeat: int) -> Connection:
     return Connection(url, heartbeat=heartbeat, connect_timeout=10)
 
 
-def declare(channel: Any, topology: Topology) -> None:
-    """Declare every exchange, queue and binding; harmless when they already exist."""
+def declare(conn: Connection, topology: Topology) -> None:
+    """Declare every exchange, queue and binding; harmless when they already exist.
+    Then take the copying retry bindings of versions before 0.2 out of service."""
+    channel = conn.default_channel
     for ex in topology.exchanges():
         channel.exchange_declare(
             exchange=ex.name,
@@ -54,6 +80,46 @@ def declare(channel: Any, topology: Topology) -> None:
                 routing_key=b.routing_key,
                 arguments=b.arguments,
             )
+    _retire_legacy_retries(conn, topology)
+
+
+def _retire_legacy_retries(conn: Connection, topology: Topology) -> None:
+    """Unbind the old retry exchange's bindings, each of which copies every retry into
+    its delay queue (``schemas.topology``), and leave it one that matches every message,
+    to the shortest delay queue: a replica of the old version still running during a
+    rolling upgrade then has each retry delayed once, rather than copied or dropped.
+
+    Declaring never removes a binding, so this runs at every start; it is a no-op once
+    done. Messages already in the delay queues stay there and come back as usual.
+    """
+    exchange = topology.legacy_retry_exchange
+    if not _exists(conn, "exchange", exchange):
+        return
+    channel = conn.default_channel
+    delays = tuple(sorted({*topology.retry_delays, *DEFAULT_RETRY_DELAYS}))
+    for queue, binding in topology.legacy_retry_bindings(delays):
+        if _exists(conn, "queue", queue):
+            channel.queue_unbind(queue, binding.exchange, "", arguments=binding.arguments)
+    channel.queue_bind(
+        topology.retry_queue(topology.retry_delays[0]), exchange, "", arguments={"x-match": "all"}
+    )
+
+
+def _exists(conn: Connection, kind: str, name: str) -> bool:
+    """Whether an exchange or queue exists; asked on a channel of its own, since the
+    broker closes the channel when it does not."""
+    channel = conn.channel()
+    try:
+        if kind == "exchange":
+            channel.exchange_declare(name, "headers", passive=True)
+        else:
+            channel.queue_declare(name, passive=True)
+    except amqp.exceptions.NotFound:
+        return False
+    finally:
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            channel.close()
+    return True
 
 
 @dataclass(frozen=True)
@@ -73,7 +139,9 @@ class ConfirmPublisher:
     :param connection: the consumer's connection; waiting for confirms reads from it,
         which may also take in deliveries for that connection's consumers (they are
         buffered by their callbacks as usual).
-    :param timeout: seconds to wait for a batch's confirms.
+    :param timeout: seconds to wait for a batch's confirms. A broker that stays silent
+        that long leaves the channel's confirms in an unknown state: the publisher is
+        then unusable (``BrokerLost``), and the loop reconnects.
     """
 
     def __init__(self, connection: Connection, *, timeout: float = 30.0) -> None:
@@ -87,19 +155,24 @@ class ConfirmPublisher:
         self._unconfirmed: set[int] = set()
         self._floor = 1  # every tag below was settled by a multiple confirm
         self._refused = 0
+        self._lost: str | None = None
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish all, persistent; return once the broker has confirmed them all.
 
-        :raises BrokerRefused: the broker refused some, or did not confirm in time.
+        :raises BrokerRefused: the broker refused some.
+        :raises BrokerLost: the connection failed, or the broker did not confirm in time.
         """
+        if self._lost is not None:
+            raise BrokerLost(self._lost)
         if not messages:
             return
-        if all(_same(m, messages[0]) for m in messages):
-            self._send_framed(messages)
-        else:
-            self._send(messages)
-        self._await_confirms(len(messages))
+        with lost_on_error("publishing"):
+            if all(_same(m, messages[0]) for m in messages):
+                self._send_framed(messages)
+            else:
+                self._send(messages)
+            self._await_confirms(len(messages))
 
     def _send_framed(self, messages: Sequence[Outgoing]) -> None:
         amqp_conn = self._connection.connection
@@ -143,9 +216,15 @@ class ConfirmPublisher:
         while self._unconfirmed:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise BrokerRefused(f"RabbitMQ did not confirm {len(self._unconfirmed)} messages")
+                # Those confirms may still come, or never: either way this channel's
+                # count of what is settled can no longer be trusted.
+                self._lost = f"RabbitMQ did not confirm {len(self._unconfirmed)} messages in time"
+                self._unconfirmed.clear()
+                self._refused = 0
+                raise BrokerLost(self._lost)
             with contextlib.suppress(TimeoutError):
                 self._connection.drain_events(timeout=min(left, 1.0))
+            self._connection.heartbeat_check()
         if self._refused:
             refused, self._refused = self._refused, 0
             raise BrokerRefused(f"RabbitMQ refused {refused} of {sent} messages")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -81,14 +81,17 @@ def scan(
             yield from _dc_search(jira, filters, {"mode": "search"}, page_size)
 
 
-def read_ahead(items: Iterator[T], *, depth: int = 1) -> Iterator[T]:
+def read_ahead(
+    items: Iterator[T], *, depth: int = 1, idle: Callable[[], object] | None = None
+) -> Iterator[T]:
     """``items``, with up to ``depth`` of them fetched in a thread of their own while the
     caller works on the current one: the fan-out publishes a page while Jira serves the
     next, instead of waiting for each in turn.
 
     An error raised while fetching is raised here, in the caller's thread, where that
     item would have been. When the caller stops early, the thread stops after the
-    request it is in.
+    request it is in. While the caller waits for an item, ``idle`` is called about once
+    a second (the fan-out keeps its broker connection alive with it).
     """
     ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -115,7 +118,12 @@ def read_ahead(items: Iterator[T], *, depth: int = 1) -> Iterator[T]:
     threading.Thread(target=fetch, name="read-ahead", daemon=True).start()
     try:
         while True:
-            kind, value = ready.get()
+            try:
+                kind, value = ready.get(timeout=1.0)
+            except queue.Empty:
+                if idle is not None:
+                    idle()
+                continue
             if kind == "end":
                 return
             if kind == "error":

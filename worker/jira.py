@@ -7,11 +7,12 @@ carry ``Retry-After``. Jira's error text is localized, so only status codes are 
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,6 +40,20 @@ class UserRef:
 
     kind: RefKind
     value: str
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How a client waits out Jira's transient failures instead of raising them.
+
+    :param delays: seconds before each repeated request (the last one repeats), or
+        longer when Jira says so (``Retry-After``). Once the next wait would take the
+        total past ``sum(delays)``, the failure is raised after all.
+    :param sleep: waits; may raise (``Interrupted``) to give up early.
+    """
+
+    delays: tuple[float, ...]
+    sleep: Callable[[float], None]
 
 
 class JiraClient:
@@ -77,9 +92,17 @@ class JiraClient:
             transport=transport,
         )
         self._flavor: Flavor | None = None if flavor == "auto" else flavor
+        self._patience: Patience | None = None
 
     def close(self) -> None:
         self._http.close()
+
+    def with_patience(self, patience: Patience) -> JiraClient:
+        """This client (same connections), waiting out transient failures: for long
+        scans, where one failed request would otherwise cost the whole attempt."""
+        patient = copy.copy(self)
+        patient._patience = patience
+        return patient
 
     @property
     def flavor(self) -> Flavor:
@@ -150,6 +173,21 @@ class JiraClient:
         return self._get(path, params)
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        if self._patience is None:
+            return self._get_once(path, params)
+        delays, waited, attempt = self._patience.delays, 0.0, 0
+        while True:
+            try:
+                return self._get_once(path, params)
+            except JiraUnavailable as exc:
+                delay = max(delays[min(attempt, len(delays) - 1)], exc.retry_after or 0.0)
+                if waited + delay > sum(delays):
+                    raise
+                log.info("%s; asking again in %.1fs", exc, delay)
+                self._patience.sleep(delay)
+                waited, attempt = waited + delay, attempt + 1
+
+    def _get_once(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         started = time.monotonic()
         try:
             response = self._http.get(path, params=params)

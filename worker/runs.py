@@ -144,6 +144,11 @@ def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
     return row is not None
 
 
+def finish_runs(conn: psycopg.Connection[Any], run_ids: Iterable[UUID]) -> list[UUID]:
+    """``finish_if_complete`` for each run; the ones that are done now."""
+    return [run_id for run_id in sorted(set(run_ids)) if finish_if_complete(conn, run_id)]
+
+
 def end_fan_out(conn: psycopg.Connection[Any], run_id: UUID) -> None:
     conn.execute(
         "UPDATE sync_runs SET state = 'processing', fanned_out_at = now(), checkpoint = NULL"

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
     amqp_prefix: str = Field(default="assetsync", pattern=r"^[A-Za-z0-9_.-]+$")
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/assetsync")
+    database_timeout: float = Field(default=60.0, gt=0, le=3600)
     jira_url: str | None = None
     jira_username: str | None = None
     jira_token: SecretStr | None = None
