@@ -98,6 +98,7 @@ class Broker:
                 channel.queue_delete(q.name)
             for ex in self.topology.exchanges():
                 channel.exchange_delete(ex.name)
+            channel.exchange_delete(self.topology.legacy_retry_exchange)
 
 
 @dataclass
@@ -216,3 +217,21 @@ def wait_run_finished(database_url: str, run_id: str, timeout: float = 120) -> d
 def counts(run: dict[str, Any]) -> dict[str, int]:
     keys = ("matched", "created", "updated", "unchanged", "deactivated", "missing", "failed")
     return {k: run[k] for k in keys}
+
+
+def wait_quiet(broker: Broker, queues: list[str], *, quiet: float, timeout: float = 60.0) -> None:
+    """Wait until none of ``queues`` has held a message for ``quiet`` seconds in a row:
+    counting before that would miss what a delay queue is still holding back."""
+    deadline = time.monotonic() + timeout
+    calm_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if any(broker.count(q) for q in queues):
+            calm_since = time.monotonic()
+        elif time.monotonic() - calm_since >= quiet:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"queues {queues} did not stay empty for {quiet}s")
+
+
+def retry_queues(topology: Topology) -> list[str]:
+    return [topology.retry_queue(d) for d in topology.retry_delays]
