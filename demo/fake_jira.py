@@ -472,6 +472,7 @@ class FakeJira:
         self._url: str | None = None
         self._thread: threading.Thread | None = None
         self.request_log: list[tuple[str, str]] = []
+        self.faults_served = 0
         self._routes = self._build_routes()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -669,6 +670,7 @@ class FakeJira:
     def _take_fault(self, target: str) -> _Fault | None:
         for fault in self._faults:
             if fault.path_contains in target:
+                self.faults_served += 1
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)

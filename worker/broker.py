@@ -55,8 +55,17 @@ def lost_on_error(doing: str) -> Iterator[None]:
 
 
 def connect(url: str, *, heartbeat: int) -> Connection:
-    """A kombu connection with heartbeats on (kombu's default is off)."""
-    return Connection(url, heartbeat=heartbeat, connect_timeout=10)
+    """A kombu connection with heartbeats on (kombu's default is off), and every socket
+    read or write bounded: without that, closing a connection to a broker that went
+    silent waits forever for its close-ok, and a write to one whose buffers are full
+    never returns. Heartbeats notice the silence; these let the loop get away from it."""
+    io_timeout = float(max(10, 2 * heartbeat))
+    return Connection(
+        url,
+        heartbeat=heartbeat,
+        connect_timeout=10,
+        transport_options={"read_timeout": io_timeout, "write_timeout": io_timeout},
+    )
 
 
 def declare(conn: Connection, topology: Topology) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -51,7 +52,7 @@ from worker.settle import (
 
 log = logging.getLogger(__name__)
 
-RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_BATCH_AGE = 0.2  # seconds a partial batch may wait for more deliveries
 HEALTH_TOUCH_EVERY = 5.0
 
@@ -145,18 +146,25 @@ class Consumer:
         """
         failures = 0
         while not self._stop.is_set():
+            conn = broker.connect(self.url, heartbeat=self.heartbeat)
             try:
-                with broker.connect(self.url, heartbeat=self.heartbeat) as conn:
-                    conn.ensure_connection(max_retries=1)
-                    failures = 0
-                    self._consume(conn)
+                conn.ensure_connection(max_retries=1)
+                failures = 0
+                self._consume(conn)
             except broker.CONNECTION_ERRORS as exc:
+                # A lost or silent connection gets no goodbye: a close would wait for
+                # an answer that is not coming.
+                conn.collect()
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
+                delay *= random.uniform(0.75, 1.25)  # replicas do not come back in step
                 failures += 1
-                log.warning("broker connection lost (%r); reconnecting in %.0fs", exc, delay)
+                log.warning("broker connection lost (%r); reconnecting in %.1fs", exc, delay)
                 for pending in self._pending.values():
                     pending.deliveries.clear()  # unacked: the broker redelivers them
                 self._stop.wait(delay)
+            else:
+                with contextlib.suppress(*broker.CONNECTION_ERRORS):
+                    conn.release()
         if self.fatal is not None:
             raise self.fatal
 
@@ -303,7 +311,6 @@ class Consumer:
             self._dead_letter(route, message, body, decision)
 
     def _dead_letter(self, route: Route, message: Any, body: Any, decision: DeadLetter) -> None:
-        log.warning("dead-lettering %s: %s", _describe(message), decision.reason)
         if decision.record and body is not None and route.on_give_up is not None:
             try:
                 route.on_give_up(body, decision.reason)
@@ -321,6 +328,7 @@ class Consumer:
                     ),
                 )
                 return
+        log.warning("dead-lettering %s: %s", _describe(message), decision.reason)
         self._republish(
             message, self.topology.dead_exchange, {ERROR_HEADER: decision.reason[:1000]}
         )
