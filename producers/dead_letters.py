@@ -31,7 +31,6 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from producers.cli import EXIT_OK, Parser, fail
 from producers.dead_letter import (
@@ -43,6 +42,13 @@ from producers.dead_letter import (
     printable,
     replay_headers,
 )
+from producers.dead_letter_output import (
+    action_json,
+    detail_text,
+    letter_json,
+    listing_text,
+    summary_line,
+)
 from producers.dead_queue import HIGH_DELIVERY_COUNT, DeadQueue, DeadQueueError, Taken
 from producers.publisher import ProducerSettings
 from schemas.messages import BULK_SYNC_REQUESTED
@@ -50,7 +56,6 @@ from schemas.messages import BULK_SYNC_REQUESTED
 PROG = "python -m producers.dead_letters"
 COMMANDS = ("list", "show", "replay", "purge")
 DEFAULT_LIMIT = 1000
-REASON_COLUMN = 60
 
 # ------------------------------------------------------------------------ arguments
 
@@ -238,126 +243,6 @@ def warn_about_delivery_counts(queue: DeadQueue, given_back: Sequence[DeadLetter
             " limit lifted (README: Dead letters)",
             file=sys.stderr,
         )
-
-
-# --------------------------------------------------------------------------- output
-
-
-def letter_json(letter: DeadLetter, now: datetime) -> dict[str, Any]:
-    age = letter.age_seconds(now)
-    return {
-        "id": letter.id,
-        "type": letter.type,
-        "reason": letter.reason,
-        "identity": letter.identity,
-        "published_at": letter.published_at.isoformat() if letter.published_at else None,
-        "age_s": None if age is None else round(age, 3),
-        "body_bytes": letter.body_bytes,
-        "delivery_count": letter.delivery_count,
-        "replayable": letter.replayable,
-    }
-
-
-def action_json(
-    action: str,
-    dry_run: bool,
-    examined: int,
-    done: list[DeadLetter],
-    skipped: list[DeadLetter],
-    given_back: int,
-) -> dict[str, Any]:
-    return {
-        "action": action,
-        "dry_run": dry_run,
-        "examined": examined,
-        "done": [d.id for d in done],
-        "not_replayable": [{"id": s.id, "reason": s.reason} for s in skipped],
-        "given_back": given_back,
-    }
-
-
-def listing_text(
-    queue_name: str,
-    ready: int,
-    examined: list[DeadLetter],
-    shown: list[DeadLetter],
-    limit: int,
-    now: datetime,
-) -> str:
-    if not examined:
-        return f"{queue_name} is empty"
-    head = f"{queue_name}: {len(shown)} of {len(examined)} dead letters"
-    if ready > len(examined) and len(examined) >= limit:
-        head += f" (read the first {limit} of {ready}; --limit to read more)"
-    rows = [("ID", "TYPE", "AGE", "REASON", "IDENTITY")]
-    rows += [
-        (d.id, d.type, age_text(d.age_seconds(now)), printable(d.reason, REASON_COLUMN), d.identity)
-        for d in shown
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]  # the last is not padded
-    lines = ["  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[4]]) for row in rows]
-    return "\n".join([head, *(line.rstrip() for line in lines)])
-
-
-def detail_text(
-    letter: DeadLetter,
-    now: datetime,
-    properties: dict[str, str],
-    headers: dict[str, str],
-    body: str,
-    cut: bool,
-    max_bytes: int,
-) -> str:
-    published = "unknown"
-    if letter.published_at is not None:
-        stamp = letter.published_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-        published = f"{stamp} ({age_text(letter.age_seconds(now))} ago)"
-    lines = [
-        f"id:         {letter.id}",
-        f"type:       {letter.type}{'' if letter.replayable else ' (no queue takes it)'}",
-        f"reason:     {letter.reason}",
-        f"published:  {published}",
-        f"identity:   {letter.identity or '-'}",
-        f"size:       {letter.body_bytes} bytes",
-        "properties:",
-        *(f"  {k}: {v}" for k, v in properties.items()),
-        "headers:",
-        *(f"  {k}: {v}" for k, v in headers.items()),
-        "body:",
-        *(f"  {line}" for line in body.splitlines()),
-    ]
-    if cut:
-        lines.append(f"  (the first {max_bytes} of {letter.body_bytes} bytes; --bytes for more)")
-    return "\n".join(lines)
-
-
-def summary_line(
-    action: str,
-    verb: str,
-    done: list[DeadLetter],
-    skipped: list[DeadLetter],
-    given_back: int,
-    queue_name: str,
-) -> str:
-    line = f"{verb} {len(done)} dead letter(s)"
-    if action == "replay":
-        line += " to their queues"
-    if skipped:
-        line += f"; {len(skipped)} selected one(s) cannot be replayed"
-    return f"{line}; {given_back} given back to {queue_name}"
-
-
-def age_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 # ----------------------------------------------------------------------------- main

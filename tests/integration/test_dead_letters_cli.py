@@ -3,10 +3,8 @@ and what is where afterwards."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ import pytest
 
 from producers.publisher import Publisher, publish_user_logged_in
 from schemas.topology import ERROR_HEADER, Topology
+from tests.policies import broker_policy
 from tests.support import ROOT, Broker, asset_of, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -327,28 +326,11 @@ def test_a_message_no_queue_takes_is_not_replayed_and_stays(cli, broker):
     assert dead_bodies(broker) == [b"not json"]
 
 
-@contextlib.contextmanager
-def broker_policy(name: str, pattern: str, definition: dict[str, Any]) -> Iterator[None]:
-    """A RabbitMQ policy for the duration of a block, set with rabbitmqctl."""
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        pytest.skip("rabbitmqctl is needed to make the broker refuse a publish")
-    args = ["--apply-to", "queues", name, pattern, json.dumps(definition)]
-    if subprocess.run([ctl, "set_policy", *args], capture_output=True).returncode != 0:
-        pytest.skip("rabbitmqctl cannot set policies on this broker")
-    try:
-        yield
-    finally:
-        subprocess.run([ctl, "clear_policy", name], capture_output=True)
-
-
 def test_replay_refused_by_the_broker_leaves_the_dead_letter_where_it_was(cli, broker):
     login = broker.topology.login_queue
     dead_letter(broker, login_body("jdoe"), message_id="m-1")
     broker.publish_raw(login_body("filler"), routing_key="user-logged-in")
-    with broker_policy(f"{login}-full", f"^{login}$", {"max-length": 0}):
-        time.sleep(1)  # policies reach a queue asynchronously
-
+    with broker_policy(f"{login}-full", login, {"max-length": 0}):
         done = cli.run("replay", "--all")
 
     assert done.returncode == 1
