@@ -142,7 +142,11 @@ class RedactingFilter(logging.Filter):
         self._plain = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self._redact(record.getMessage())
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not take the logging thread down
+            message = f"{record.msg!r} (could not format with {len(record.args or ())} args)"
+        record.msg = self._redact(message)
         record.args = None
         if record.exc_info:
             record.exc_text = self._redact(self._plain.formatException(record.exc_info))

@@ -223,3 +223,20 @@ def test_configuring_again_replaces_the_handler(capture):
     assert [line["message"] for line in json_lines(out)] == ["once"]
     installed = [h for h in logging.getLogger().handlers if getattr(h, "_assetsync_handler", 0)]
     assert len(installed) == 1
+
+
+def test_a_bad_format_call_still_logs_a_line(capture):
+    out = capture(log_format="json")
+    # Only the worker's handler: pytest's own capture would fail the test on the bad call.
+    alone = logging.getLogger("worker.test.alone")
+    alone.propagate = False
+    [ours] = [h for h in logging.getLogger().handlers if getattr(h, "_assetsync_handler", 0)]
+    alone.addHandler(ours)
+    try:
+        alone.info("%d users", "many")
+    finally:
+        alone.handlers.clear()
+        alone.propagate = True
+
+    [line] = json_lines(out)
+    assert line["message"] == "'%d users' (could not format with 1 args)"
