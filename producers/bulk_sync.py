@@ -16,11 +16,13 @@ summary as one JSON object instead, and no progress. ``status`` shows one run, o
 ``--unless-recent DURATION`` (``20h``, ``90m``, ``1d12h``) is for schedules (cron, a
 Kubernetes CronJob): it requests a run of every user only when no such run is in
 progress and none ended ``done`` within DURATION; otherwise it says why in one line
-and exits 0. Two schedulers at once cannot both request one (``RunStore.request_unless_recent``).
+and exits 0. Two schedulers at once cannot both request one
+(``RunStore.request_unless_recent``).
 
 Exit codes: 0 when the request was published (or, with ``--unless-recent``, was not
-needed) and, when waiting, the run ended ``done`` with no failed user; 1 when it was not published, the run or a user failed, waiting
-timed out, or the database could not be read; 2 on a usage error.
+needed) and, when waiting, the run ended ``done`` with no failed user; 1 when it was
+not published, the run or a user failed, waiting timed out, or the database could not
+be read; 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def request(argv: list[str]) -> int:
     message = build_request(parser, args)
     settings = BulkSyncSettings()
     try:
-        # Open the store first: a run that cannot be followed had better not start.
+        # Open the store first: a run that cannot be followed (or, scheduled, checked and
+        # recorded) had better not start.
         needs_store = waiting or scheduled
         store = RunStore(url=settings.database_url.get_secret_value()) if needs_store else None
         with store or contextlib.nullcontext():
