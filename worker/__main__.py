@@ -23,6 +23,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from worker import logs
 from worker.consumer import Consumer, Route
 from worker.errors import ConfigError, TransientError
 from worker.fan_out import FanOut
@@ -53,13 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, SettingsError, FileNotFoundError) as exc:
         print(f"assetsync: {describe_settings_error(exc)}", file=sys.stderr)
         return EX_CONFIG
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # One line per request from these is noise at INFO; ours say what matters.
-    for chatty in ("httpx", "httpcore", "yoyo", "amqp", "kombu"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
+    logs.configure(settings)  # text or JSON lines on stderr, secrets masked
     try:
         if args.command == "migrate":
             migrate(settings.database_url.get_secret_value())

@@ -56,7 +56,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=200, ge=1, le=5000)
     retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     health_file: Path | None = Path("/tmp/assetsync-worker.alive")
+    # Port of the replica's metrics and probe endpoints; unset (or empty) serves none.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Sync (what the admin page configures)
     sync_on_login: bool = True
@@ -82,10 +85,10 @@ class Settings(BaseSettings):
             raise ValueError(f"asset field(s) mapped twice: {', '.join(twice)}")
         return value
 
-    @field_validator("health_file", mode="before")
+    @field_validator("health_file", "metrics_port", mode="before")
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
-        return None if value == "" else value  # ASSETSYNC_HEALTH_FILE= turns it off
+        return None if value == "" else value  # e.g. ASSETSYNC_HEALTH_FILE= turns it off
 
     @field_validator("folder")
     @classmethod
