@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.messages import BULK_SYNC_REQUESTED, MODELS, USER_LOGGED_IN, USER_SYNC
-from schemas.topology import ATTEMPT_HEADER, ERROR_HEADER, RETRY_HEADER
+from schemas.topology import ATTEMPT_HEADER, DELAY_HEADER, ERROR_HEADER, LEGACY_RETRY_HEADER
 
 REPLAYED_FROM_HEADER = "x-assetsync-replayed-from-reason"
 REPLAYS_HEADER = "x-assetsync-replays"
@@ -27,7 +27,8 @@ FAILURE_HEADERS = frozenset(
     {
         ERROR_HEADER,
         ATTEMPT_HEADER,
-        RETRY_HEADER,
+        DELAY_HEADER,
+        LEGACY_RETRY_HEADER,
         "x-death",
         "x-first-death-exchange",
         "x-first-death-queue",
