@@ -468,6 +468,7 @@ class FakeJira:
         self._dir = _Directory()
         self._faults: list[_Fault] = []
         self._delay = 0.0
+        self._path_delays: dict[str, float] = {}
         self._server: _Server | None = None
         self._url: str | None = None
         self._thread: threading.Thread | None = None
@@ -628,9 +629,13 @@ class FakeJira:
             with self._lock:
                 self._faults.append(_Fault(count, status, retry_after, path_contains))
 
-    def set_delay(self, seconds: float) -> None:
+    def set_delay(self, seconds: float, *, path_contains: str = "") -> None:
+        """Answer requests whose target contains ``path_contains`` (all: "") that much later."""
         with self._lock:
-            self._delay = seconds
+            if path_contains:
+                self._path_delays[path_contains] = seconds
+            else:
+                self._delay = seconds
 
     def request_count(self, path_contains: str = "") -> int:
         with self._lock:
@@ -644,7 +649,7 @@ class FakeJira:
         """Status, JSON body and extra headers for one request."""
         with self._lock:
             self.request_log.append((method, target))
-            delay = self._delay
+            delay = self._delay + sum(d for p, d in self._path_delays.items() if p in target)
             fault = self._take_fault(target)
         if delay > 0:
             time.sleep(delay)  # outside the lock: slow requests must not serialise others

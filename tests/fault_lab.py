@@ -11,6 +11,7 @@ connection can be made to go silent.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -60,7 +61,12 @@ FAULTS = (
 )
 USERS = 3000
 LOGINS = 6  # users who log in before the fault, and as many during it
+# Groups are mapped: listing pages carry none, so every user costs a Jira request while
+# the per-user messages are processed, as with a real directory that maps them. That
+# makes the processing phase last long enough to be hit, and Jira faults reach it too.
+FIELD_MAP = {"name": "Username", "displayName": "Full name", "active": "Active", "groups": "Groups"}
 WORKER_ENV = {
+    "ASSETSYNC_FIELD_MAP": json.dumps(FIELD_MAP),
     "ASSETSYNC_JIRA_PAGE_SIZE": "100",
     "ASSETSYNC_BATCH_SIZE": "10",
     "ASSETSYNC_HEARTBEAT": "2",  # a silent broker is noticed within ~2 heartbeats
@@ -217,6 +223,12 @@ class Lab:
         self.db_proxy = Proxy((str(pg.get("host") or "127.0.0.1"), int(pg.get("port") or 5432)))
         self.workers: list[WorkerProcess] = []
         migrate(self.database_url)
+        with psycopg.connect(self.database_url) as conn:  # an admin adds a field for groups
+            conn.execute(
+                "INSERT INTO asset_fields (asset_type_id, name, field_type)"
+                " SELECT id, 'Groups', 'text' FROM asset_types WHERE name = 'Employee'"
+            )
+        self.jira.set_delay(0.004, path_contains="expand=groups")
 
     def close(self) -> None:
         for worker in self.workers:
@@ -276,6 +288,8 @@ class Lab:
             self.jira.fail_next(20, status=503)
             self.jira.fail_next(5, status=429, retry_after=1)
             return lambda: wait_for(lambda: self.jira.faults_served >= 25, what="the storm")
+        elif fault == "none":
+            pass
         elif fault == "jira-slow":
             self.jira.set_delay(1.5)  # over the workers' 1 s timeout
             return lambda: (time.sleep(4), self.jira.set_delay(0.0))  # type: ignore[func-returns-value]
@@ -309,7 +323,7 @@ class Lab:
             jira.update_user(user["name"], display_name=user["displayName"] + " Changed")
             self.broker.publish_raw(login_body(username=user["name"]), routing_key="user-logged-in")
         if phase == "fanning-out":
-            jira.set_delay(0.1)  # pages arrive slowly: the scan is cut mid-way
+            jira.set_delay(0.2, path_contains="/user/list")  # the scan is cut mid-way
         requested = time.monotonic()
         run_id = request_bulk(self.broker)
         self._wait_for_phase(run_id, phase)
@@ -319,8 +333,8 @@ class Lab:
             jira.update_user(user["name"], display_name=user["displayName"] + " Changed")
             self._publish_login(user["name"])
         end_fault()
-        if phase == "fanning-out" and fault != "jira-slow":
-            jira.set_delay(0.0)
+        if phase == "fanning-out":
+            jira.set_delay(0.0, path_contains="/user/list")
         # Recovery: a login published once the fault is over, until its asset shows it.
         healed = time.monotonic()
         jira.update_user("probe.user", display_name="Probe After")
@@ -345,7 +359,7 @@ class Lab:
         )
         finished_in = time.monotonic() - requested
         work = [self.topology.login_queue, self.topology.bulk_queue, self.topology.user_sync_queue]
-        wait_quiet(self.broker, work + retry_queues(self.topology), quiet=RETRY_DELAYS[-1] + 1)
+        wait_quiet(self.broker, work + retry_queues(self.topology), quiet=2.0)
         return self._outcome(
             fault, phase, run, logins, injected - requested, recovered_in, finished_in
         )

@@ -32,6 +32,7 @@ class Proxy:
         self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._pairs: list[_Pair] = []
+        self._silenced: list[_Pair] = []
         self._closed = False
         self.accepted = 0
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
@@ -56,6 +57,7 @@ class Proxy:
             pairs, self._pairs = self._pairs, []
         for pair in pairs:
             pair.silence(close_upstream=self.close_upstream_when_silent)
+        self._silenced.extend(pairs)
         return len(pairs)
 
     def open_connections(self) -> int:
@@ -67,6 +69,8 @@ class Proxy:
         with contextlib.suppress(OSError):
             self._listener.close()
         self.cut()
+        for pair in self._silenced:
+            pair.close()
 
     def __enter__(self) -> Proxy:
         return self

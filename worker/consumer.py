@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_BATCH_AGE = 0.2  # seconds a partial batch may wait for more deliveries
 HEALTH_TOUCH_EVERY = 5.0
+MAX_FRAMES_PER_TICK = 1000
 
 
 class LoopSession:
@@ -68,10 +69,22 @@ class LoopSession:
         self.publish = publisher.publish
 
     def tick(self) -> None:
-        with broker.lost_on_error("sending heartbeats"):
-            self._conn.heartbeat_check()
+        self.keep_alive()
         if self._stop.is_set():
             raise Interrupted("the replica is shutting down")
+
+    def keep_alive(self) -> None:
+        """Heartbeats both ways, and nothing else."""
+        with broker.lost_on_error("exchanging heartbeats"):
+            # Read what arrived meanwhile: the server's heartbeats count as received only
+            # once read, and a handler busy for two heartbeats would otherwise take the
+            # connection for dead. Deliveries read here are buffered for later.
+            for _ in range(MAX_FRAMES_PER_TICK):
+                try:
+                    self._conn.drain_events(timeout=0.001)
+                except TimeoutError:
+                    break
+            self._conn.heartbeat_check()
 
     def sleep(self, seconds: float) -> None:
         if self._stop.wait(seconds):
@@ -212,16 +225,18 @@ class Consumer:
         return any(p.deliveries for p in self._pending.values())
 
     def _flush_due(self, *, idle: bool) -> None:
-        now = time.monotonic()
         for route in self.routes:
             pending = self._pending[route.queue]
-            if pending.deliveries and (
+            while pending.deliveries and (
                 idle
                 or len(pending.deliveries) >= route.batch_size
-                or now - pending.since > MAX_BATCH_AGE
+                or time.monotonic() - pending.since > MAX_BATCH_AGE
             ):
-                batch, pending.deliveries = pending.deliveries, []
+                batch = pending.deliveries[: route.batch_size]
+                del pending.deliveries[: route.batch_size]
                 self._handle(route, batch)
+                assert self._session is not None
+                self._session.keep_alive()  # between batches, and take in what arrived
 
     def _handle(self, route: Route, deliveries: list[Any]) -> None:
         decoded = []

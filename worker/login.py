@@ -44,7 +44,7 @@ class LoginSync:
         self.needs_groups = "groups" in rules.field_map
 
     def handle(self, events: Sequence[UserLoggedIn], session: Session) -> Failures:
-        return one_by_one(events, self.sync)
+        return one_by_one(events, self.sync, session)
 
     def sync(self, event: UserLoggedIn) -> Change | None:
         ref = ref_of(event)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from worker.broker import Outgoing
-from worker.errors import BrokerLost, PermanentError, TransientError
+from worker.errors import BrokerLost, Interrupted, PermanentError, TransientError
 
 T = TypeVar("T")
 
@@ -42,13 +42,21 @@ Handler = Callable[[Sequence[Any], Session], Failures]
 GiveUp = Callable[[Any, str], None]
 
 
-def one_by_one(items: Sequence[T], handle: Callable[[T], object]) -> dict[int, Exception]:
+def one_by_one(
+    items: Sequence[T], handle: Callable[[T], object], session: Session
+) -> dict[int, Exception]:
     """Call ``handle`` on each item; an item that fails with an ``AssetSyncError`` of its
     own (a bad user, Jira briefly down) is reported by index and the rest go on. Errors
     that are not the item's (the broker lost, a shutdown, wrong settings) stop the loop
     and fail the whole batch, as does anything unexpected."""
     failures: dict[int, Exception] = {}
     for index, item in enumerate(items):
+        if index:
+            try:
+                session.tick()
+            except Interrupted as exc:  # what is done stays done; the rest goes back
+                failures.update((i, exc) for i in range(index, len(items)))
+                break
         try:
             handle(item)
         except (PermanentError, TransientError) as exc:
