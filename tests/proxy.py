@@ -23,12 +23,19 @@ class Proxy:
     :param close_upstream_when_silent: when going silent, close the server side of the
         silenced connections: what the server's own TCP keepalives would do after a
         while on a real black-holed route (the proxy's kernel would answer them).
+    :param port: where to listen (0: any free port).
     """
 
-    def __init__(self, target: tuple[str, int], *, close_upstream_when_silent: bool = True):
+    def __init__(
+        self,
+        target: tuple[str, int],
+        *,
+        close_upstream_when_silent: bool = True,
+        port: int = 0,
+    ):
         self.target = target
         self.close_upstream_when_silent = close_upstream_when_silent
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", port))
         self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._pairs: list[_Pair] = []

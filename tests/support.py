@@ -55,7 +55,13 @@ class Broker:
     topology: Topology
 
     def publish_raw(
-        self, body: bytes, *, routing_key: str, content_type: str | None = "application/json"
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        content_type: str | None = "application/json",
+        headers: dict[str, Any] | None = None,
+        message_id: str | None = None,
     ) -> None:
         """A plain basic_publish, as any AMQP client in any language would do it."""
         with pika.BlockingConnection(pika.URLParameters(self.url)) as conn:
@@ -65,7 +71,12 @@ class Broker:
                 exchange=self.topology.exchange,
                 routing_key=routing_key,
                 body=body,
-                properties=pika.BasicProperties(content_type=content_type, delivery_mode=2),
+                properties=pika.BasicProperties(
+                    content_type=content_type,
+                    delivery_mode=2,
+                    headers=headers,
+                    message_id=message_id,
+                ),
             )
 
     def declare(self) -> None:
@@ -235,3 +246,11 @@ def wait_quiet(broker: Broker, queues: list[str], *, quiet: float, timeout: floa
 
 def retry_queues(topology: Topology) -> list[str]:
     return [topology.retry_queue(d) for d in topology.retry_delays]
+
+
+def signed(database_url: str, body: bytes) -> dict[str, str]:
+    """The headers a worker would give ``body``: signed with the store's worker key."""
+    from worker.signing import SIGNATURE_HEADER, Signer, load_key
+
+    with psycopg.connect(database_url) as conn:
+        return {SIGNATURE_HEADER: Signer(load_key(conn)).sign(body)}

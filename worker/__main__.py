@@ -32,6 +32,7 @@ from worker.login import LoginSync
 from worker.mapping import MappingRules
 from worker.migrate import migrate
 from worker.settings import JIRA_FIELDS, Settings, load_settings
+from worker.signing import Signer, load_key
 from worker.store import Folders, Store, load_scheme
 from worker.user_sync import UserSyncBatch
 
@@ -89,10 +90,18 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
         token=settings.jira_token.get_secret_value() if settings.jira_token else None,
         flavor=settings.jira_flavor,
         timeout=settings.jira_timeout,
+        deadline=settings.jira_deadline,
+        max_response_bytes=settings.jira_max_response_bytes,
+        verify=str(settings.jira_ca_bundle) if settings.jira_ca_bundle else True,
     )
     try:
         with_retries("asset store", store.open)
         with store.transaction() as conn:
+            signer = Signer(
+                settings.signing_key.get_secret_value().encode()
+                if settings.signing_key
+                else load_key(conn)
+            )
             scheme = load_scheme(
                 conn,
                 asset_type=settings.asset_type,
@@ -131,6 +140,7 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
                 page_size=settings.jira_page_size,
                 mark_missing=settings.missing_users == "mark",
                 patience=settings.retry_delays,
+                signer=signer,
             ),
         )
         return consume(settings, services)
@@ -165,6 +175,7 @@ def consume(settings: Settings, services: Services) -> int:
         services.user_sync.handle,
         batch_size=settings.batch_size,
         on_give_up=services.user_sync.failed,
+        check=services.fan_out.signer.check,
     )
     main_loop = loop(routes=[bulk_users], health_file=settings.health_file)
     side_loops = {
@@ -245,7 +256,7 @@ def describe_settings_error(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors(include_url=False)[0]
         name = "ASSETSYNC_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        return f"invalid setting {name}: {first['msg']}"
+        return f"invalid setting {name}: {first['msg'].removeprefix('Value error, ')}"
     if isinstance(exc, SettingsError):
         # pydantic-settings names the field only in its message; JSON is the usual culprit.
         found = re.search(r'field "(\w+)"', str(exc))

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import amqp
 import amqp.exceptions
@@ -28,7 +29,7 @@ import kombu.exceptions
 from kombu.connection import Connection
 
 from schemas.topology import DEFAULT_RETRY_DELAYS, Topology
-from worker.errors import BrokerLost, BrokerRefused
+from worker.errors import BrokerLost, BrokerRefused, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,30 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# The broker says no to our credentials, virtual host or permissions: a person must act.
+REFUSALS: tuple[type[BaseException], ...] = (
+    amqp.exceptions.AccessRefused,
+    amqp.exceptions.NotAllowed,
+)
+
+
+def refusal(exc: BaseException) -> ConfigError:
+    """A broker refusal as the configuration error it is, in one line."""
+    text = getattr(exc, "reply_text", "") or str(exc)
+    return ConfigError(
+        f"RabbitMQ refused us ({text[:300]}): check the user, password and virtual host in"
+        " ASSETSYNC_AMQP_URL and that user's permissions"
+    )
+
+
 @contextlib.contextmanager
 def lost_on_error(doing: str) -> Iterator[None]:
     """The connection errors of kombu, py-amqp and the socket as ``BrokerLost``."""
     try:
         yield
     except BrokerLost:
+        raise
+    except REFUSALS:
         raise
     except CONNECTION_ERRORS as exc:
         raise BrokerLost(f"lost RabbitMQ while {doing}: {exc!r}") from exc
@@ -64,8 +83,19 @@ def connect(url: str, *, heartbeat: int) -> Connection:
         url,
         heartbeat=heartbeat,
         connect_timeout=10,
+        ssl=tls_options(url),
         transport_options={"read_timeout": io_timeout, "write_timeout": io_timeout},
     )
+
+
+def tls_options(url: str) -> dict[str, Any] | bool:
+    """For ``amqps://``: the broker's certificate checked against the system's CAs (or
+    those named by ``SSL_CERT_FILE``/``SSL_CERT_DIR``) *and* its name against the URL's
+    host; kombu's own ``ssl=True`` leaves the name unchecked."""
+    parts = urlsplit(url)
+    if parts.scheme != "amqps":
+        return False
+    return {"context": {"check_hostname": True}, "server_hostname": parts.hostname}
 
 
 def declare(conn: Connection, topology: Topology) -> None:
@@ -177,7 +207,7 @@ class ConfirmPublisher:
         if not messages:
             return
         with lost_on_error("publishing"):
-            if all(_same(m, messages[0]) for m in messages):
+            if len(messages) > 1 and all(_same(m, messages[0]) for m in messages):
                 self._send_framed(messages)
             else:
                 self._send(messages)
@@ -192,7 +222,7 @@ class ConfirmPublisher:
         )
         chunk = bytearray()
         for m in messages:
-            chunk += framer.frames(m.body)
+            chunk += framer.frames(m.body, m.headers)
             if len(chunk) >= FLUSH_BYTES:
                 amqp_conn.transport.write(bytes(chunk))
                 chunk.clear()
@@ -257,7 +287,9 @@ class ConfirmPublisher:
 
 def _same(m: Outgoing, first: Outgoing) -> bool:
     return (
-        not m.headers
+        isinstance(m.body, bytes)
+        and m.headers.keys() == first.headers.keys()
+        and all(isinstance(v, str) for v in m.headers.values())
         and not m.properties
         and m.exchange == first.exchange
         and m.routing_key == first.routing_key
@@ -268,8 +300,8 @@ def _same(m: Outgoing, first: Outgoing) -> bool:
 
 class _Framer:
     """The frames of ``basic.publish`` for bodies that share everything else: a
-    persistent message with ``content_type`` and ``content_encoding`` (AMQP 0-9-1,
-    sections 2.3.5 and 4.2.6; class basic = 60, method publish = 40)."""
+    persistent message with ``content_type``, ``content_encoding`` and string headers
+    (AMQP 0-9-1, sections 2.3.5 and 4.2.6; class basic = 60, method publish = 40)."""
 
     def __init__(self, *, channel: int, frame_max: int, template: Outgoing) -> None:
         self._channel = channel
@@ -282,17 +314,24 @@ class _Framer:
             + _shortstr(template.routing_key)
             + b"\x00",
         )
-        # Property flags: content-type (bit 15), content-encoding (14), delivery-mode (12).
-        self._properties = (
-            struct.pack(">H", 0x8000 | 0x4000 | 0x1000)
+        # Property flags: content-type (bit 15), content-encoding (14), headers (13),
+        # delivery-mode (12); the properties follow in that order.
+        flags = 0x8000 | 0x4000 | 0x1000 | (0x2000 if template.headers else 0)
+        self._leading = (
+            struct.pack(">H", flags)
             + _shortstr(template.content_type)
             + _shortstr(template.content_encoding)
-            + b"\x02"  # persistent
         )
+        self._persistent = b"\x02"
 
-    def frames(self, body: bytes) -> bytes:
+    def frames(self, body: bytes, headers: dict[str, Any]) -> bytes:
         """Method, content header and body frames of one message."""
-        header = self._frame(2, struct.pack(">HHQ", 60, 0, len(body)) + self._properties)
+        properties = (
+            self._leading + _table(headers) + self._persistent
+            if headers
+            else (self._leading + self._persistent)
+        )
+        header = self._frame(2, struct.pack(">HHQ", 60, 0, len(body)) + properties)
         step = self._body_max
         return b"".join(
             [
@@ -304,6 +343,15 @@ class _Framer:
 
     def _frame(self, kind: int, payload: bytes) -> bytes:
         return struct.pack(">BHI", kind, self._channel, len(payload)) + payload + b"\xce"
+
+
+def _table(headers: dict[str, Any]) -> bytes:
+    """An AMQP field table of string values (type ``S``, long string)."""
+    entries = b"".join(
+        _shortstr(name) + b"S" + struct.pack(">I", len(data)) + data
+        for name, data in ((k, str(v).encode()) for k, v in headers.items())
+    )
+    return struct.pack(">I", len(entries)) + entries
 
 
 def _shortstr(value: str) -> bytes:

@@ -23,7 +23,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,8 @@ class Route:
     :param batch_size: messages handled together (one transaction); 1 for one by one.
     :param handle: takes decoded messages, returns the failures among them.
     :param on_give_up: called with a decoded message that is about to be dead-lettered.
+    :param check: called with each body and its headers before it is decoded; raises
+        ``InvalidMessage`` for a delivery that must not be trusted (a bad signature).
     """
 
     queue: str
@@ -105,6 +107,7 @@ class Route:
     handle: Handler
     batch_size: int = 1
     on_give_up: GiveUp | None = None
+    check: Callable[[bytes, Mapping[str, Any] | None], None] | None = None
 
 
 @dataclass
@@ -164,6 +167,10 @@ class Consumer:
                 conn.ensure_connection(max_retries=1)
                 failures = 0
                 self._consume(conn)
+            except broker.REFUSALS as exc:
+                conn.collect()
+                self.fatal = broker.refusal(exc)
+                self._stop.set()
             except broker.CONNECTION_ERRORS as exc:
                 # A lost or silent connection gets no goodbye: a close would wait for
                 # an answer that is not coming.
@@ -200,7 +207,7 @@ class Consumer:
         for c in consumers:
             with contextlib.suppress(*broker.CONNECTION_ERRORS):
                 c.cancel()
-        self._flush_due(idle=True)
+        self._flush_due(idle=True, final=True)
 
     def _subscribe(self, conn: Connection, route: Route) -> KombuConsumer:
         def on_message(message: Any) -> None:
@@ -209,9 +216,13 @@ class Consumer:
                 pending.since = time.monotonic()
             pending.deliveries.append(message)
 
-        # A channel per queue, so that each has its own prefetch window.
+        # A channel per queue, so that each has its own prefetch window. Bodies stay the
+        # bytes that were sent: py-amqp would otherwise decode them by whatever
+        # content_encoding the publisher claimed, and signatures are over the bytes.
+        channel = conn.channel()
+        channel.auto_decode = False
         consumer = KombuConsumer(
-            conn.channel(),
+            channel,
             queues=[Queue(route.queue, no_declare=True)],
             on_message=on_message,
             prefetch_count=route.prefetch,
@@ -224,7 +235,9 @@ class Consumer:
     def _any_pending(self) -> bool:
         return any(p.deliveries for p in self._pending.values())
 
-    def _flush_due(self, *, idle: bool) -> None:
+    def _flush_due(self, *, idle: bool, final: bool = False) -> None:
+        """Handle the batches that are due. ``final``: the loop is stopping; what is in
+        hand is handled and nothing more is read."""
         for route in self.routes:
             pending = self._pending[route.queue]
             while pending.deliveries and (
@@ -235,6 +248,10 @@ class Consumer:
                 batch = pending.deliveries[: route.batch_size]
                 del pending.deliveries[: route.batch_size]
                 self._handle(route, batch)
+                if final:
+                    continue
+                if self._stop.is_set():
+                    return  # the loop stops and finishes what is in hand
                 assert self._session is not None
                 self._session.keep_alive()  # between batches, and take in what arrived
 
@@ -242,9 +259,15 @@ class Consumer:
         decoded = []
         for message in deliveries:
             try:
+                if route.check is not None:
+                    route.check(message.body, message.headers)
                 decoded.append((message, self._decode(message)))
             except InvalidMessage as exc:
                 self._carry_out(route, message, None, DeadLetter(str(exc)))
+            except Exception as exc:  # whatever a body does to a parser, never the loop
+                log.error("cannot decode %s", _describe(message), exc_info=exc)
+                reason = f"cannot decode: {type(exc).__name__}: {exc}"
+                self._carry_out(route, message, None, DeadLetter(reason))
         if not decoded:
             return
         assert self._session is not None
@@ -369,6 +392,12 @@ class Consumer:
 
 
 def _describe(message: Any) -> str:
+    """A delivery, for a log line: what it carries is quoted, and cut short."""
     props = message.properties
-    rk = message.delivery_info.get("routing_key", "?")
-    return f"{rk} message {props.get('message_id') or message.delivery_tag}"
+    rk = str(message.delivery_info.get("routing_key", "?"))[:100]
+    ident = props.get("message_id")
+    return (
+        f"{rk!r} message {str(ident)[:100]!r}"
+        if ident
+        else f"{rk!r} delivery {message.delivery_tag}"
+    )

@@ -6,7 +6,8 @@
     ├── PermanentError        retrying cannot help: dead-letter the message with the reason
     │   ├── InvalidMessage    bad JSON, unknown type or version, schema violation, too large
     │   ├── UserNotFound      Jira has no such user
-    │   ├── JiraRejected      Jira refused the request as malformed (400)
+    │   ├── JiraRejected      Jira refused the request (400), or answered too much
+    │   │   └── BadJiraUser   Jira's JSON for a user is not one we can store
     │   └── StoreRejected     the database refused the data (a constraint, a bad value)
     ├── TransientError        may work later: retry with backoff, then dead-letter
     │   ├── JiraUnavailable   429, 5xx, timeouts, connection errors
@@ -43,6 +44,10 @@ class UserNotFound(PermanentError):
 
 
 class JiraRejected(PermanentError):
+    pass
+
+
+class BadJiraUser(JiraRejected):
     pass
 
 

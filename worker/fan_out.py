@@ -17,6 +17,7 @@ from worker.directory import Checkpoint, Filters, read_ahead, scan
 from worker.errors import PermanentError
 from worker.jira import JiraClient, Patience
 from worker.session import Failures, Session
+from worker.signing import SIGNATURE_HEADER, Signer
 from worker.store import Scheme, Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class FanOut:
     :param page_size: users asked of Jira per page.
     :param mark_missing: for unfiltered runs, mark assets whose Jira user is gone.
     :param patience: waits between repeated Jira requests, and their total.
+    :param signer: signs the per-user messages, which workers trust only signed.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class FanOut:
         page_size: int,
         mark_missing: bool,
         patience: tuple[float, ...],
+        signer: Signer,
     ) -> None:
         self.jira = jira
         self.store = store
@@ -57,6 +60,7 @@ class FanOut:
         self.page_size = page_size
         self.mark_missing = mark_missing
         self.patience = patience
+        self.signer = signer
 
     def handle(self, requests: Sequence[BulkSyncRequested], session: Session) -> Failures:
         for request in requests:
@@ -139,7 +143,15 @@ class FanOut:
                 users=[user for user in page.users if user.jira_id in todo],
             )
             session.publish(
-                [Outgoing(body=b, exchange=self.exchange, routing_key=USER_SYNC) for b in bodies]
+                [
+                    Outgoing(
+                        body=b,
+                        exchange=self.exchange,
+                        routing_key=USER_SYNC,
+                        headers={SIGNATURE_HEADER: self.signer.sign(b)},
+                    )
+                    for b in bodies
+                ]
             )
             confirmed = page.checkpoint
             published += len(todo)

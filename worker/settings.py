@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,12 @@ class Settings(BaseSettings):
     jira_token: SecretStr | None = None
     jira_flavor: Literal["auto", "datacenter", "cloud"] = "auto"
     jira_timeout: float = Field(default=10.0, gt=0, le=60)
+    jira_deadline: float = Field(default=60.0, gt=0, le=600)
+    jira_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
+    jira_ca_bundle: Path | None = None
+    # Authenticates the per-user messages of bulk runs between workers (HMAC-SHA256);
+    # unset, the workers share a random key kept in the asset store.
+    signing_key: SecretStr | None = None
     jira_page_size: int = Field(default=1000, ge=1, le=1000)
     max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
     heartbeat: int = Field(default=30, ge=0)
@@ -83,6 +90,26 @@ class Settings(BaseSettings):
         twice = sorted({t for t in targets if targets.count(t) > 1})
         if twice:
             raise ValueError(f"asset field(s) mapped twice: {', '.join(twice)}")
+        return value
+
+    @field_validator("jira_url")
+    @classmethod
+    def _plain_jira_url(cls, value: str | None) -> str | None:
+        # The URL is logged and shown; credentials in it would be too.
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "must not contain credentials: set ASSETSYNC_JIRA_USERNAME and"
+                " ASSETSYNC_JIRA_TOKEN instead"
+            )
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be the http:// or https:// base URL of Jira, e.g. https://jira.example.com"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("must be the Jira base URL, without a query or fragment")
         return value
 
     @field_validator("health_file", "metrics_port", mode="before")

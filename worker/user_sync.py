@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from schemas.messages import JiraUser, UserSync
+import psycopg
+
+from schemas.messages import JiraUser, UserSync, utc_now
 from worker import runs
-from worker.errors import BrokerLost, PermanentError, TransientError
+from worker.errors import BrokerLost, InvalidMessage, PermanentError, TransientError
 from worker.jira import JiraClient, UserRef
 from worker.mapping import AssetPlan, MappingRules, plan_asset
 from worker.session import Failures, Session
@@ -45,29 +49,85 @@ class UserSyncBatch:
         self.needs_groups = "groups" in rules.field_map
 
     def handle(self, messages: Sequence[UserSync], session: Session) -> Failures:
-        """Sync the batch in one transaction. A user whose groups Jira would not give
-        fails alone: the others go on, so a Jira fault costs one retry, not a batch's."""
+        """Sync the batch in one transaction.
+
+        Only users their run matched and has not settled are written, and only while the
+        run is open: a message for anyone else is refused, a repeat of a settled one
+        skipped. A snapshot never claims to be newer than its arrival. A user whose
+        groups Jira would not give fails alone: a Jira fault costs one retry, not a batch's.
+        """
+        received = utc_now()
         failures: dict[int, Exception] = {}
+        if self.needs_groups:  # Jira is asked between two transactions, never inside one
+            with self.store.transaction() as conn:
+                wanted = self._wanted(conn, messages, failures)
+            users = self._completed(messages, wanted, failures)
+            with self.store.transaction() as conn:
+                run_ids = self._apply(conn, messages, users, received)
+        else:
+            with self.store.transaction() as conn:
+                wanted = self._wanted(conn, messages, failures)
+                users = {i: messages[i].user for i in wanted}
+                run_ids = self._apply(conn, messages, users, received)
+        self._finish(run_ids)
+        return failures
+
+    def _apply(
+        self,
+        conn: psycopg.Connection[Any],
+        messages: Sequence[UserSync],
+        users: dict[int, JiraUser],
+        received: datetime,
+    ) -> set[UUID]:
         by_run: dict[tuple[UUID, bool], list[AssetPlan]] = defaultdict(list)
-        for index, m in enumerate(messages):
+        for index, user in users.items():
+            m = messages[index]
+            seen_at = min(m.fetched_at, received)
+            by_run[m.run_id, m.dry_run].append(plan_asset(user, self.rules, seen_at=seen_at))
+        for (run_id, dry_run), plans in by_run.items():
+            changes = apply_plans(conn, self.scheme, plans, folders=self.folders, dry_run=dry_run)
+            runs.record_outcomes(conn, run_id, changes.values())
+        return {run_id for run_id, _ in by_run}
+
+    def _completed(
+        self, messages: Sequence[UserSync], wanted: list[int], failures: dict[int, Exception]
+    ) -> dict[int, JiraUser]:
+        users = {}
+        for index in wanted:
             try:
-                user = self._complete(m.user)
+                users[index] = self._complete(messages[index].user)
             except (PermanentError, TransientError) as exc:
                 if isinstance(exc, BrokerLost):
                     raise
                 failures[index] = exc
-                continue
-            by_run[m.run_id, m.dry_run].append(plan_asset(user, self.rules, seen_at=m.fetched_at))
-        if not by_run:
-            return failures
-        with self.store.transaction() as conn:
-            for (run_id, dry_run), plans in by_run.items():
-                changes = apply_plans(
-                    conn, self.scheme, plans, folders=self.folders, dry_run=dry_run
-                )
-                runs.record_outcomes(conn, run_id, changes.values())
-        self._finish({run_id for run_id, _ in by_run})
-        return failures
+        return users
+
+    def _wanted(
+        self,
+        conn: psycopg.Connection[Any],
+        messages: Sequence[UserSync],
+        failures: dict[int, Exception],
+    ) -> list[int]:
+        """Indexes of the messages to apply; the refused ones are added to ``failures``."""
+        by_run: dict[UUID, list[int]] = defaultdict(list)
+        for index, m in enumerate(messages):
+            by_run[m.run_id].append(index)
+        wanted = []
+        for run_id, indexes in by_run.items():
+            ids = [messages[i].user.jira_id for i in indexes]
+            open_ids = runs.still_open(conn, run_id, ids)
+            done = runs.settled(conn, run_id, ids) if len(open_ids) < len(ids) else set()
+            for i in indexes:
+                jira_id = messages[i].user.jira_id
+                if jira_id in open_ids:
+                    wanted.append(i)
+                elif jira_id in done:
+                    log.info("user %r of run %s is settled already; skipped", jira_id, run_id)
+                else:
+                    failures[i] = InvalidMessage(
+                        f"run {run_id} is not open or did not match user {jira_id!r}"
+                    )
+        return wanted
 
     def failed(self, message: UserSync, reason: str) -> None:
         """Count a user the run gave up on."""

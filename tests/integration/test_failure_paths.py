@@ -20,6 +20,7 @@ from tests.support import (
     counts,
     request_bulk,
     run_summary,
+    signed,
     user_assets,
     wait_for,
     wait_run_finished,
@@ -76,12 +77,11 @@ def test_a_health_file_that_cannot_be_written_is_not_taken_for_a_lost_broker(
     assert worker.proc.poll() is None
 
 
-def test_a_give_up_the_database_cannot_record_is_dead_lettered_once_with_its_reason(
+def test_a_user_sync_of_a_run_that_does_not_exist_is_dead_lettered_once_with_its_reason(
     start_worker, broker, jira, database
 ):
-    """A user-sync of a run that does not exist: its outcome cannot be stored (foreign
-    key) and neither can its failure. Seen: 21 deliveries in 0.1 s, then a dead letter
-    without a reason."""
+    """Seen: a user-sync of an unknown run failed to record its failure (foreign key),
+    was requeued on the spot 21 times in 0.1 s, then dead-lettered without a reason."""
     worker = start_worker()
     body = json.dumps(
         {
@@ -92,12 +92,12 @@ def test_a_give_up_the_database_cannot_record_is_dead_lettered_once_with_its_rea
             "user": {"jira_id": "JIRAUSER10000", "name": "jdoe"},
         }
     ).encode()
-    broker.publish_raw(body, routing_key="user-sync")
+    broker.publish_raw(body, routing_key="user-sync", headers=signed(database, body))
     wait_for(lambda: broker.count(broker.topology.dead_queue), what="the dead letter")
     time.sleep(1.0)
     dead = broker.dead_letters()
     assert len(dead) == 1
-    assert "not recorded in its run" in dead[0][1][ERROR_HEADER]
+    assert "is not open or did not match user 'JIRAUSER10000'" in dead[0][1][ERROR_HEADER]
     assert worker.log().count("dead-lettering") == 1
     assert user_assets(database) == []
     assert worker.proc.poll() is None

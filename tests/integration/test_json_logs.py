@@ -23,7 +23,7 @@ def test_worker_writes_only_json_lines_and_no_credentials(start_worker, broker, 
     assert all({"time", "level", "logger", "thread", "message"} <= set(line) for line in lines)
     messages = [line["message"] for line in lines]
     assert any(m.startswith("consuming ") for m in messages)
-    assert any(m.startswith("login of jdoe: asset ") for m in messages)
+    assert any(m.startswith("login of 'jdoe': asset ") for m in messages)
     [dead] = [line for line in lines if line["level"] == "WARNING" and "nobody" in line["message"]]
     assert dead["thread"] == "login"
     assert messages[-1].startswith("stopped after ")

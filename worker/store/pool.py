@@ -52,7 +52,7 @@ class Store:
 
     def open(self) -> None:
         try:
-            self._pool.open(wait=True, timeout=15)
+            self._pool.open(wait=True, timeout=min(15.0, self._deadline))
         except psycopg_pool.PoolTimeout as exc:
             # A pool that failed to open is closed for good: the next try needs a new one.
             self._pool.close()
