@@ -71,7 +71,7 @@ from bench.infra import (
 from worker.mapping import AssetPlan
 from worker.migrate import migrate
 from worker.settings import DEFAULT_FIELD_MAP, JIRA_FIELDS
-from worker.store import Store
+from worker.store import Folders, Store, apply_plans, load_scheme
 
 TABLE = "raw_ceiling"
 BODY_BYTES = 400
@@ -362,14 +362,20 @@ class StoreWriter:
     def __init__(self, database_url: str) -> None:
         self.store = Store(url=database_url, max_size=2)
         self.store.open()
-        self.scheme = self.store.load_scheme(
-            asset_type="Employee", user_field="User", field_map=DEFAULT_FIELD_MAP, kinds=JIRA_FIELDS
-        )
+        self.folders = Folders(self.store)
+        with self.store.transaction() as conn:
+            self.scheme = load_scheme(
+                conn,
+                asset_type="Employee",
+                user_field="User",
+                field_map=DEFAULT_FIELD_MAP,
+                kinds=JIRA_FIELDS,
+            )
 
     def __call__(self, bodies: list[bytes]) -> None:
         plans = [_plan(json.loads(b)) for b in bodies]
         with self.store.transaction() as conn:
-            self.store.apply_plans(conn, self.scheme, plans)
+            apply_plans(conn, self.scheme, plans, folders=self.folders)
 
     def close(self) -> None:
         self.store.close()

@@ -543,10 +543,12 @@ class FakeJira:
         self._dir = _Directory()
         self._faults: list[_Fault] = []
         self._delay = 0.0
+        self._path_delays: dict[str, float] = {}
         self._server: _Server | None = None
         self._url: str | None = None
         self._thread: threading.Thread | None = None
         self.request_log: list[tuple[str, str]] = []
+        self.faults_served = 0
         self._routes = self._build_routes()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -725,9 +727,13 @@ class FakeJira:
             with self._lock:
                 self._faults.append(_Fault(count, status, retry_after, path_contains))
 
-    def set_delay(self, seconds: float) -> None:
+    def set_delay(self, seconds: float, *, path_contains: str = "") -> None:
+        """Answer requests whose target contains ``path_contains`` (all: "") that much later."""
         with self._lock:
-            self._delay = seconds
+            if path_contains:
+                self._path_delays[path_contains] = seconds
+            else:
+                self._delay = seconds
 
     def request_count(self, path_contains: str = "") -> int:
         with self._lock:
@@ -741,7 +747,7 @@ class FakeJira:
         """Status, JSON body and extra headers for one request."""
         with self._lock:
             self.request_log.append((method, target))
-            delay = self._delay
+            delay = self._delay + sum(d for p, d in self._path_delays.items() if p in target)
             fault = self._take_fault(target)
         if delay > 0:
             time.sleep(delay)  # outside the lock: slow requests must not serialise others
@@ -767,6 +773,7 @@ class FakeJira:
     def _take_fault(self, target: str) -> _Fault | None:
         for fault in self._faults:
             if fault.path_contains in target:
+                self.faults_served += 1
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)

@@ -4,6 +4,7 @@ Usage::
 
     python -m producers.bulk_sync [--prefix P] [--group G ...] [--dry-run] [--by NAME]
                                   [--wait | --json] [--timeout SECONDS]
+    python -m producers.bulk_sync --unless-recent DURATION [--by NAME] [--wait | --json]
     python -m producers.bulk_sync status [RUN_ID] [--json]
 
 The first form publishes one ``bulk-sync-requested`` message (no filter: every Jira
@@ -12,9 +13,16 @@ store, with a progress line on stderr, and prints a summary table; ``--json`` pr
 summary as one JSON object instead, and no progress. ``status`` shows one run, or the
 20 most recent.
 
-Exit codes: 0 when the request was published and, when waiting, the run ended ``done``
-with no failed user; 1 when it was not published, the run or a user failed, waiting
-timed out, or the database could not be read; 2 on a usage error.
+``--unless-recent DURATION`` (``20h``, ``90m``, ``1d12h``) is for schedules (cron, a
+Kubernetes CronJob): it requests a run of every user only when no such run is in
+progress and none ended ``done`` within DURATION; otherwise it says why in one line
+and exits 0. Two schedulers at once cannot both request one
+(``RunStore.request_unless_recent``).
+
+Exit codes: 0 when the request was published (or, with ``--unless-recent``, was not
+needed) and, when waiting, the run ended ``done`` with no failed user; 1 when it was
+not published, the run or a user failed, waiting timed out, or the database could not
+be read; 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -25,14 +33,24 @@ import getpass
 import json
 import socket
 import sys
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
 from producers.cli import EXIT_FAILED, EXIT_OK, Parser, fail
-from producers.progress import Progress, WaitTimeout, follow_run, report, runs_json, runs_table
+from producers.durations import parse_duration, short_duration
+from producers.progress import (
+    Progress,
+    WaitTimeout,
+    follow_run,
+    report,
+    runs_json,
+    runs_table,
+    summary_json,
+)
 from producers.publisher import Publisher, PublishError
-from producers.runs import BulkSyncSettings, RunStore, StoreError
+from producers.runs import BulkSyncSettings, Run, RunStore, StoreError
 from schemas.messages import BulkSyncRequested, utc_now
 
 PROG = "python -m producers.bulk_sync"
@@ -63,6 +81,13 @@ def request_parser() -> Parser:
     parser.add_argument(
         "--timeout", type=_seconds, metavar="SECONDS", help="stop waiting after SECONDS"
     )
+    parser.add_argument(
+        "--unless-recent",
+        type=_duration,
+        metavar="DURATION",
+        help="for schedules: request a run of every user only if none is in progress"
+        " and none ended done within DURATION (e.g. 20h); else say so and exit 0",
+    )
     return parser
 
 
@@ -79,25 +104,55 @@ def request(argv: list[str]) -> int:
     waiting = args.wait or args.json
     if args.timeout is not None and not waiting:
         parser.error("--timeout needs --wait or --json")
+    scheduled = args.unless_recent is not None
+    if scheduled and (args.prefix is not None or args.group or args.dry_run):
+        parser.error("--unless-recent requests real runs of every user: no filters, no --dry-run")
     message = build_request(parser, args)
     settings = BulkSyncSettings()
     try:
-        # Open the store first: a run that cannot be followed had better not start.
-        store = RunStore(url=settings.database_url.get_secret_value()) if waiting else None
+        # Open the store first: a run that cannot be followed (or, scheduled, checked and
+        # recorded) had better not start.
+        needs_store = waiting or scheduled
+        store = RunStore(url=settings.database_url.get_secret_value()) if needs_store else None
         with store or contextlib.nullcontext():
             with Publisher(
                 url=settings.amqp_url.get_secret_value(), topology=settings.topology
             ) as publisher:
-                publisher.publish(message)
+                if store is not None and scheduled:
+                    recent = store.request_unless_recent(
+                        message,
+                        within=args.unless_recent,
+                        publish=lambda: publisher.publish(message),
+                    )
+                    if recent is not None:
+                        print_not_requested(recent, args.unless_recent, as_json=args.json)
+                        return EXIT_OK
+                else:
+                    publisher.publish(message)
             if not args.json:
                 print(f"run {message.request_id} requested", flush=True)
-            if store is None:
+            if store is None or not waiting:
                 return EXIT_OK
             return wait_and_report(
                 store, message.request_id, as_json=args.json, timeout=args.timeout
             )
     except (PublishError, StoreError) as exc:
         return fail(PROG, str(exc))
+
+
+def print_not_requested(run: Run, within: float, *, as_json: bool) -> None:
+    """One line (or one JSON object) saying which run made a new one unnecessary."""
+    now = datetime.now(UTC)
+    if run.in_progress:
+        since = short_duration((now - run.started_at).total_seconds())
+        why = f"run {run.run_id} is {run.state} ({run.done}/{run.matched} done, requested {since} ago)"
+    else:
+        ended = short_duration((now - (run.finished_at or run.started_at)).total_seconds())
+        why = f"run {run.run_id} ended done {ended} ago, within {short_duration(within)}"
+    if as_json:
+        print(json.dumps({"requested": False, "reason": why, "run": summary_json(run)}))
+    else:
+        print(f"not requested: {why}", flush=True)
 
 
 def build_request(parser: Parser, args: argparse.Namespace) -> BulkSyncRequested:
@@ -169,6 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         return request(argv)
     except KeyboardInterrupt:
         return fail(PROG, "interrupted")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seconds(text: str) -> float:

@@ -1,9 +1,10 @@
-"""The bulk runs the workers record in the asset store, read for the admin script."""
+"""The bulk runs the workers record in the asset store, read for the admin script; and
+the one write it makes: a scheduled run's row, so that schedulers never pile up runs."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
 from types import TracebackType
@@ -11,13 +12,16 @@ from uuid import UUID
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, tuple_row
 from pydantic import SecretStr
 
 from producers.cli import one_line
 from producers.publisher import ProducerSettings
+from schemas.messages import BulkSyncRequested
 
 RECENT_RUNS = 20
+# Advisory lock that schedulers take turns on ("sch"; the worker's run locks use "run").
+SCHEDULE_LOCK = (0x736368, 1)
 FINAL_STATES = frozenset({"done", "failed"})
 
 
@@ -48,11 +52,16 @@ class Run:
     failed: int
     done: int
     started_at: datetime
+    finished_at: datetime | None
     duration_s: float
 
     @property
     def finished(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def in_progress(self) -> bool:
+        return not self.finished
 
     @property
     def succeeded(self) -> bool:
@@ -110,6 +119,47 @@ class RunStore:
         ).format(RUN_COLUMNS)
         with _translate_errors():
             return self._conn.execute(query, [limit]).fetchall()
+
+    def request_unless_recent(
+        self, request: BulkSyncRequested, *, within: float, publish: Callable[[], None]
+    ) -> Run | None:
+        """Record ``request``'s run and ``publish`` it, unless an unfiltered real run is
+        in progress or ended ``done`` less than ``within`` seconds ago: then return
+        that run and do neither.
+
+        Schedulers take turns on an advisory lock, and the new run's row is inserted in
+        the transaction that is committed only after ``publish`` returned (the broker
+        confirmed): from then on the next scheduler sees the run in progress, even
+        before a worker has picked the request up (the worker finds the row and goes
+        on). If publishing fails, no row is left behind. A failed run does not count,
+        so the next schedule tries again.
+
+        :raises StoreError: the asset store could not be read or written.
+        """
+        assert not request.username_prefix and not request.groups and not request.dry_run
+        with _translate_errors(), self._conn.transaction():
+            tuples = self._conn.cursor(row_factory=tuple_row)
+            tuples.execute("SELECT pg_advisory_xact_lock(%s, %s)", SCHEDULE_LOCK)
+            recent = self._conn.execute(_RECENT_UNFILTERED, {"within": within}).fetchone()
+            if recent is not None:
+                return recent
+            tuples.execute(
+                "INSERT INTO sync_runs (id, requested_by, requested_at) VALUES (%s, %s, %s)",
+                [request.request_id, request.requested_by, request.requested_at],
+            )
+            publish()
+        return None
+
+
+# The run in progress, else the last one done within the window: unfiltered, real runs.
+_RECENT_UNFILTERED = sql.SQL(
+    "SELECT {} FROM sync_run_summary WHERE run_id = ("
+    "  SELECT id FROM sync_runs"
+    "  WHERE username_prefix IS NULL AND groups = '{{}}' AND NOT dry_run"
+    "    AND (state IN ('fanning_out', 'processing')"
+    "         OR (state = 'done' AND finished_at > now() - make_interval(secs => %(within)s)))"
+    "  ORDER BY state = 'done', COALESCE(finished_at, started_at) DESC LIMIT 1)"
+).format(RUN_COLUMNS)
 
 
 @contextlib.contextmanager

@@ -14,13 +14,29 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 USER_LOGGED_IN = "user-logged-in"
 BULK_SYNC_REQUESTED = "bulk-sync-requested"
 USER_SYNC = "user-sync"
 
-Name = Annotated[str, Field(min_length=1, max_length=255)]
+
+def _storable(text: str) -> str:
+    # PostgreSQL text holds neither NUL nor half a surrogate pair.
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must not contain a lone surrogate") from None
+    return text
+
+
+Name = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_storable)]
+# A Jira user's fields come from outside and are stored and logged: bounded, and empty
+# where Jira sends empty strings.
+Short = Annotated[str, Field(max_length=255), AfterValidator(_storable)]
+Text = Annotated[str, Field(max_length=1000), AfterValidator(_storable)]
 
 
 class _Message(BaseModel):
@@ -81,18 +97,20 @@ class JiraUser(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     jira_id: Name
-    name: str | None = None
-    key: str | None = None
-    account_id: str | None = None
-    account_type: str | None = None
-    display_name: str | None = None
-    email_address: str | None = None
+    name: Short | None = None
+    key: Short | None = None
+    account_id: Short | None = None
+    account_type: Short | None = None
+    display_name: Text | None = None
+    email_address: Text | None = None
     active: bool = True
-    time_zone: str | None = None
-    locale: str | None = None
-    avatar_url: str | None = None
-    groups: tuple[str, ...] | None = Field(
-        default=None, description="null when the snapshot was taken without groups"
+    time_zone: Short | None = None
+    locale: Short | None = None
+    avatar_url: Text | None = None
+    groups: tuple[Short, ...] | None = Field(
+        default=None,
+        max_length=10_000,
+        description="null when the snapshot was taken without groups",
     )
 
 

@@ -9,8 +9,8 @@ producers (pika).
                     │ user-sync ───────────► queue assetsync.user-sync
                     └ no binding (unknown type) ─► alternate exchange ─► assetsync.dead
 
-    worker, transient failure ─► exchange assetsync.retry (headers: delay)
-                                   └► assetsync.retry.<ms> (TTL) ─► back to "assetsync"
+    worker, transient failure ─► exchange assetsync.delay (headers: assetsync-delay-ms)
+                                   └► one of assetsync.retry.<ms>ms (TTL) ─► back to "assetsync"
     worker, gave up / poison ──► exchange assetsync.dead ─► queue assetsync.dead
                                  (header x-assetsync-error says why)
 
@@ -18,6 +18,12 @@ Logins, bulk requests and the per-user messages of bulk runs have queues of thei
 so a large bulk run never makes a login wait behind it. All queues are quorum queues
 (replicated, at-least-once dead lettering). RabbitMQ before 4.0 has no default delivery
 limit, so one is set: a message that keeps crashing consumers ends in the dead queue.
+
+Delay queues are chosen by a header that does not start with ``x-``: RabbitMQ's headers
+exchange leaves ``x-`` headers out of matching, so a binding on one matches every
+message. Versions before 0.2 did exactly that (exchange ``assetsync.retry``, header
+``x-assetsync-retry-ms``) and copied each retry into every delay queue;
+``legacy_retry_bindings`` names what the worker removes from such a deployment.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from schemas.messages import BULK_SYNC_REQUESTED, USER_LOGGED_IN, USER_SYNC
 
 ERROR_HEADER = "x-assetsync-error"
 ATTEMPT_HEADER = "x-assetsync-attempt"
-RETRY_HEADER = "x-assetsync-retry-ms"
+DELAY_HEADER = "assetsync-delay-ms"
+LEGACY_RETRY_HEADER = "x-assetsync-retry-ms"
 DELIVERY_LIMIT = 20
 DEFAULT_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0, 600.0)
 
@@ -80,7 +87,12 @@ class Topology:
         return f"{self.prefix}.dead"
 
     @property
-    def retry_exchange(self) -> str:
+    def delay_exchange(self) -> str:
+        return f"{self.prefix}.delay"
+
+    @property
+    def legacy_retry_exchange(self) -> str:
+        """Where retries went before 0.2 (see the module docstring)."""
         return f"{self.prefix}.retry"
 
     @property
@@ -106,7 +118,7 @@ class Topology:
         return [
             ExchangeSpec(self.dead_exchange, "fanout"),
             ExchangeSpec(self.exchange, "topic", {"alternate-exchange": self.dead_exchange}),
-            ExchangeSpec(self.retry_exchange, "headers"),
+            ExchangeSpec(self.delay_exchange, "headers"),
         ]
 
     def queues(self, *, retry: bool = True) -> list[QueueSpec]:
@@ -126,14 +138,14 @@ class Topology:
         for delay in self.retry_delays if retry else ():
             # Expired messages go back to the main exchange under their original
             # routing key, so one set of delay queues serves every work queue.
-            match = {"x-match": "all", RETRY_HEADER: self.retry_key(delay)}
+            match = {"x-match": "all", DELAY_HEADER: self.retry_key(delay)}
             args = {
                 "x-queue-type": "quorum",
                 "x-message-ttl": round(delay * 1000),
                 **self._dead_letter_to(self.exchange),
             }
             specs.append(
-                QueueSpec(self.retry_queue(delay), args, (Binding(self.retry_exchange, "", match),))
+                QueueSpec(self.retry_queue(delay), args, (Binding(self.delay_exchange, "", match),))
             )
         return specs
 
@@ -145,3 +157,18 @@ class Topology:
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
         }
+
+    def legacy_retry_bindings(self, delays: tuple[float, ...]) -> list[tuple[str, Binding]]:
+        """The bindings versions before 0.2 made from ``legacy_retry_exchange`` to the
+        delay queue of each of ``delays``: each of them matches every message."""
+        return [
+            (
+                self.retry_queue(delay),
+                Binding(
+                    self.legacy_retry_exchange,
+                    "",
+                    {"x-match": "all", LEGACY_RETRY_HEADER: self.retry_key(delay)},
+                ),
+            )
+            for delay in delays
+        ]

@@ -55,7 +55,13 @@ class Broker:
     topology: Topology
 
     def publish_raw(
-        self, body: bytes, *, routing_key: str, content_type: str | None = "application/json"
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        content_type: str | None = "application/json",
+        headers: dict[str, Any] | None = None,
+        message_id: str | None = None,
     ) -> None:
         """A plain basic_publish, as any AMQP client in any language would do it."""
         with pika.BlockingConnection(pika.URLParameters(self.url)) as conn:
@@ -65,7 +71,12 @@ class Broker:
                 exchange=self.topology.exchange,
                 routing_key=routing_key,
                 body=body,
-                properties=pika.BasicProperties(content_type=content_type, delivery_mode=2),
+                properties=pika.BasicProperties(
+                    content_type=content_type,
+                    delivery_mode=2,
+                    headers=headers,
+                    message_id=message_id,
+                ),
             )
 
     def declare(self) -> None:
@@ -98,6 +109,7 @@ class Broker:
                 channel.queue_delete(q.name)
             for ex in self.topology.exchanges():
                 channel.exchange_delete(ex.name)
+            channel.exchange_delete(self.topology.legacy_retry_exchange)
 
 
 @dataclass
@@ -216,3 +228,29 @@ def wait_run_finished(database_url: str, run_id: str, timeout: float = 120) -> d
 def counts(run: dict[str, Any]) -> dict[str, int]:
     keys = ("matched", "created", "updated", "unchanged", "deactivated", "missing", "failed")
     return {k: run[k] for k in keys}
+
+
+def wait_quiet(broker: Broker, queues: list[str], *, quiet: float, timeout: float = 60.0) -> None:
+    """Wait until none of ``queues`` has held a message for ``quiet`` seconds in a row:
+    counting before that would miss what a delay queue is still holding back."""
+    deadline = time.monotonic() + timeout
+    calm_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if any(broker.count(q) for q in queues):
+            calm_since = time.monotonic()
+        elif time.monotonic() - calm_since >= quiet:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"queues {queues} did not stay empty for {quiet}s")
+
+
+def retry_queues(topology: Topology) -> list[str]:
+    return [topology.retry_queue(d) for d in topology.retry_delays]
+
+
+def signed(database_url: str, body: bytes) -> dict[str, str]:
+    """The headers a worker would give ``body``: signed with the store's worker key."""
+    from worker.signing import SIGNATURE_HEADER, Signer, load_key
+
+    with psycopg.connect(database_url) as conn:
+        return {SIGNATURE_HEADER: Signer(load_key(conn)).sign(body)}

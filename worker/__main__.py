@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
@@ -22,14 +23,18 @@ from typing import TypeVar
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from worker import logs
 from worker.consumer import Consumer, Route
 from worker.errors import ConfigError, TransientError
-from worker.handlers import Syncer
+from worker.fan_out import FanOut
 from worker.jira import JiraClient
+from worker.login import LoginSync
 from worker.mapping import MappingRules
 from worker.migrate import migrate
 from worker.settings import JIRA_FIELDS, Settings, load_settings
-from worker.store import Store
+from worker.signing import Signer, load_key
+from worker.store import Folders, Store, load_scheme
+from worker.user_sync import UserSyncBatch
 
 log = logging.getLogger("worker")
 
@@ -50,13 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, SettingsError, FileNotFoundError) as exc:
         print(f"assetsync: {describe_settings_error(exc)}", file=sys.stderr)
         return EX_CONFIG
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # One line per request from these is noise at INFO; ours say what matters.
-    for chatty in ("httpx", "httpcore", "yoyo", "amqp", "kombu"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
+    logs.configure(settings)  # text or JSON lines on stderr, secrets masked
     try:
         if args.command == "migrate":
             migrate(settings.database_url.get_secret_value())
@@ -72,52 +71,86 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+@dataclass(frozen=True)
+class Services:
+    """What the replica's three loops call: one service per queue."""
+
+    login: LoginSync
+    user_sync: UserSyncBatch
+    fan_out: FanOut
+
+
 def run(settings: Settings, *, check_only: bool = False) -> int:
     if not settings.jira_url:
         raise ConfigError("ASSETSYNC_JIRA_URL is not set: which Jira should be read?")
-    store = Store(url=settings.database_url.get_secret_value())
+    store = Store(url=settings.database_url.get_secret_value(), deadline=settings.database_timeout)
     jira = JiraClient(
         base_url=settings.jira_url,
         username=settings.jira_username,
         token=settings.jira_token.get_secret_value() if settings.jira_token else None,
         flavor=settings.jira_flavor,
         timeout=settings.jira_timeout,
+        deadline=settings.jira_deadline,
+        max_response_bytes=settings.jira_max_response_bytes,
+        verify=str(settings.jira_ca_bundle) if settings.jira_ca_bundle else True,
     )
     try:
         with_retries("asset store", store.open)
-        scheme = store.load_scheme(
-            asset_type=settings.asset_type,
-            user_field=settings.user_field,
-            field_map=settings.field_map,
-            kinds=JIRA_FIELDS,
-        )
+        with store.transaction() as conn:
+            signer = Signer(
+                settings.signing_key.get_secret_value().encode()
+                if settings.signing_key
+                else load_key(conn)
+            )
+            scheme = load_scheme(
+                conn,
+                asset_type=settings.asset_type,
+                user_field=settings.user_field,
+                field_map=settings.field_map,
+                kinds=JIRA_FIELDS,
+            )
         log.info("connected to %s", with_retries("Jira", jira.check))
         if check_only:
             print("configuration OK")
             return 0
-        syncer = Syncer(
-            jira=jira,
-            store=store,
-            scheme=scheme,
-            sync_on_login=settings.sync_on_login,
-            rules=MappingRules(
-                field_map=settings.field_map,
-                user_field=settings.user_field,
-                folder=settings.folder_path,
-                alphabetical=settings.alphabetical_subfolders,
-            ),
-            exchange=settings.topology.exchange,
-            page_size=settings.jira_page_size,
-            mark_missing=settings.missing_users == "mark",
-            missing_limit=settings.missing_limit_rule,
+        folders = Folders(store)
+        rules = MappingRules(
+            field_map=settings.field_map,
+            user_field=settings.user_field,
+            folder=settings.folder_path,
+            alphabetical=settings.alphabetical_subfolders,
         )
-        return consume(settings, syncer)
+        services = Services(
+            login=LoginSync(
+                jira=jira,
+                store=store,
+                folders=folders,
+                scheme=scheme,
+                rules=rules,
+                enabled=settings.sync_on_login,
+            ),
+            user_sync=UserSyncBatch(
+                jira=jira, store=store, folders=folders, scheme=scheme, rules=rules
+            ),
+            fan_out=FanOut(
+                jira=jira,
+                store=store,
+                scheme=scheme,
+                exchange=settings.topology.exchange,
+                page_size=settings.jira_page_size,
+                mark_missing=settings.missing_users == "mark",
+                missing_limit=settings.missing_limit_rule,
+                patience=settings.retry_delays,
+                signer=signer,
+            ),
+        )
+        return consume(settings, services)
     finally:
         jira.close()
         store.close()
 
 
-def consume(settings: Settings, syncer: Syncer) -> int:
+def consume(settings: Settings, services: Services) -> int:
     """Run the replica's three consuming loops until SIGTERM/SIGINT or a fatal error.
 
     Logins, per-user bulk messages and bulk requests each get a loop (and connection) of
@@ -140,15 +173,25 @@ def consume(settings: Settings, syncer: Syncer) -> int:
     bulk_users = Route(
         topology.user_sync_queue,
         2 * settings.batch_size,
-        syncer.user_sync,
+        services.user_sync.handle,
         batch_size=settings.batch_size,
-        on_give_up=syncer.user_sync_failed,
+        on_give_up=services.user_sync.failed,
+        check=services.fan_out.signer.check,
     )
     main_loop = loop(routes=[bulk_users], health_file=settings.health_file)
     side_loops = {
-        "login": loop(routes=[Route(topology.login_queue, settings.login_prefetch, syncer.login)]),
+        "login": loop(
+            routes=[Route(topology.login_queue, settings.login_prefetch, services.login.handle)]
+        ),
         "bulk": loop(
-            routes=[Route(topology.bulk_queue, 1, syncer.fan_out, on_give_up=syncer.fan_out_failed)]
+            routes=[
+                Route(
+                    topology.bulk_queue,
+                    1,
+                    services.fan_out.handle,
+                    on_give_up=services.fan_out.failed,
+                )
+            ]
         ),
     }
     failures: list[BaseException] = []
@@ -214,7 +257,7 @@ def describe_settings_error(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors(include_url=False)[0]
         name = "ASSETSYNC_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        return f"invalid setting {name}: {first['msg']}"
+        return f"invalid setting {name}: {first['msg'].removeprefix('Value error, ')}"
     if isinstance(exc, SettingsError):
         # pydantic-settings names the field only in its message; JSON is the usual culprit.
         found = re.search(r'field "(\w+)"', str(exc))

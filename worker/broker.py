@@ -15,28 +15,93 @@ fan-out needs. Everything else goes through py-amqp as usual.
 from __future__ import annotations
 
 import contextlib
+import logging
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import amqp
+import amqp.exceptions
+import kombu.exceptions
 from kombu.connection import Connection
 
-from schemas.topology import Topology
-from worker.errors import BrokerRefused
+from schemas.topology import DEFAULT_RETRY_DELAYS, Topology
+from worker.errors import BrokerLost, BrokerRefused, ConfigError
+
+log = logging.getLogger(__name__)
 
 FLUSH_BYTES = 256 * 1024  # framed messages are sent in writes of about this size
+# Any of these means the connection is gone or unusable: reconnect, and the broker
+# redelivers whatever was not acked.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    amqp.exceptions.AMQPError,
+    kombu.exceptions.OperationalError,
+    BrokerLost,
+)
+
+
+# The broker says no to our credentials, virtual host or permissions: a person must act.
+REFUSALS: tuple[type[BaseException], ...] = (
+    amqp.exceptions.AccessRefused,
+    amqp.exceptions.NotAllowed,
+)
+
+
+def refusal(exc: BaseException) -> ConfigError:
+    """A broker refusal as the configuration error it is, in one line."""
+    text = getattr(exc, "reply_text", "") or str(exc)
+    return ConfigError(
+        f"RabbitMQ refused us ({text[:300]}): check the user, password and virtual host in"
+        " ASSETSYNC_AMQP_URL and that user's permissions"
+    )
+
+
+@contextlib.contextmanager
+def lost_on_error(doing: str) -> Iterator[None]:
+    """The connection errors of kombu, py-amqp and the socket as ``BrokerLost``."""
+    try:
+        yield
+    except BrokerLost:
+        raise
+    except REFUSALS:
+        raise
+    except CONNECTION_ERRORS as exc:
+        raise BrokerLost(f"lost RabbitMQ while {doing}: {exc!r}") from exc
 
 
 def connect(url: str, *, heartbeat: int) -> Connection:
-    """A kombu connection with heartbeats on (kombu's default is off)."""
-    return Connection(url, heartbeat=heartbeat, connect_timeout=10)
+    """A kombu connection with heartbeats on (kombu's default is off), and every socket
+    read or write bounded: without that, closing a connection to a broker that went
+    silent waits forever for its close-ok, and a write to one whose buffers are full
+    never returns. Heartbeats notice the silence; these let the loop get away from it."""
+    io_timeout = float(max(10, 2 * heartbeat))
+    return Connection(
+        url,
+        heartbeat=heartbeat,
+        connect_timeout=10,
+        ssl=tls_options(url),
+        transport_options={"read_timeout": io_timeout, "write_timeout": io_timeout},
+    )
 
 
-def declare(channel: Any, topology: Topology) -> None:
-    """Declare every exchange, queue and binding; harmless when they already exist."""
+def tls_options(url: str) -> dict[str, Any] | bool:
+    """For ``amqps://``: the broker's certificate checked against the system's CAs (or
+    those named by ``SSL_CERT_FILE``/``SSL_CERT_DIR``) *and* its name against the URL's
+    host; kombu's own ``ssl=True`` leaves the name unchecked."""
+    parts = urlsplit(url)
+    if parts.scheme != "amqps":
+        return False
+    return {"context": {"check_hostname": True}, "server_hostname": parts.hostname}
+
+
+def declare(conn: Connection, topology: Topology) -> None:
+    """Declare every exchange, queue and binding; harmless when they already exist.
+    Then take the copying retry bindings of versions before 0.2 out of service."""
+    channel = conn.default_channel
     for ex in topology.exchanges():
         channel.exchange_declare(
             exchange=ex.name,
@@ -54,6 +119,46 @@ def declare(channel: Any, topology: Topology) -> None:
                 routing_key=b.routing_key,
                 arguments=b.arguments,
             )
+    _retire_legacy_retries(conn, topology)
+
+
+def _retire_legacy_retries(conn: Connection, topology: Topology) -> None:
+    """Unbind the old retry exchange's bindings, each of which copies every retry into
+    its delay queue (``schemas.topology``), and leave it one that matches every message,
+    to the shortest delay queue: a replica of the old version still running during a
+    rolling upgrade then has each retry delayed once, rather than copied or dropped.
+
+    Declaring never removes a binding, so this runs at every start; it is a no-op once
+    done. Messages already in the delay queues stay there and come back as usual.
+    """
+    exchange = topology.legacy_retry_exchange
+    if not _exists(conn, "exchange", exchange):
+        return
+    channel = conn.default_channel
+    delays = tuple(sorted({*topology.retry_delays, *DEFAULT_RETRY_DELAYS}))
+    for queue, binding in topology.legacy_retry_bindings(delays):
+        if _exists(conn, "queue", queue):
+            channel.queue_unbind(queue, binding.exchange, "", arguments=binding.arguments)
+    channel.queue_bind(
+        topology.retry_queue(topology.retry_delays[0]), exchange, "", arguments={"x-match": "all"}
+    )
+
+
+def _exists(conn: Connection, kind: str, name: str) -> bool:
+    """Whether an exchange or queue exists; asked on a channel of its own, since the
+    broker closes the channel when it does not."""
+    channel = conn.channel()
+    try:
+        if kind == "exchange":
+            channel.exchange_declare(name, "headers", passive=True)
+        else:
+            channel.queue_declare(name, passive=True)
+    except amqp.exceptions.NotFound:
+        return False
+    finally:
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            channel.close()
+    return True
 
 
 @dataclass(frozen=True)
@@ -73,7 +178,9 @@ class ConfirmPublisher:
     :param connection: the consumer's connection; waiting for confirms reads from it,
         which may also take in deliveries for that connection's consumers (they are
         buffered by their callbacks as usual).
-    :param timeout: seconds to wait for a batch's confirms.
+    :param timeout: seconds to wait for a batch's confirms. A broker that stays silent
+        that long leaves the channel's confirms in an unknown state: the publisher is
+        then unusable (``BrokerLost``), and the loop reconnects.
     """
 
     def __init__(self, connection: Connection, *, timeout: float = 30.0) -> None:
@@ -87,19 +194,24 @@ class ConfirmPublisher:
         self._unconfirmed: set[int] = set()
         self._floor = 1  # every tag below was settled by a multiple confirm
         self._refused = 0
+        self._lost: str | None = None
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish all, persistent; return once the broker has confirmed them all.
 
-        :raises BrokerRefused: the broker refused some, or did not confirm in time.
+        :raises BrokerRefused: the broker refused some.
+        :raises BrokerLost: the connection failed, or the broker did not confirm in time.
         """
+        if self._lost is not None:
+            raise BrokerLost(self._lost)
         if not messages:
             return
-        if all(_same(m, messages[0]) for m in messages):
-            self._send_framed(messages)
-        else:
-            self._send(messages)
-        self._await_confirms(len(messages))
+        with lost_on_error("publishing"):
+            if len(messages) > 1 and all(_same(m, messages[0]) for m in messages):
+                self._send_framed(messages)
+            else:
+                self._send(messages)
+            self._await_confirms(len(messages))
 
     def _send_framed(self, messages: Sequence[Outgoing]) -> None:
         amqp_conn = self._connection.connection
@@ -110,7 +222,7 @@ class ConfirmPublisher:
         )
         chunk = bytearray()
         for m in messages:
-            chunk += framer.frames(m.body)
+            chunk += framer.frames(m.body, m.headers)
             if len(chunk) >= FLUSH_BYTES:
                 amqp_conn.transport.write(bytes(chunk))
                 chunk.clear()
@@ -143,9 +255,15 @@ class ConfirmPublisher:
         while self._unconfirmed:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise BrokerRefused(f"RabbitMQ did not confirm {len(self._unconfirmed)} messages")
+                # Those confirms may still come, or never: either way this channel's
+                # count of what is settled can no longer be trusted.
+                self._lost = f"RabbitMQ did not confirm {len(self._unconfirmed)} messages in time"
+                self._unconfirmed.clear()
+                self._refused = 0
+                raise BrokerLost(self._lost)
             with contextlib.suppress(TimeoutError):
                 self._connection.drain_events(timeout=min(left, 1.0))
+            self._connection.heartbeat_check()
         if self._refused:
             refused, self._refused = self._refused, 0
             raise BrokerRefused(f"RabbitMQ refused {refused} of {sent} messages")
@@ -169,7 +287,9 @@ class ConfirmPublisher:
 
 def _same(m: Outgoing, first: Outgoing) -> bool:
     return (
-        not m.headers
+        isinstance(m.body, bytes)
+        and m.headers.keys() == first.headers.keys()
+        and all(isinstance(v, str) for v in m.headers.values())
         and not m.properties
         and m.exchange == first.exchange
         and m.routing_key == first.routing_key
@@ -180,8 +300,8 @@ def _same(m: Outgoing, first: Outgoing) -> bool:
 
 class _Framer:
     """The frames of ``basic.publish`` for bodies that share everything else: a
-    persistent message with ``content_type`` and ``content_encoding`` (AMQP 0-9-1,
-    sections 2.3.5 and 4.2.6; class basic = 60, method publish = 40)."""
+    persistent message with ``content_type``, ``content_encoding`` and string headers
+    (AMQP 0-9-1, sections 2.3.5 and 4.2.6; class basic = 60, method publish = 40)."""
 
     def __init__(self, *, channel: int, frame_max: int, template: Outgoing) -> None:
         self._channel = channel
@@ -194,17 +314,24 @@ class _Framer:
             + _shortstr(template.routing_key)
             + b"\x00",
         )
-        # Property flags: content-type (bit 15), content-encoding (14), delivery-mode (12).
-        self._properties = (
-            struct.pack(">H", 0x8000 | 0x4000 | 0x1000)
+        # Property flags: content-type (bit 15), content-encoding (14), headers (13),
+        # delivery-mode (12); the properties follow in that order.
+        flags = 0x8000 | 0x4000 | 0x1000 | (0x2000 if template.headers else 0)
+        self._leading = (
+            struct.pack(">H", flags)
             + _shortstr(template.content_type)
             + _shortstr(template.content_encoding)
-            + b"\x02"  # persistent
         )
+        self._persistent = b"\x02"
 
-    def frames(self, body: bytes) -> bytes:
+    def frames(self, body: bytes, headers: dict[str, Any]) -> bytes:
         """Method, content header and body frames of one message."""
-        header = self._frame(2, struct.pack(">HHQ", 60, 0, len(body)) + self._properties)
+        properties = (
+            self._leading + _table(headers) + self._persistent
+            if headers
+            else (self._leading + self._persistent)
+        )
+        header = self._frame(2, struct.pack(">HHQ", 60, 0, len(body)) + properties)
         step = self._body_max
         return b"".join(
             [
@@ -216,6 +343,15 @@ class _Framer:
 
     def _frame(self, kind: int, payload: bytes) -> bytes:
         return struct.pack(">BHI", kind, self._channel, len(payload)) + payload + b"\xce"
+
+
+def _table(headers: dict[str, Any]) -> bytes:
+    """An AMQP field table of string values (type ``S``, long string)."""
+    entries = b"".join(
+        _shortstr(name) + b"S" + struct.pack(">I", len(data)) + data
+        for name, data in ((k, str(v).encode()) for k, v in headers.items())
+    )
+    return struct.pack(">I", len(entries)) + entries
 
 
 def _shortstr(value: str) -> bytes:

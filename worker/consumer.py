@@ -1,14 +1,16 @@
 """The kombu consumer: deliveries in, handlers called, ack only after commit.
 
-Each delivery ends in exactly one of these ways, and only after the database
-transaction (or the broker-confirmed republish) it depends on has finished:
+Each delivery ends in exactly one of the ways ``worker.settle`` decides, and only after
+the database transaction (or the broker-confirmed republish) it depends on has finished:
 
 * handled: ack (a batch: one ``multiple`` ack after its transaction commits);
-* transient failure: republished to a delay queue with the attempt count, then ack;
+* transient failure: republished to one delay queue with the attempt count, then ack;
   after the last delay it is given up on like a permanent failure;
 * permanent failure or invalid message: republished to ``<prefix>.dead`` with the reason
   in ``x-assetsync-error``, then ack;
-* interrupted by shutdown, or a configuration error: put back for redelivery.
+* interrupted by shutdown, or a configuration error: put back for redelivery;
+* the broker connection lost, even in the middle of a handler: nothing more is acked;
+  the loop reconnects and the broker redelivers.
 
 Nothing is acked and dropped. If the republish itself fails, the delivery stays unacked
 and the broker redelivers it.
@@ -18,63 +20,75 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import amqp.exceptions
-import kombu.exceptions
 from kombu.connection import Connection
 from kombu.entity import Queue
 from kombu.messaging import Consumer as KombuConsumer
 
-from schemas.topology import ATTEMPT_HEADER, ERROR_HEADER, RETRY_HEADER, Topology
+from schemas.topology import ATTEMPT_HEADER, DELAY_HEADER, ERROR_HEADER, Topology
 from worker import broker
 from worker.decoding import decode
-from worker.errors import (
-    BrokerRefused,
-    ConfigError,
-    Interrupted,
-    InvalidMessage,
-    PermanentError,
-    TransientError,
+from worker.errors import BrokerLost, ConfigError, Interrupted, InvalidMessage
+from worker.session import GiveUp, Handler
+from worker.settle import (
+    DeadLetter,
+    Decision,
+    Reconnect,
+    Requeue,
+    Retry,
+    Stop,
+    attempt_of,
+    settle,
+    settle_unrecorded,
+    worth_splitting,
 )
 
 log = logging.getLogger(__name__)
 
-RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_BATCH_AGE = 0.2  # seconds a partial batch may wait for more deliveries
-# Any of these means the connection is gone or unusable: reconnect, and the broker
-# redelivers whatever was not acked.
-BROKER_ERRORS = (
-    OSError,
-    amqp.exceptions.AMQPError,
-    kombu.exceptions.OperationalError,
-    BrokerRefused,
-)
+HEALTH_TOUCH_EVERY = 5.0
+MAX_FRAMES_PER_TICK = 1000
 
 
-class Session:
-    """What a handler may use of the consumer's connection while it works."""
+class LoopSession:
+    """The ``worker.session.Session`` of one consuming loop."""
 
-    def __init__(self, conn: Connection, publisher: broker.ConfirmPublisher, stop: threading.Event):
+    def __init__(
+        self, conn: Connection, publisher: broker.ConfirmPublisher, stop: threading.Event
+    ) -> None:
         self._conn = conn
         self._stop = stop
         self.publish = publisher.publish
 
     def tick(self) -> None:
-        """Call between steps of long work: keeps heartbeats flowing, and raises
-        ``Interrupted`` when the replica is shutting down."""
-        self._conn.heartbeat_check()
+        self.keep_alive()
         if self._stop.is_set():
             raise Interrupted("the replica is shutting down")
 
+    def keep_alive(self) -> None:
+        """Heartbeats both ways, and nothing else."""
+        with broker.lost_on_error("exchanging heartbeats"):
+            # Read what arrived meanwhile: the server's heartbeats count as received only
+            # once read, and a handler busy for two heartbeats would otherwise take the
+            # connection for dead. Deliveries read here are buffered for later.
+            for _ in range(MAX_FRAMES_PER_TICK):
+                try:
+                    self._conn.drain_events(timeout=0.001)
+                except TimeoutError:
+                    break
+            self._conn.heartbeat_check()
 
-Handler = Callable[[Sequence[Any], Session], None]
-GiveUp = Callable[[Any, str], None]
+    def sleep(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise Interrupted("the replica is shutting down")
 
 
 @dataclass(frozen=True)
@@ -82,8 +96,10 @@ class Route:
     """A queue, and what to do with its messages.
 
     :param batch_size: messages handled together (one transaction); 1 for one by one.
-    :param handle: takes decoded messages; raises an ``AssetSyncError`` on failure.
+    :param handle: takes decoded messages, returns the failures among them.
     :param on_give_up: called with a decoded message that is about to be dead-lettered.
+    :param check: called with each body and its headers before it is decoded; raises
+        ``InvalidMessage`` for a delivery that must not be trusted (a bad signature).
     """
 
     queue: str
@@ -91,6 +107,7 @@ class Route:
     handle: Handler
     batch_size: int = 1
     on_give_up: GiveUp | None = None
+    check: Callable[[bytes, Mapping[str, Any] | None], None] | None = None
 
 
 @dataclass
@@ -100,7 +117,7 @@ class _Pending:
 
 
 class Consumer:
-    """One consuming loop on its own connection (a replica runs one or two, in threads).
+    """One consuming loop on its own connection (a replica runs three, in threads).
 
     :param url: the AMQP URL.
     :param topology: exchange and queue names.
@@ -132,9 +149,10 @@ class Consumer:
         self._stop = stop
         self.fatal: ConfigError | None = None
         self._publisher: broker.ConfirmPublisher | None = None
-        self._session: Session | None = None
+        self._session: LoopSession | None = None
         self._pending = {r.queue: _Pending() for r in self.routes}
         self._touched = 0.0
+        self._health_failing = False
         self.handled = 0
 
     def run(self) -> None:
@@ -144,25 +162,36 @@ class Consumer:
         """
         failures = 0
         while not self._stop.is_set():
+            conn = broker.connect(self.url, heartbeat=self.heartbeat)
             try:
-                with broker.connect(self.url, heartbeat=self.heartbeat) as conn:
-                    conn.ensure_connection(max_retries=1)
-                    failures = 0
-                    self._consume(conn)
-            except BROKER_ERRORS as exc:
+                conn.ensure_connection(max_retries=1)
+                failures = 0
+                self._consume(conn)
+            except broker.REFUSALS as exc:
+                conn.collect()
+                self.fatal = broker.refusal(exc)
+                self._stop.set()
+            except broker.CONNECTION_ERRORS as exc:
+                # A lost or silent connection gets no goodbye: a close would wait for
+                # an answer that is not coming.
+                conn.collect()
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
+                delay *= random.uniform(0.75, 1.25)  # replicas do not come back in step
                 failures += 1
-                log.warning("broker connection lost (%s); reconnecting in %.0fs", exc, delay)
+                log.warning("broker connection lost (%r); reconnecting in %.1fs", exc, delay)
                 for pending in self._pending.values():
                     pending.deliveries.clear()  # unacked: the broker redelivers them
                 self._stop.wait(delay)
+            else:
+                with contextlib.suppress(*broker.CONNECTION_ERRORS):
+                    conn.release()
         if self.fatal is not None:
             raise self.fatal
 
     def _consume(self, conn: Connection) -> None:
-        broker.declare(conn.default_channel, self.topology)
+        broker.declare(conn, self.topology)
         self._publisher = broker.ConfirmPublisher(conn)
-        self._session = Session(conn, self._publisher, self._stop)
+        self._session = LoopSession(conn, self._publisher, self._stop)
         consumers = [self._subscribe(conn, route) for route in self.routes]
         log.info("consuming %s", ", ".join(r.queue for r in self.routes))
         while not self._stop.is_set():
@@ -176,9 +205,9 @@ class Consumer:
             self._touch()
         # Stopping: what is in hand is finished and acked; the rest goes back.
         for c in consumers:
-            with contextlib.suppress(*BROKER_ERRORS):
+            with contextlib.suppress(*broker.CONNECTION_ERRORS):
                 c.cancel()
-        self._flush_due(idle=True)
+        self._flush_due(idle=True, final=True)
 
     def _subscribe(self, conn: Connection, route: Route) -> KombuConsumer:
         def on_message(message: Any) -> None:
@@ -187,9 +216,13 @@ class Consumer:
                 pending.since = time.monotonic()
             pending.deliveries.append(message)
 
-        # A channel per queue, so that each has its own prefetch window.
+        # A channel per queue, so that each has its own prefetch window. Bodies stay the
+        # bytes that were sent: py-amqp would otherwise decode them by whatever
+        # content_encoding the publisher claimed, and signatures are over the bytes.
+        channel = conn.channel()
+        channel.auto_decode = False
         consumer = KombuConsumer(
-            conn.channel(),
+            channel,
             queues=[Queue(route.queue, no_declare=True)],
             on_message=on_message,
             prefetch_count=route.prefetch,
@@ -202,48 +235,71 @@ class Consumer:
     def _any_pending(self) -> bool:
         return any(p.deliveries for p in self._pending.values())
 
-    def _flush_due(self, *, idle: bool) -> None:
-        now = time.monotonic()
+    def _flush_due(self, *, idle: bool, final: bool = False) -> None:
+        """Handle the batches that are due. ``final``: the loop is stopping; what is in
+        hand is handled and nothing more is read."""
         for route in self.routes:
             pending = self._pending[route.queue]
-            if pending.deliveries and (
+            while pending.deliveries and (
                 idle
                 or len(pending.deliveries) >= route.batch_size
-                or now - pending.since > MAX_BATCH_AGE
+                or time.monotonic() - pending.since > MAX_BATCH_AGE
             ):
-                batch, pending.deliveries = pending.deliveries, []
+                batch = pending.deliveries[: route.batch_size]
+                del pending.deliveries[: route.batch_size]
                 self._handle(route, batch)
+                if final:
+                    continue
+                if self._stop.is_set():
+                    return  # the loop stops and finishes what is in hand
+                assert self._session is not None
+                self._session.keep_alive()  # between batches, and take in what arrived
 
     def _handle(self, route: Route, deliveries: list[Any]) -> None:
         decoded = []
         for message in deliveries:
             try:
+                if route.check is not None:
+                    route.check(message.body, message.headers)
                 decoded.append((message, self._decode(message)))
             except InvalidMessage as exc:
-                self._give_up(route, message, None, str(exc))
+                self._carry_out(route, message, None, DeadLetter(str(exc)))
+            except Exception as exc:  # whatever a body does to a parser, never the loop
+                log.error("cannot decode %s", _describe(message), exc_info=exc)
+                reason = f"cannot decode: {type(exc).__name__}: {exc}"
+                self._carry_out(route, message, None, DeadLetter(reason))
         if not decoded:
             return
         assert self._session is not None
         try:
-            route.handle([d for _, d in decoded], self._session)
+            failures = route.handle([d for _, d in decoded], self._session)
         except Exception as exc:  # every failure is settled below
-            if len(decoded) > 1 and not isinstance(exc, TransientError | ConfigError | Interrupted):
+            if len(decoded) > 1 and worth_splitting(exc):
                 # One bad message must not sink its batch: find it by going one by one.
                 for message, body in decoded:
                     self._handle_one(route, message, body)
             else:
                 for message, body in decoded:
                     self._settle_failure(route, message, body, exc)
-        else:
-            decoded[-1][0].ack(multiple=True)  # every earlier delivery is settled
-            self.handled += len(decoded)
+            return
+        done = [m for i, (m, _) in enumerate(decoded) if i not in failures]
+        for i, failure in failures.items():
+            message, body = decoded[i]
+            self._settle_failure(route, message, body, failure)
+        if done:
+            # Every earlier delivery of this batch is settled by now: a multiple ack.
+            done[-1].ack(multiple=True)
+            self.handled += len(done)
 
     def _handle_one(self, route: Route, message: Any, body: Any) -> None:
         assert self._session is not None
         try:
-            route.handle([body], self._session)
+            failures = route.handle([body], self._session)
         except Exception as exc:  # settled below
             self._settle_failure(route, message, body, exc)
+            return
+        if failures:
+            self._settle_failure(route, message, body, failures[0])
         else:
             message.ack()
             self.handled += 1
@@ -257,50 +313,63 @@ class Consumer:
         )
 
     def _settle_failure(self, route: Route, message: Any, body: Any, exc: Exception) -> None:
-        if isinstance(exc, Interrupted):
-            message.requeue()
-            return
-        if isinstance(exc, ConfigError):
-            log.critical("%s", exc)
-            message.requeue()
-            self.fatal = exc
-            self._stop.set()
-            return
-        if isinstance(exc, TransientError):
-            self._retry(route, message, body, exc)
-            return
-        if isinstance(exc, PermanentError):
-            reason = str(exc)
-        else:
-            reason = f"internal error: {type(exc).__name__}: {exc}"
+        decision = settle(
+            exc,
+            attempt=attempt_of(message.headers, ATTEMPT_HEADER),
+            delays=self.topology.retry_delays,
+        )
+        if isinstance(decision, DeadLetter) and decision.reason.startswith("internal error"):
             log.error("unexpected error on %s", _describe(message), exc_info=exc)
-        self._give_up(route, message, body, reason)
+        self._carry_out(route, message, body, decision)
 
-    def _retry(self, route: Route, message: Any, body: Any, exc: TransientError) -> None:
-        attempt = _attempt(message)
-        delays = self.topology.retry_delays
-        if attempt > len(delays):
-            self._give_up(route, message, body, f"gave up after {attempt} attempts: {exc}")
-            return
-        delay = pick_delay(delays, attempt, exc.retry_after)
-        log.info("%s failed (%s); attempt %d in %.1fs", _describe(message), exc, attempt + 1, delay)
-        headers = {
-            ATTEMPT_HEADER: attempt + 1,
-            RETRY_HEADER: self.topology.retry_key(delay),
-            ERROR_HEADER: str(exc)[:1000],
-        }
-        self._republish(message, self.topology.retry_exchange, headers)
+    def _carry_out(self, route: Route, message: Any, body: Any, decision: Decision) -> None:
+        if isinstance(decision, Reconnect):
+            raise BrokerLost(f"lost RabbitMQ while handling {_describe(message)}")
+        if isinstance(decision, Requeue):
+            message.requeue()
+        elif isinstance(decision, Stop):
+            log.critical("%s", decision.error)
+            message.requeue()
+            self.fatal = decision.error
+            self._stop.set()
+        elif isinstance(decision, Retry):
+            log.info(
+                "%s failed; attempt %d in %.1fs",
+                _describe(message),
+                decision.attempt,
+                decision.delay,
+            )
+            headers = {
+                ATTEMPT_HEADER: decision.attempt,
+                DELAY_HEADER: self.topology.retry_key(decision.delay),
+                ERROR_HEADER: decision.reason[:1000],
+            }
+            self._republish(message, self.topology.delay_exchange, headers)
+        else:
+            self._dead_letter(route, message, body, decision)
 
-    def _give_up(self, route: Route, message: Any, body: Any, reason: str) -> None:
-        log.warning("dead-lettering %s: %s", _describe(message), reason)
-        if body is not None and route.on_give_up is not None:
+    def _dead_letter(self, route: Route, message: Any, body: Any, decision: DeadLetter) -> None:
+        if decision.record and body is not None and route.on_give_up is not None:
             try:
-                route.on_give_up(body, reason)
-            except Exception:  # cannot record it: keep the message for later
-                log.exception("could not record the failure of %s; requeued", _describe(message))
-                message.requeue()
+                route.on_give_up(body, decision.reason)
+            except Exception as exc:  # settled below: never requeued on the spot
+                log.warning("could not record the failure of %s: %r", _describe(message), exc)
+                self._carry_out(
+                    route,
+                    message,
+                    body,
+                    settle_unrecorded(
+                        exc,
+                        reason=decision.reason,
+                        attempt=attempt_of(message.headers, ATTEMPT_HEADER),
+                        delays=self.topology.retry_delays,
+                    ),
+                )
                 return
-        self._republish(message, self.topology.dead_exchange, {ERROR_HEADER: reason[:1000]})
+        log.warning("dead-lettering %s: %s", _describe(message), decision.reason)
+        self._republish(
+            message, self.topology.dead_exchange, {ERROR_HEADER: decision.reason[:1000]}
+        )
 
     def _republish(self, message: Any, exchange: str, headers: dict[str, Any]) -> None:
         assert self._publisher is not None
@@ -309,26 +378,26 @@ class Consumer:
 
     def _touch(self) -> None:
         now = time.monotonic()
-        if self.health_file is not None and now - self._touched > 5:
+        if self.health_file is None or now - self._touched < HEALTH_TOUCH_EVERY:
+            return
+        self._touched = now
+        try:
             self.health_file.touch()
-            self._touched = now
-
-
-def pick_delay(delays: tuple[float, ...], attempt: int, retry_after: float | None) -> float:
-    """The delay before attempt ``attempt + 1``: the configured one for this attempt, or
-    the first longer one when Jira asked us (``Retry-After``) to wait longer."""
-    wanted = max(delays[attempt - 1], retry_after or 0.0)
-    return next((d for d in delays[attempt - 1 :] if d >= wanted), delays[-1])
-
-
-def _attempt(message: Any) -> int:
-    try:
-        return max(1, int((message.headers or {}).get(ATTEMPT_HEADER, 1)))
-    except (TypeError, ValueError):
-        return 1
+        except OSError as exc:  # the health file, not the broker: say so once, go on
+            if not self._health_failing:
+                log.warning("cannot touch the health file %s: %s", self.health_file, exc)
+            self._health_failing = True
+        else:
+            self._health_failing = False
 
 
 def _describe(message: Any) -> str:
+    """A delivery, for a log line: what it carries is quoted, and cut short."""
     props = message.properties
-    rk = message.delivery_info.get("routing_key", "?")
-    return f"{rk} message {props.get('message_id') or message.delivery_tag}"
+    rk = str(message.delivery_info.get("routing_key", "?"))[:100]
+    ident = props.get("message_id")
+    return (
+        f"{rk!r} message {str(ident)[:100]!r}"
+        if ident
+        else f"{rk!r} delivery {message.delivery_tag}"
+    )

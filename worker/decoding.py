@@ -28,8 +28,16 @@ def decode(routing_key: str, body: bytes, *, content_type: str | None, max_bytes
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidMessage(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidMessage("body is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidMessage("body is not a JSON object")
+    # PostgreSQL text holds neither NUL nor half a surrogate pair; in JSON both can only
+    # come as \u escapes, so only bodies with such an escape are looked at closely.
+    if (b"\\u0000" in body or b"\\ud" in body.lower()) and _unstorable(data):
+        raise InvalidMessage(
+            "body holds a NUL character or a lone surrogate, which no text field may contain"
+        )
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in MODELS:
         raise InvalidMessage(f"unknown message type {kind!r}")
@@ -52,3 +60,27 @@ def _summary(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in error["loc"]) or "body"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
+
+
+def _unstorable(data: Any) -> bool:
+    """Whether any string (key or value) in parsed JSON holds U+0000 or a lone surrogate."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or not _encodable(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -61,7 +61,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -71,7 +71,7 @@ from worker.checkpoints import (
     Checkpoint as Checkpoint,  # re-exported: the fan-out's type for a scan position
 )
 from worker.checkpoints import CloudPosition, GroupPosition, ListPosition, SearchPosition
-from worker.errors import JiraUnavailable, UserNotFound
+from worker.errors import BadJiraUser, JiraUnavailable, UserNotFound
 from worker.jira import JiraClient, UserRef
 
 log = logging.getLogger(__name__)
@@ -144,14 +144,17 @@ def _resumable(checkpoint: Checkpoint | None, kind: type[T]) -> T | None:
     return None
 
 
-def read_ahead(items: Iterator[T], *, depth: int = 1) -> Iterator[T]:
+def read_ahead(
+    items: Iterator[T], *, depth: int = 1, idle: Callable[[], object] | None = None
+) -> Iterator[T]:
     """``items``, with up to ``depth`` of them fetched in a thread of their own while the
     caller works on the current one: the fan-out publishes a page while Jira serves the
     next, instead of waiting for each in turn.
 
     An error raised while fetching is raised here, in the caller's thread, where that
     item would have been. When the caller stops early, the thread stops after the
-    request it is in.
+    request it is in. While the caller waits for an item, ``idle`` is called about once
+    a second (the fan-out keeps its broker connection alive with it).
     """
     ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -178,7 +181,12 @@ def read_ahead(items: Iterator[T], *, depth: int = 1) -> Iterator[T]:
     threading.Thread(target=fetch, name="read-ahead", daemon=True).start()
     try:
         while True:
-            kind, value = ready.get()
+            try:
+                kind, value = ready.get(timeout=1.0)
+            except queue.Empty:
+                if idle is not None:
+                    idle()
+                continue
             if kind == "end":
                 return
             if kind == "error":
@@ -198,13 +206,12 @@ def _listing(answer: Any, path: str) -> list[dict[str, Any]]:
 def _users(jira: JiraClient, raw: Iterable[Any]) -> list[JiraUser]:
     """Snapshots of the well-formed entries; a malformed one is logged and left out (a
     user left out is never marked missing: see ``worker/missing.py``)."""
-    id_field = "accountId" if jira.flavor == "cloud" else "key"
     users = []
     for entry in raw:
-        if isinstance(entry, dict) and isinstance(entry.get(id_field), str) and entry[id_field]:
+        try:
             users.append(jira.to_user(entry))
-        else:
-            log.warning("skipping a malformed user in a Jira listing: %.200r", entry)
+        except BadJiraUser as exc:
+            log.warning("skipping a user of a Jira listing: %s", exc)
     return users
 
 

@@ -6,12 +6,15 @@
     ├── PermanentError        retrying cannot help: dead-letter the message with the reason
     │   ├── InvalidMessage    bad JSON, unknown type or version, schema violation, too large
     │   ├── UserNotFound      Jira has no such user
-    │   ├── JiraRejected      Jira refused the request as malformed (400)
+    │   ├── JiraRejected      Jira refused the request (400), or answered too much
+    │   │   └── BadJiraUser   Jira's JSON for a user is not one we can store
     │   └── StoreRejected     the database refused the data (a constraint, a bad value)
     ├── TransientError        may work later: retry with backoff, then dead-letter
     │   ├── JiraUnavailable   429, 5xx, timeouts, connection errors
     │   ├── StoreUnavailable  lost database connection, deadlock, serialization failure
-    │   └── BrokerRefused     RabbitMQ nacked or did not confirm what we published
+    │   ├── BrokerRefused     RabbitMQ nacked what we published
+    │   └── BrokerLost        the connection to RabbitMQ is gone or unresponsive: the
+    │                         loop reconnects and the broker redelivers what is unacked
     ├── ConfigError           the deployment is wrong: stop the worker with one clear line
     │   └── JiraAuthError     Jira answered 401/403 to our credentials
     └── Interrupted           the replica is shutting down: put the message back
@@ -44,6 +47,10 @@ class JiraRejected(PermanentError):
     pass
 
 
+class BadJiraUser(JiraRejected):
+    pass
+
+
 class StoreRejected(PermanentError):
     pass
 
@@ -69,6 +76,11 @@ class StoreUnavailable(TransientError):
 
 class BrokerRefused(TransientError):
     pass
+
+
+class BrokerLost(TransientError):
+    """Never settled like other transient errors: nothing can be published or acked on
+    a lost connection, so the loop drops it and reconnects."""
 
 
 class ConfigError(AssetSyncError):

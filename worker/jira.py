@@ -7,18 +7,22 @@ carry ``Retry-After``. Jira's error text is localized, so only status codes are 
 
 from __future__ import annotations
 
+import copy
 import email.utils
+import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
+from pydantic import ValidationError
 
 from schemas.messages import JiraUser
 from worker.errors import (
+    BadJiraUser,
     ConfigError,
     InvalidMessage,
     JiraAuthError,
@@ -41,6 +45,20 @@ class UserRef:
     value: str
 
 
+@dataclass(frozen=True)
+class Patience:
+    """How a client waits out Jira's transient failures instead of raising them.
+
+    :param delays: seconds before each repeated request (the last one repeats), or
+        longer when Jira says so (``Retry-After``). Once the next wait would take the
+        total past ``sum(delays)``, the failure is raised after all.
+    :param sleep: waits; may raise (``Interrupted``) to give up early.
+    """
+
+    delays: tuple[float, ...]
+    sleep: Callable[[float], None]
+
+
 class JiraClient:
     """One ``httpx.Client`` per worker replica; timeouts always on.
 
@@ -50,6 +68,10 @@ class JiraClient:
     :param token: API token (basic auth) or personal access token.
     :param flavor: ``auto`` asks ``serverInfo`` once, on first use.
     :param timeout: seconds for connecting, and for each read.
+    :param deadline: seconds a whole request may take, answer included.
+    :param max_response_bytes: larger answers are refused (``JiraRejected``).
+    :param verify: check Jira's certificate: ``True`` against the system's CAs, or the
+        path of a CA bundle.
     :param transport: an ``httpx`` transport, for tests at the HTTP seam.
     """
 
@@ -61,6 +83,9 @@ class JiraClient:
         token: str | None,
         flavor: Literal["auto", "datacenter", "cloud"] = "auto",
         timeout: float = 10.0,
+        deadline: float = 60.0,
+        max_response_bytes: int = 32 * 1024 * 1024,
+        verify: bool | str = True,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         auth: httpx.Auth | None = None
@@ -74,12 +99,23 @@ class JiraClient:
             auth=auth,
             headers=headers,
             timeout=httpx.Timeout(timeout),
+            verify=verify,
             transport=transport,
         )
+        self._deadline = deadline
+        self._max_bytes = max_response_bytes
         self._flavor: Flavor | None = None if flavor == "auto" else flavor
+        self._patience: Patience | None = None
 
     def close(self) -> None:
         self._http.close()
+
+    def with_patience(self, patience: Patience) -> JiraClient:
+        """This client (same connections), waiting out transient failures: for long
+        scans, where one failed request would otherwise cost the whole attempt."""
+        patient = copy.copy(self)
+        patient._patience = patience
+        return patient
 
     @property
     def flavor(self) -> Flavor:
@@ -127,42 +163,110 @@ class JiraClient:
             raise UserNotFound(f"Jira has no user with {ref.kind} {ref.value!r}") from None
         return self.to_user(data)
 
-    def to_user(self, data: Mapping[str, Any]) -> JiraUser:
-        """Jira's user JSON (either flavour) as a snapshot."""
+    def to_user(self, data: Any) -> JiraUser:
+        """Jira's user JSON (either flavour) as a snapshot.
+
+        :raises BadJiraUser: the JSON is not a user this service can store (no identity,
+            wrong types, text too long or holding what PostgreSQL cannot store).
+        """
         cloud = self.flavor == "cloud"
-        groups = data.get("groups")
-        return JiraUser(
-            jira_id=data["accountId"] if cloud else data["key"],
-            name=None if cloud else data.get("name"),
-            key=None if cloud else data.get("key"),
-            account_id=data.get("accountId") if cloud else None,
-            account_type=data.get("accountType"),
-            display_name=data.get("displayName"),
-            email_address=data.get("emailAddress"),
-            active=bool(data.get("active", True)),
-            time_zone=data.get("timeZone"),
-            locale=data.get("locale"),
-            avatar_url=(data.get("avatarUrls") or {}).get("48x48"),
-            groups=tuple(g["name"] for g in groups.get("items", [])) if groups else None,
-        )
+        identity = "accountId" if cloud else "key"
+        try:
+            groups = data.get("groups")
+            return JiraUser(
+                jira_id=data[identity],
+                name=None if cloud else data.get("name"),
+                key=None if cloud else data.get("key"),
+                account_id=data.get("accountId") if cloud else None,
+                account_type=data.get("accountType"),
+                display_name=data.get("displayName"),
+                email_address=data.get("emailAddress"),
+                active=_flag(data.get("active", True)),
+                time_zone=data.get("timeZone"),
+                locale=data.get("locale"),
+                avatar_url=(data.get("avatarUrls") or {}).get("48x48"),
+                groups=tuple(g["name"] for g in groups.get("items", [])) if groups else None,
+            )
+        except (ValidationError, KeyError, TypeError, AttributeError, ValueError) as exc:
+            ident = data.get(identity) if isinstance(data, Mapping) else None
+            raise BadJiraUser(
+                f"Jira sent a user ({identity} {str(ident)[:80]!r}) that cannot be stored:"
+                f" {_why_bad(exc)}"
+            ) from None
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self._get(path, params)
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        if self._patience is None:
+            return self._get_once(path, params)
+        delays, waited, attempt = self._patience.delays, 0.0, 0
+        while True:
+            try:
+                return self._get_once(path, params)
+            except JiraUnavailable as exc:
+                delay = max(delays[min(attempt, len(delays) - 1)], exc.retry_after or 0.0)
+                if waited + delay > sum(delays):
+                    raise
+                log.info("%s; asking again in %.1fs", exc, delay)
+                self._patience.sleep(delay)
+                waited, attempt = waited + delay, attempt + 1
+
+    def _get_once(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         started = time.monotonic()
         try:
-            response = self._http.get(path, params=params)
+            with self._http.stream("GET", path, params=params) as response:
+                _raise_for_status(response, path)
+                body = self._read_bounded(response, path, started)
         except httpx.TimeoutException as exc:
             raise JiraUnavailable(f"Jira timed out on {path}") from exc
         except httpx.TransportError as exc:
             raise JiraUnavailable(f"cannot reach Jira: {exc}") from exc
         log.debug("GET %s -> %s in %.3fs", path, response.status_code, time.monotonic() - started)
-        _raise_for_status(response, path)
         try:
-            return response.json()
-        except ValueError as exc:
+            return json.loads(body)
+        except (ValueError, RecursionError) as exc:
             raise JiraUnavailable(f"Jira sent a non-JSON answer for {path}") from exc
+
+    def _read_bounded(self, response: httpx.Response, path: str, started: float) -> bytes:
+        """The body, or an error once it outgrows ``max_response_bytes`` (counted after
+        decompression) or the request outlasts ``deadline``: the read timeout alone lets
+        an answer that trickles in forever, a byte at a time, go on forever."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            raise JiraRejected(
+                f"Jira's answer to {path} is {declared} bytes, over the limit of"
+                f" {self._max_bytes} (ASSETSYNC_JIRA_MAX_RESPONSE_BYTES)"
+            )
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > self._max_bytes:
+                raise JiraRejected(
+                    f"Jira's answer to {path} is over the limit of {self._max_bytes} bytes"
+                    " (ASSETSYNC_JIRA_MAX_RESPONSE_BYTES)"
+                )
+            if time.monotonic() - started > self._deadline:
+                raise JiraUnavailable(f"Jira took over {self._deadline:g}s to answer {path}")
+        return bytes(body)
+
+
+def _flag(value: Any) -> bool:
+    """Jira's ``active``: a JSON boolean, or (some versions, in some places) a string."""
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return bool(value == "true")
+    raise ValueError(f"active is {str(value)[:20]!r}, not a boolean")
+
+
+def _why_bad(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False)[0]
+        return f"{'.'.join(str(p) for p in first['loc']) or 'user'}: {first['msg']}"
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]}"
+    return str(exc)[:200] or type(exc).__name__
 
 
 def _raise_for_status(response: httpx.Response, path: str) -> None:

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 from yoyo import get_backend, read_migrations
 
-from worker.store import translate_errors
+from worker.store.pool import translate_errors
 
 log = logging.getLogger(__name__)
 

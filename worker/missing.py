@@ -34,10 +34,11 @@ from uuid import UUID
 from schemas.messages import USER_SYNC, JiraUser, user_sync_bodies, utc_now
 from worker import runs
 from worker.broker import Outgoing
-from worker.consumer import Session
 from worker.errors import InvalidMessage, JiraRejected, UserNotFound
 from worker.jira import JiraClient, RefKind, UserRef
+from worker.session import Session
 from worker.settings import MissingLimit
+from worker.signing import SIGNATURE_HEADER, Signer
 from worker.store import Scheme, Store
 
 log = logging.getLogger(__name__)
@@ -56,34 +57,34 @@ class _Confirmed:
 class MissingUsers:
     """Ends a run's fan-out, confirming with Jira before anything is marked missing.
 
-    :param jira: the replica's Jira client.
     :param store: the replica's asset store.
     :param scheme: the asset type being synced.
     :param exchange: where ``user-sync`` messages are published.
     :param mark: mark confirmed assets missing (``ASSETSYNC_MISSING_USERS=mark``), or
         only count them (``ignore``; the limit then does not apply).
     :param limit: ``ASSETSYNC_MISSING_LIMIT``.
+    :param signer: signs the ``user-sync`` messages, which workers trust only signed.
     """
 
     def __init__(
         self,
         *,
-        jira: JiraClient,
         store: Store,
         scheme: Scheme,
         exchange: str,
         mark: bool,
         limit: MissingLimit,
+        signer: Signer,
     ) -> None:
-        self.jira = jira
         self.store = store
         self.scheme = scheme
         self.exchange = exchange
         self.mark = mark
         self.limit = limit
+        self.signer = signer
 
     def end_fan_out(
-        self, run_id: UUID, *, dry_run: bool, unfiltered: bool, session: Session
+        self, run_id: UUID, *, jira: JiraClient, dry_run: bool, unfiltered: bool, session: Session
     ) -> None:
         """Call once the scan is complete. A filtered run says nothing about users
         outside its filter: it goes straight on to processing.
@@ -95,7 +96,7 @@ class MissingUsers:
             with self.store.transaction() as conn:
                 runs.end_fan_out(conn, run_id)
             return
-        found = self._confirm(run_id, dry_run=dry_run, session=session)
+        found = self._confirm(run_id, jira=jira, dry_run=dry_run, session=session)
         if found.over_limit:
             error = self._limit_error(found, dry_run=dry_run)
             log.error("bulk run %s failed: %s", run_id, error)
@@ -116,7 +117,9 @@ class MissingUsers:
                 len(found.gone),
             )
 
-    def _confirm(self, run_id: UUID, *, dry_run: bool, session: Session) -> _Confirmed:
+    def _confirm(
+        self, run_id: UUID, *, jira: JiraClient, dry_run: bool, session: Session
+    ) -> _Confirmed:
         with self.store.connection() as conn:
             assets = runs.count_assets(conn, self.scheme)
         limit = self.limit.of(assets)
@@ -134,7 +137,7 @@ class MissingUsers:
             for asset_id, jira_id in batch:
                 session.tick()
                 checked += 1
-                answer = self._look_up(jira_id)
+                answer = _look_up(jira, jira_id)
                 if isinstance(answer, JiraUser):
                     present.append(answer)
                 elif answer == "gone":
@@ -145,17 +148,6 @@ class MissingUsers:
                         return _Confirmed(gone, checked, assets, over_limit=True)
             self._publish(run_id, dry_run, fetched_at, present, session)
             after = batch[-1][0]
-
-    def _look_up(self, jira_id: str) -> JiraUser | Literal["gone", "unsure"]:
-        """The user, or whether Jira confirmed they are gone (404) or would not say."""
-        kind: RefKind = "account_id" if self.jira.flavor == "cloud" else "user_key"
-        try:
-            return self.jira.fetch_user(UserRef(kind, jira_id))
-        except UserNotFound:
-            return "gone"
-        except (JiraRejected, InvalidMessage) as exc:
-            log.warning("cannot confirm whether user %r is gone (%s); left as it is", jira_id, exc)
-            return "unsure"
 
     def _publish(
         self,
@@ -177,7 +169,15 @@ class MissingUsers:
             users=[u for u in users if u.jira_id in todo],
         )
         session.publish(
-            [Outgoing(body=b, exchange=self.exchange, routing_key=USER_SYNC) for b in bodies]
+            [
+                Outgoing(
+                    body=b,
+                    exchange=self.exchange,
+                    routing_key=USER_SYNC,
+                    headers={SIGNATURE_HEADER: self.signer.sign(b)},
+                )
+                for b in bodies
+            ]
         )
 
     def _limit_error(self, found: _Confirmed, *, dry_run: bool) -> str:
@@ -189,3 +189,15 @@ class MissingUsers:
             f" {'would mark' if dry_run else 'marked'} none missing (is ASSETSYNC_JIRA_URL"
             " the right Jira, and may its account see every user? if so, raise the limit)"
         )
+
+
+def _look_up(jira: JiraClient, jira_id: str) -> JiraUser | Literal["gone", "unsure"]:
+    """The user, or whether Jira confirmed they are gone (404) or would not say."""
+    kind: RefKind = "account_id" if jira.flavor == "cloud" else "user_key"
+    try:
+        return jira.fetch_user(UserRef(kind, jira_id))
+    except UserNotFound:
+        return "gone"
+    except (JiraRejected, InvalidMessage) as exc:
+        log.warning("cannot confirm whether user %r is gone (%s); left as it is", jira_id, exc)
+        return "unsure"

@@ -96,6 +96,32 @@ def save_checkpoint(conn: psycopg.Connection[Any], run_id: UUID, checkpoint: Che
     )
 
 
+def still_open(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[str]) -> set[str]:
+    """Those of ``jira_ids`` that the run matched and has not settled, while the run is
+    open: the only users a ``user-sync`` of this run may write."""
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT u.jira_id FROM sync_run_users u JOIN sync_runs r ON r.id = u.run_id"
+            " WHERE u.run_id = %s AND u.jira_id = ANY(%b) AND u.outcome IS NULL"
+            " AND r.state IN ('fanning_out', 'processing')",
+            [run_id, list(jira_ids)],
+        )
+    }
+
+
+def settled(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[str]) -> set[str]:
+    """Those of ``jira_ids`` whose outcome the run has already recorded."""
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT jira_id FROM sync_run_users"
+            " WHERE run_id = %s AND jira_id = ANY(%b) AND outcome IS NOT NULL",
+            [run_id, list(jira_ids)],
+        )
+    }
+
+
 def record_outcomes(conn: psycopg.Connection[Any], run_id: UUID, changes: Iterable[Change]) -> None:
     """Each user's outcome, kept only the first time (a redelivered message that finds
     its asset already written must not turn "created" into "unchanged")."""
@@ -106,8 +132,15 @@ def record_outcomes(conn: psycopg.Connection[Any], run_id: UUID, changes: Iterab
 def record_failures(
     conn: psycopg.Connection[Any], run_id: UUID, failures: Iterable[tuple[str, str]]
 ) -> None:
-    _upsert_outcomes(
-        conn, [(run_id, jira_id, "failed", False, error[:1000]) for jira_id, error in failures]
+    """Users of the run given up on; a user the run never matched is no business of it."""
+    rows = list(failures)
+    if not rows:
+        return
+    conn.execute(
+        "UPDATE sync_run_users u SET outcome = 'failed', error = f.e"
+        " FROM unnest(%b::text[], %b::text[]) AS f (j, e)"
+        " WHERE u.run_id = %s AND u.jira_id = f.j AND u.outcome IS NULL",
+        [[j for j, _ in rows], [e[:1000] for _, e in rows], run_id],
     )
 
 
@@ -143,6 +176,11 @@ def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
         [run_id, run_id],
     ).fetchone()
     return row is not None
+
+
+def finish_runs(conn: psycopg.Connection[Any], run_ids: Iterable[UUID]) -> list[UUID]:
+    """``finish_if_complete`` for each run; the ones that are done now."""
+    return [run_id for run_id in sorted(set(run_ids)) if finish_if_complete(conn, run_id)]
 
 
 def end_fan_out(conn: psycopg.Connection[Any], run_id: UUID) -> None:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,11 +88,18 @@ class Settings(BaseSettings):
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
     amqp_prefix: str = Field(default="assetsync", pattern=r"^[A-Za-z0-9_.-]+$")
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/assetsync")
+    database_timeout: float = Field(default=60.0, gt=0, le=3600)
     jira_url: str | None = None
     jira_username: str | None = None
     jira_token: SecretStr | None = None
     jira_flavor: Literal["auto", "datacenter", "cloud"] = "auto"
     jira_timeout: float = Field(default=10.0, gt=0, le=60)
+    jira_deadline: float = Field(default=60.0, gt=0, le=600)
+    jira_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
+    jira_ca_bundle: Path | None = None
+    # Authenticates the per-user messages of bulk runs between workers (HMAC-SHA256);
+    # unset, the workers share a random key kept in the asset store.
+    signing_key: SecretStr | None = None
     jira_page_size: int = Field(default=1000, ge=1, le=1000)
     max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
     heartbeat: int = Field(default=30, ge=0)
@@ -99,7 +107,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=200, ge=1, le=5000)
     retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     health_file: Path | None = Path("/tmp/assetsync-worker.alive")
+    # Port of the replica's metrics and probe endpoints; unset (or empty) serves none.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Sync (what the admin page configures)
     sync_on_login: bool = True
@@ -131,10 +142,30 @@ class Settings(BaseSettings):
     def _count_or_percentage(cls, value: str) -> str:
         return MissingLimit.parse(value).text
 
-    @field_validator("health_file", mode="before")
+    @field_validator("jira_url")
+    @classmethod
+    def _plain_jira_url(cls, value: str | None) -> str | None:
+        # The URL is logged and shown; credentials in it would be too.
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "must not contain credentials: set ASSETSYNC_JIRA_USERNAME and"
+                " ASSETSYNC_JIRA_TOKEN instead"
+            )
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be the http:// or https:// base URL of Jira, e.g. https://jira.example.com"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("must be the Jira base URL, without a query or fragment")
+        return value
+
+    @field_validator("health_file", "metrics_port", mode="before")
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
-        return None if value == "" else value  # ASSETSYNC_HEALTH_FILE= turns it off
+        return None if value == "" else value  # e.g. ASSETSYNC_HEALTH_FILE= turns it off
 
     @field_validator("folder")
     @classmethod

@@ -20,7 +20,7 @@ from tests.support import (
 )
 from worker.mapping import MappingRules, plan_asset
 from worker.settings import DEFAULT_FIELD_MAP
-from worker.store import Store
+from worker.store import Folders, Store, apply_plans, load_scheme
 
 PAGE = {"ASSETSYNC_JIRA_PAGE_SIZE": "100", "ASSETSYNC_BATCH_SIZE": "50"}
 
@@ -80,17 +80,20 @@ def test_an_older_snapshot_never_overwrites_newer_jira_data(database):
     store = Store(url=database)
     store.open()
     try:
-        scheme = store.load_scheme(
-            asset_type="Employee",
-            user_field="User",
-            field_map=DEFAULT_FIELD_MAP,
-            kinds={
-                "name": "text",
-                "displayName": "text",
-                "emailAddress": "text",
-                "active": "boolean",
-            },
-        )
+        with store.transaction() as conn:
+            scheme = load_scheme(
+                conn,
+                asset_type="Employee",
+                user_field="User",
+                field_map=DEFAULT_FIELD_MAP,
+                kinds={
+                    "name": "text",
+                    "displayName": "text",
+                    "emailAddress": "text",
+                    "active": "boolean",
+                },
+            )
+        folders = Folders(store)
         rules = MappingRules(
             field_map=DEFAULT_FIELD_MAP, user_field="User", folder=("Employees",), alphabetical=True
         )
@@ -98,10 +101,13 @@ def test_an_older_snapshot_never_overwrites_newer_jira_data(database):
         newer = JiraUser(jira_id="JIRAUSER1", name="jdoe", display_name="Jane New")
         older = JiraUser(jira_id="JIRAUSER1", name="jdoe", display_name="Jane Old")
         with store.transaction() as conn:  # a login fetched Jira now
-            store.apply_plans(conn, scheme, [plan_asset(newer, rules, seen_at=now)])
+            apply_plans(conn, scheme, [plan_asset(newer, rules, seen_at=now)], folders=folders)
         with store.transaction() as conn:  # a bulk page fetched a minute earlier arrives
-            change = store.apply_plans(
-                conn, scheme, [plan_asset(older, rules, seen_at=now - timedelta(minutes=1))]
+            change = apply_plans(
+                conn,
+                scheme,
+                [plan_asset(older, rules, seen_at=now - timedelta(minutes=1))],
+                folders=folders,
             )
         assert change["JIRAUSER1"].outcome == "unchanged"
         assert asset_of(database, "JIRAUSER1")["fields"]["Full name"] == "Jane New"
@@ -118,12 +124,14 @@ def test_two_batches_racing_to_create_the_same_users_make_one_asset_each(databas
     for s in stores:
         s.open()
     try:
-        scheme = stores[0].load_scheme(
-            asset_type="Employee",
-            user_field="User",
-            field_map={"name": "Username"},
-            kinds={"name": "text"},
-        )
+        with stores[0].transaction() as conn:
+            scheme = load_scheme(
+                conn,
+                asset_type="Employee",
+                user_field="User",
+                field_map={"name": "Username"},
+                kinds={"name": "text"},
+            )
         rules = MappingRules(
             field_map={"name": "Username"},
             user_field="User",
@@ -141,7 +149,7 @@ def test_two_batches_racing_to_create_the_same_users_make_one_asset_each(databas
         def create(store: Store) -> None:
             with store.transaction() as conn:
                 barrier.wait()
-                outcomes.append(store.apply_plans(conn, scheme, plans))
+                outcomes.append(apply_plans(conn, scheme, plans, folders=Folders(store)))
 
         threads = [threading.Thread(target=create, args=(s,)) for s in stores]
         for t in threads:
@@ -219,7 +227,7 @@ def test_a_request_whose_run_lock_is_still_held_waits_for_it(start_worker, broke
 def test_a_dead_replica_host_loses_its_database_session_within_the_lock_wait(database):
     """Run locks are session locks: PostgreSQL must notice a vanished replica host
     (no FIN, no RST) well before a redelivered request stops waiting for the lock."""
-    from worker.handlers import RUN_LOCK_WAIT
+    from worker.fan_out import RUN_LOCK_WAIT
 
     store = Store(url=database, max_size=1)
     store.open()

@@ -69,7 +69,7 @@ def test_migrate_from_three_replicas_at_once_on_a_new_database(infra):
         ),
         (
             {"ASSETSYNC_FIELD_MAP": json.dumps({"displayName": "Full name"})},
-            "invalid setting ASSETSYNC_FIELD_MAP: Value error, the username mapping is mandatory",
+            "invalid setting ASSETSYNC_FIELD_MAP: the username mapping is mandatory",
         ),
         (
             {"ASSETSYNC_USER_FIELD": "Username"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def test_services_get_every_required_setting(compose):
     env = compose["services"]["worker"]["environment"]
     for name in ("ASSETSYNC_AMQP_URL", "ASSETSYNC_DATABASE_URL", "ASSETSYNC_JIRA_URL"):
         assert env[name], name
-    assert env["ASSETSYNC_DATABASE_URL"].startswith("postgresql://")
+    assert compose_default(env["ASSETSYNC_DATABASE_URL"]).startswith("postgresql://")
     assert compose["services"]["demo-traffic"]["environment"] == env
 
 
@@ -58,3 +59,26 @@ def test_dockerfile_installs_every_package_the_commands_need():
     for package in ("worker", "producers", "schemas", "demo"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert "STOPSIGNAL SIGTERM" in dockerfile
+
+
+def test_published_ports_are_reachable_from_this_machine_only(compose):
+    # Default credentials on all interfaces let anyone on the network in.
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_the_broker_refuses_messages_larger_than_the_worker_reads(compose):
+    from worker.settings import Settings
+
+    mounts = compose["services"]["rabbitmq"]["volumes"]
+    [conf] = [m.split(":")[0] for m in mounts if "conf.d" in m]
+    lines = (ROOT / conf).read_text().splitlines()
+    [limit] = [line.split("=")[1].strip() for line in lines if line.startswith("max_message_size")]
+    assert int(limit) == Settings().max_message_bytes
+
+
+def compose_default(value: str) -> str:
+    """What Compose makes of ``${NAME:-default}`` when NAME is not set."""
+    match = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    return match.group(1) if match else value

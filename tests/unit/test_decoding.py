@@ -176,3 +176,28 @@ def test_time_without_timezone_is_refused() -> None:
 def test_bad_event_id_is_refused_and_named() -> None:
     with pytest.raises(InvalidMessage, match=r"schema violation: .*event_id"):
         decode_login(login(event_id="not-a-uuid"))
+
+
+def test_json_nested_too_deeply_is_refused_not_a_crash() -> None:
+    # Seen: ~1,000 levels made json.loads raise RecursionError, which killed the replica.
+    deep = b'{"type": "user-logged-in", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(InvalidMessage, match="nested too deeply"):
+        decode(LOGIN, deep, content_type="application/json", max_bytes=1024 * 1024)
+
+
+@pytest.mark.parametrize("text", ["a\\u0000b", "\\ud800", "x\\uDC00y"])
+def test_text_the_database_cannot_store_is_refused_in_any_field(text: str) -> None:
+    # Seen: a NUL in requested_by failed to open the run and to record that failure,
+    # and the message went round 21 times in 0.1 s.
+    raw = (
+        '{"type": "bulk-sync-requested", "schema_version": 1,'
+        ' "request_id": "0b3c1a4e-1d2f-4e5a-9b6c-7d8e9f0a1b2c",'
+        ' "requested_at": "2024-05-01T12:00:00Z", "requested_by": "' + text + '"}'
+    ).encode()
+    with pytest.raises(InvalidMessage, match="NUL character or a lone surrogate"):
+        decode(BULK, raw, content_type="application/json", max_bytes=MAX)
+
+
+def test_a_surrogate_pair_is_text_like_any_other() -> None:
+    message = decode_login(login(username=...) | {"username": "\U0001f600"})
+    assert message.username == "\U0001f600"

@@ -1,4 +1,4 @@
-"""Retry timing: ``worker.consumer.pick_delay`` and ``worker.jira.retry_after``.
+"""Retry timing: ``worker.settle.pick_delay`` and ``worker.jira.retry_after``.
 
 A transiently failed message waits for the configured delay of its attempt, or longer
 when Jira's ``Retry-After`` asks for more, but never longer than the last delay.
@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from schemas.topology import DEFAULT_RETRY_DELAYS
-from worker.consumer import pick_delay
 from worker.jira import retry_after
+from worker.settle import pick_delay
 
 DELAYS = (1.0, 5.0, 30.0, 120.0, 600.0)
 

@@ -19,7 +19,7 @@ from schemas.messages import (
     to_body,
     user_sync_bodies,
 )
-from schemas.topology import DELIVERY_LIMIT, RETRY_HEADER, QueueSpec, Topology
+from schemas.topology import DELIVERY_LIMIT, QueueSpec, Topology
 from worker.decoding import decode
 
 WHEN = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -146,19 +146,6 @@ def test_unroutable_messages_go_to_the_dead_queue() -> None:
 
     assert main.arguments["alternate-exchange"] == TOPOLOGY.dead_exchange
     assert queue(TOPOLOGY, TOPOLOGY.dead_queue).bindings[0].exchange == TOPOLOGY.dead_exchange
-
-
-@pytest.mark.parametrize(("delay", "ttl_ms"), [(0.5, 500), (5.0, 5000), (90.0, 90000)])
-def test_retry_queue_holds_messages_for_its_delay_then_returns_them(
-    delay: float, ttl_ms: int
-) -> None:
-    spec = queue(TOPOLOGY, TOPOLOGY.retry_queue(delay))
-    (binding,) = spec.bindings
-
-    assert spec.arguments["x-message-ttl"] == ttl_ms
-    assert spec.arguments["x-dead-letter-exchange"] == "acme-sync"
-    assert binding.exchange == "acme-sync.retry"
-    assert binding.arguments[RETRY_HEADER] == str(ttl_ms)
 
 
 def test_there_is_one_retry_queue_per_configured_delay() -> None:

@@ -189,3 +189,28 @@ def test_an_empty_health_file_setting_turns_the_health_file_off(
 ) -> None:
     monkeypatch.setenv("ASSETSYNC_HEALTH_FILE", "")
     assert Settings().health_file is None
+
+
+def test_credentials_in_the_jira_url_are_refused_without_repeating_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Seen: user:password@ in the URL was printed by `check`, the start-up line, a
+    # context-path error and the settings' repr.
+    monkeypatch.setenv("ASSETSYNC_JIRA_URL", "https://bob:hunter2@jira.example.com")
+
+    assert main(["check"]) == EX_CONFIG
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "assetsync: invalid setting ASSETSYNC_JIRA_URL: must not contain credentials: set"
+        " ASSETSYNC_JIRA_USERNAME and ASSETSYNC_JIRA_TOKEN instead"
+    )
+    assert "hunter2" not in err
+
+
+@pytest.mark.parametrize("url", ["ftp://jira.example.com", "jira.example.com", "https://j?x=1"])
+def test_a_jira_url_that_is_not_a_base_url_is_refused(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("ASSETSYNC_JIRA_URL", url)
+    with pytest.raises(ValidationError, match=r"jira_url"):
+        load_settings()

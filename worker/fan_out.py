@@ -1,0 +1,177 @@
+"""A bulk run's request: scan Jira's directory and fan it out, one message per user."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from schemas.messages import USER_SYNC, BulkSyncRequested, user_sync_bodies
+from worker import runs
+from worker.broker import Outgoing
+from worker.directory import Checkpoint, Filters, read_ahead, scan
+from worker.errors import PermanentError
+from worker.jira import JiraClient, Patience
+from worker.missing import MissingUsers
+from worker.session import Failures, Session
+from worker.settings import MissingLimit
+from worker.signing import SIGNATURE_HEADER, Signer
+from worker.store import Scheme, Store
+
+log = logging.getLogger(__name__)
+
+# Seconds a redelivered request waits for a dead replica's run lock: more than the
+# ~25 s PostgreSQL takes to drop the session of a replica whose host died (store.pool).
+RUN_LOCK_WAIT = 40.0
+
+
+class FanOut:
+    """Turns a ``bulk-sync-requested`` into a tracked run and its per-user messages.
+
+    :param jira: the replica's Jira client; the scan waits out Jira's transient
+        failures (``patience``) instead of failing the run.
+    :param store: the replica's asset store.
+    :param scheme: the asset type being synced.
+    :param exchange: where per-user messages are published.
+    :param page_size: users asked of Jira per page.
+    :param mark_missing: for unfiltered runs, mark assets whose Jira user is gone.
+    :param missing_limit: the most assets one run may mark missing.
+    :param patience: waits between repeated Jira requests, and their total.
+    :param signer: signs the per-user messages, which workers trust only signed.
+    """
+
+    def __init__(
+        self,
+        *,
+        jira: JiraClient,
+        store: Store,
+        scheme: Scheme,
+        exchange: str,
+        page_size: int,
+        mark_missing: bool,
+        missing_limit: MissingLimit,
+        patience: tuple[float, ...],
+        signer: Signer,
+    ) -> None:
+        self.jira = jira
+        self.store = store
+        self.scheme = scheme
+        self.exchange = exchange
+        self.page_size = page_size
+        self.mark_missing = mark_missing
+        self.patience = patience
+        self.signer = signer
+        self.missing = MissingUsers(
+            store=store,
+            scheme=scheme,
+            exchange=exchange,
+            mark=mark_missing,
+            limit=missing_limit,
+            signer=signer,
+        )
+
+    def handle(self, requests: Sequence[BulkSyncRequested], session: Session) -> Failures:
+        for request in requests:
+            self._fan_out(request, session)
+        return {}
+
+    def failed(self, request: BulkSyncRequested, reason: str) -> None:
+        """Record that the request is given up on: the run fails with the reason."""
+        with self.store.transaction() as conn:
+            runs.open_run(conn, request)
+            runs.fail_run(conn, request.request_id, reason)
+
+    def _fan_out(self, request: BulkSyncRequested, session: Session) -> None:
+        with self.store.connection() as lock:
+            if not self._wait_for_run_lock(lock, request.request_id, session):
+                # That replica's own delivery is redelivered should it die.
+                log.info("bulk run %s is being fanned out by another replica", request.request_id)
+                return
+            try:
+                # Read under the lock: a replica that just finished has moved it on.
+                with self.store.transaction() as conn:
+                    run = runs.open_run(conn, request)
+                if run.state != "fanning_out":
+                    log.info("bulk run %s is already %s; nothing to fan out", run.id, run.state)
+                    return
+                self._scan_and_publish(request, run, session)
+            except PermanentError as exc:
+                with self.store.transaction() as conn:
+                    runs.fail_run(conn, request.request_id, str(exc))
+                raise
+            finally:
+                if not lock.closed:
+                    runs.unlock_run(lock, request.request_id)
+
+    def _wait_for_run_lock(
+        self, conn: psycopg.Connection[Any], run_id: UUID, session: Session
+    ) -> bool:
+        """Take the run's lock, waiting up to ``RUN_LOCK_WAIT`` seconds for it.
+
+        When a replica dies mid-scan, RabbitMQ hands its request to another, but
+        PostgreSQL frees the dead replica's lock only once its backend notices: a
+        moment later if the process died, up to ~25 s if the whole host did. Giving
+        up at the first try would drop the only copy of the request and leave the run
+        fanning out forever. A replica that is alive and scanning holds the lock longer
+        than that; then its own delivery is the one that counts.
+        """
+        deadline = time.monotonic() + RUN_LOCK_WAIT
+        while not runs.try_lock_run(conn, run_id):
+            if time.monotonic() > deadline:
+                return False
+            session.tick()
+            session.sleep(0.2)
+        return True
+
+    def _scan_and_publish(
+        self, request: BulkSyncRequested, run: runs.Run, session: Session
+    ) -> None:
+        filters = Filters(prefix=request.username_prefix, groups=tuple(request.groups))
+        log.info("bulk run %s: scanning Jira%s", run.id, " (resuming)" if run.checkpoint else "")
+        # Jira's pages are read in a thread of their own; a page Jira fails to give is
+        # asked for again there after a wait, while this thread keeps the broker
+        # connection alive. Each failure costs one repeated request, never a rescan.
+        jira = self.jira.with_patience(Patience(delays=self.patience, sleep=session.sleep))
+        published = 0
+        confirmed: Checkpoint | None = None  # after the last page published, not saved yet
+        pages = scan(jira, filters, page_size=self.page_size, checkpoint=run.checkpoint)
+        for page in read_ahead(pages, idle=session.tick):
+            session.tick()
+            with self.store.transaction() as conn:
+                if confirmed is not None:
+                    runs.save_checkpoint(conn, run.id, confirmed)
+                todo = runs.add_matched(conn, run.id, [u.jira_id for u in page.users])
+            # Recorded, then published, then checkpointed (with the next page's users):
+            # after a crash in between, the page is read again and its users still open
+            # are published again. Duplicates are harmless; a gap would not be.
+            bodies = user_sync_bodies(
+                run_id=request.request_id,
+                dry_run=request.dry_run,
+                fetched_at=page.fetched_at,
+                users=[user for user in page.users if user.jira_id in todo],
+            )
+            session.publish(
+                [
+                    Outgoing(
+                        body=b,
+                        exchange=self.exchange,
+                        routing_key=USER_SYNC,
+                        headers={SIGNATURE_HEADER: self.signer.sign(b)},
+                    )
+                    for b in bodies
+                ]
+            )
+            confirmed = page.checkpoint
+            published += len(todo)
+        log.info("bulk run %s: %d users fanned out", run.id, published)
+        unfiltered = not filters.prefix and not filters.groups
+        self.missing.end_fan_out(
+            run.id, jira=jira, dry_run=request.dry_run, unfiltered=unfiltered, session=session
+        )
+        with self.store.connection() as conn:
+            for run_id in runs.finish_runs(conn, [run.id]):
+                log.info("bulk run %s done", run_id)

@@ -1,0 +1,121 @@
+"""How a failed delivery is settled: one pure decision, made for every failure.
+
+::
+
+    failure ──► Reconnect   the broker connection is lost: ack nothing, reconnect;
+                            the broker redelivers
+            ├─► Requeue     the replica is stopping: put it back now
+            ├─► Stop        a configuration error: put it back, stop the replica
+            ├─► Retry       transient: republish to the delay queue of ``delay``,
+                            carrying ``attempt``, then ack
+            └─► DeadLetter  permanent, or out of retries: republish to the dead queue
+                            with ``reason``, then ack
+
+``settle`` decides for a message that failed; ``settle_unrecorded`` for one whose
+give-up could not be recorded in the database (a bulk run's bookkeeping).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from worker.errors import (
+    BrokerLost,
+    ConfigError,
+    Interrupted,
+    PermanentError,
+    TransientError,
+)
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    pass
+
+
+@dataclass(frozen=True)
+class Requeue:
+    pass
+
+
+@dataclass(frozen=True)
+class Stop:
+    error: ConfigError
+
+
+@dataclass(frozen=True)
+class Retry:
+    delay: float
+    attempt: int  # the number of the attempt the republished copy will be
+    reason: str  # what failed, kept on the copy for whoever looks at the delay queue
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+    record: bool = True  # tell the handler's give-up hook (a bulk run's bookkeeping)
+
+
+Decision = Reconnect | Requeue | Stop | Retry | DeadLetter
+
+
+def settle(exc: BaseException, *, attempt: int, delays: tuple[float, ...]) -> Decision:
+    """What to do with a message whose ``attempt``-th try raised ``exc``."""
+    if isinstance(exc, BrokerLost | Interrupted | ConfigError):
+        return _not_the_message(exc)
+    if isinstance(exc, TransientError):
+        if attempt > len(delays):
+            return DeadLetter(f"gave up after {attempt} attempts: {exc}")
+        return Retry(pick_delay(delays, attempt, exc.retry_after), attempt + 1, str(exc))
+    if isinstance(exc, PermanentError):
+        return DeadLetter(str(exc))
+    return DeadLetter(f"internal error: {type(exc).__name__}: {exc}")
+
+
+def settle_unrecorded(
+    exc: BaseException, *, reason: str, attempt: int, delays: tuple[float, ...]
+) -> Decision:
+    """What to do with a message about to be dead-lettered for ``reason`` when recording
+    that failed with ``exc``.
+
+    A database that is down gets time: the message waits the longest delay and is tried
+    again, its attempt count kept, so that it is given up on (and recorded) once the
+    database is back. A database that refuses the record outright will refuse it every
+    time: the message is dead-lettered anyway, saying why it could not be recorded.
+    """
+    if isinstance(exc, BrokerLost | Interrupted | ConfigError):
+        return _not_the_message(exc)
+    if isinstance(exc, TransientError):
+        return Retry(delays[-1], attempt, f"{reason} (not recorded yet: {exc})")
+    return DeadLetter(f"{reason} (not recorded in its run: {exc})", record=False)
+
+
+def worth_splitting(exc: BaseException) -> bool:
+    """Whether a batch that failed with ``exc`` should be tried one message at a time:
+    yes when one bad message may have sunk it, no when every message would fail alike."""
+    return not isinstance(exc, TransientError | ConfigError | Interrupted)
+
+
+def pick_delay(delays: tuple[float, ...], attempt: int, retry_after: float | None) -> float:
+    """The delay before attempt ``attempt + 1``: the configured one for this attempt, or
+    the first longer one when Jira asked us (``Retry-After``) to wait longer."""
+    wanted = max(delays[attempt - 1], retry_after or 0.0)
+    return next((d for d in delays[attempt - 1 :] if d >= wanted), delays[-1])
+
+
+def attempt_of(headers: Mapping[str, Any] | None, header: str) -> int:
+    """The attempt a delivery is, from its header (absent or garbled: the first)."""
+    try:
+        return max(1, int((headers or {}).get(header, 1)))
+    except (TypeError, ValueError, OverflowError):
+        return 1
+
+
+def _not_the_message(exc: BaseException) -> Decision:
+    if isinstance(exc, BrokerLost):
+        return Reconnect()
+    if isinstance(exc, ConfigError):
+        return Stop(exc)
+    return Requeue()

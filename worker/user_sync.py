@@ -1,0 +1,149 @@
+"""The per-user messages of bulk runs: a batch of Jira snapshots, one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from schemas.messages import JiraUser, UserSync, utc_now
+from worker import runs
+from worker.errors import BrokerLost, InvalidMessage, PermanentError, TransientError
+from worker.jira import JiraClient, UserRef
+from worker.mapping import AssetPlan, MappingRules, plan_asset
+from worker.session import Failures, Session
+from worker.store import Folders, Scheme, Store, apply_plans
+
+log = logging.getLogger(__name__)
+
+
+class UserSyncBatch:
+    """Applies a batch of ``user-sync`` snapshots and counts them in their runs.
+
+    :param jira: asked only when a mapped field needs what listing pages lack (groups).
+    :param store: the replica's asset store.
+    :param folders: the replica's folder cache.
+    :param scheme: the asset type being synced.
+    :param rules: folder and field mapping rules.
+    """
+
+    def __init__(
+        self,
+        *,
+        jira: JiraClient,
+        store: Store,
+        folders: Folders,
+        scheme: Scheme,
+        rules: MappingRules,
+    ) -> None:
+        self.jira = jira
+        self.store = store
+        self.folders = folders
+        self.scheme = scheme
+        self.rules = rules
+        self.needs_groups = "groups" in rules.field_map
+
+    def handle(self, messages: Sequence[UserSync], session: Session) -> Failures:
+        """Sync the batch in one transaction.
+
+        Only users their run matched and has not settled are written, and only while the
+        run is open: a message for anyone else is refused, a repeat of a settled one
+        skipped. A snapshot never claims to be newer than its arrival. A user whose
+        groups Jira would not give fails alone: a Jira fault costs one retry, not a batch's.
+        """
+        received = utc_now()
+        failures: dict[int, Exception] = {}
+        if self.needs_groups:  # Jira is asked between two transactions, never inside one
+            with self.store.transaction() as conn:
+                wanted = self._wanted(conn, messages, failures)
+            users = self._completed(messages, wanted, failures)
+            with self.store.transaction() as conn:
+                run_ids = self._apply(conn, messages, users, received)
+        else:
+            with self.store.transaction() as conn:
+                wanted = self._wanted(conn, messages, failures)
+                users = {i: messages[i].user for i in wanted}
+                run_ids = self._apply(conn, messages, users, received)
+        self._finish(run_ids)
+        return failures
+
+    def _apply(
+        self,
+        conn: psycopg.Connection[Any],
+        messages: Sequence[UserSync],
+        users: dict[int, JiraUser],
+        received: datetime,
+    ) -> set[UUID]:
+        by_run: dict[tuple[UUID, bool], list[AssetPlan]] = defaultdict(list)
+        for index, user in users.items():
+            m = messages[index]
+            seen_at = min(m.fetched_at, received)
+            by_run[m.run_id, m.dry_run].append(plan_asset(user, self.rules, seen_at=seen_at))
+        for (run_id, dry_run), plans in by_run.items():
+            changes = apply_plans(conn, self.scheme, plans, folders=self.folders, dry_run=dry_run)
+            runs.record_outcomes(conn, run_id, changes.values())
+        return {run_id for run_id, _ in by_run}
+
+    def _completed(
+        self, messages: Sequence[UserSync], wanted: list[int], failures: dict[int, Exception]
+    ) -> dict[int, JiraUser]:
+        users = {}
+        for index in wanted:
+            try:
+                users[index] = self._complete(messages[index].user)
+            except (PermanentError, TransientError) as exc:
+                if isinstance(exc, BrokerLost):
+                    raise
+                failures[index] = exc
+        return users
+
+    def _wanted(
+        self,
+        conn: psycopg.Connection[Any],
+        messages: Sequence[UserSync],
+        failures: dict[int, Exception],
+    ) -> list[int]:
+        """Indexes of the messages to apply; the refused ones are added to ``failures``."""
+        by_run: dict[UUID, list[int]] = defaultdict(list)
+        for index, m in enumerate(messages):
+            by_run[m.run_id].append(index)
+        wanted = []
+        for run_id, indexes in by_run.items():
+            ids = [messages[i].user.jira_id for i in indexes]
+            open_ids = runs.still_open(conn, run_id, ids)
+            done = runs.settled(conn, run_id, ids) if len(open_ids) < len(ids) else set()
+            for i in indexes:
+                jira_id = messages[i].user.jira_id
+                if jira_id in open_ids:
+                    wanted.append(i)
+                elif jira_id in done:
+                    log.info("user %r of run %s is settled already; skipped", jira_id, run_id)
+                else:
+                    failures[i] = InvalidMessage(
+                        f"run {run_id} is not open or did not match user {jira_id!r}"
+                    )
+        return wanted
+
+    def failed(self, message: UserSync, reason: str) -> None:
+        """Count a user the run gave up on."""
+        with self.store.transaction() as conn:
+            runs.record_failures(conn, message.run_id, [(message.user.jira_id, reason)])
+        self._finish({message.run_id})
+
+    def _finish(self, run_ids: set[UUID]) -> None:
+        # After the commit, so that the last batch of a run sees every other batch's.
+        with self.store.connection() as conn:
+            for run_id in runs.finish_runs(conn, run_ids):
+                log.info("bulk run %s done", run_id)
+
+    def _complete(self, user: JiraUser) -> JiraUser:
+        # Listing pages carry no groups; fetch them only when a mapped field needs them.
+        if not self.needs_groups or user.groups is not None:
+            return user
+        ref = UserRef("account_id" if user.account_id else "user_key", user.jira_id)
+        return self.jira.fetch_user(ref, with_groups=True)
