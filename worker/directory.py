@@ -286,8 +286,9 @@ def _cloud_users(
         # A short page may be short because Cloud dropped accounts after cutting it:
         # the next page then starts inside this one's window, never past it.
         start_at += len(values)
-        users = [u for u in _keep(jira, filters, values) if u.jira_id not in previous]
-        ids = tuple(u.jira_id for u in _users(jira, values)) if len(values) < size else ()
+        everyone = _users(jira, values)
+        users = [u for u in everyone if u.jira_id not in previous and filters.keeps(u, cloud=True)]
+        ids = tuple(u.jira_id for u in everyone) if len(values) < size else ()
         previous = frozenset(ids)
         yield Page(tuple(users), fetched_at, CloudPosition(start_at, ids) if values else None)
         if not values:
@@ -395,6 +396,9 @@ def _exact(jira: JiraClient, username: str) -> list[JiraUser]:
     try:
         user = jira.fetch_user(UserRef("username", username))
     except UserNotFound:
+        return []
+    except BadJiraUser as exc:
+        log.warning("skipping the user named %r: %s", username, exc)
         return []
     return [user] if jira_lower(user.name or "") == username else []
 

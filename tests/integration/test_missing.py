@@ -66,6 +66,22 @@ def test_users_left_out_of_every_listing_are_synced_not_marked_missing(
     assert sum(1 for s in after.values() if s == ("active", True)) == 297
 
 
+def test_on_cloud_the_look_up_is_by_account_id(start_worker, broker, cloud_jira, database):
+    cloud_jira.add_sample_users(120)
+    start_worker(jira_url=cloud_jira.url, env=PAGE)
+    wait_run_finished(database, request_bulk(broker))
+    ids = [u["accountId"] for u in cloud_jira.users()]
+    cloud_jira.update_user(ids[0], hidden=True)
+    cloud_jira.remove_user(ids[1])
+
+    run = wait_run_finished(database, request_bulk(broker))
+
+    assert counts(run) == expect(119, unchanged=119, missing=1)
+    assert cloud_jira.request_count("/rest/api/3/user?accountId=") == 2
+    after = states(database)
+    assert after[ids[0]] == ("active", True) and after[ids[1]] == ("missing", False)
+
+
 def test_a_user_no_query_can_reach_keeps_their_asset(start_worker, broker, database):
     with FakeJira(flavor="datacenter", has_user_list=False) as old:
         old.add_sample_users(300)
