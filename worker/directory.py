@@ -48,6 +48,11 @@ run marks an asset missing only when Jira answers 404 to a look-up of its user's
 and syncs the users such look-ups find (``worker/missing.py``). Users with no asset yet
 get one at their next login.
 
+Not used for an unfiltered scan: group listings. They are paged without a cap, but
+walking every group costs a request per 50 memberships (several times the search's
+cost on an ordinary directory), reaches only users who are in some group, and needs
+the groups' names, which Data Center lists only through a capped picker.
+
 Cost: one request per part queried (more for parts of over a page), so about the
 alphabet's size per capped part; see the README for measured requests per user.
 
