@@ -49,9 +49,10 @@ and syncs the users such look-ups find (``worker/missing.py``). Users with no as
 get one at their next login.
 
 Not used for an unfiltered scan: group listings. They are paged without a cap, but
-walking every group costs a request per 50 memberships (several times the search's
-cost on an ordinary directory), reaches only users who are in some group, and needs
-the groups' names, which Data Center lists only through a capped picker.
+they need the groups' names, which Data Center lists only through a capped picker;
+they reach only users who are in some group; and they cost a request per 50
+memberships on top of the search, whose gaps they would not close for users in no
+group. A run filtered by group uses them, and is complete for its groups.
 
 Cost: one request per part queried (more for parts of over a page), so about the
 alphabet's size per capped part; see the README for measured requests per user.
