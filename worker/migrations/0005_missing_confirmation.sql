@@ -1,7 +1,7 @@
 -- An asset is marked missing only once Jira confirms (404) that its user is gone: a run
 -- looks up the users of the assets its scan did not reach. missing_checked counts those
 -- look-ups; missing, since this version, counts the users Jira confirmed gone.
--- depends: 0003_user_value_index
+-- depends: 0004_signing_key
 
 ALTER TABLE sync_runs ADD COLUMN missing_checked int NOT NULL DEFAULT 0;
 
