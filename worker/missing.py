@@ -11,15 +11,16 @@ Jira by its user's stable identity (Data Center: ``/user?key=``; Cloud:
   message with the answer, counted in the run); if Jira says inactive, the asset's
   active field follows, as for any deactivated user.
 * Jira answers 404: the user is confirmed gone, and counted in the run's ``missing``.
-* anything else: nothing is concluded. A transient error (429, 5xx, timeout) fails the
-  fan-out step transiently, so the request is retried and the look-ups made again;
-  a refusal for one user (400) leaves that asset as it is.
+* anything else: nothing is concluded. A transient error (429, 5xx, timeout) is asked
+  again after a wait (the fan-out's patient client), then fails the fan-out step
+  transiently, so the request is retried and the look-ups made again; a refusal for
+  one user (400) leaves that asset as it is.
 
 Only after every look-up has an answer are the confirmed assets marked missing (state
 ``missing``, active field false, in one transaction), and only if there are at most
-``ASSETSYNC_MISSING_LIMIT`` of them: above it nothing is marked and the run fails with
-one line that says why. A dry run looks up, counts and checks the limit the same way,
-and writes nothing.
+``ASSETSYNC_MISSING_LIMIT`` of them: above it nothing is marked, and the run, once its
+users are synced, ends failed with one line that says why. A dry run looks up, counts
+and checks the limit the same way, and writes nothing.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class MissingUsers:
             log.error("bulk run %s failed: %s", run_id, error)
             with self.store.transaction() as conn:
                 runs.record_missing(conn, run_id, missing=len(found.gone), checked=found.checked)
-                runs.fail_run(conn, run_id, error)
+                runs.end_fan_out(conn, run_id, error=error)
             return
         with self.store.transaction() as conn:
             if self.mark and not dry_run:

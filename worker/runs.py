@@ -161,7 +161,8 @@ def _upsert_outcomes(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]])
 
 
 def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
-    """Mark the run done when its scan is over and no user is open.
+    """Mark the run finished when its scan is over and no user is open: ``done``, or
+    ``failed`` when the fan-out recorded an error (the missing limit). True when done.
 
     Call it after committing the work it should see, outside any transaction that
     holds locks: every batch checks once its own outcomes are committed, so the last
@@ -169,13 +170,14 @@ def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
     before it started), and no batch waits for another's lock.
     """
     row = conn.execute(
-        "UPDATE sync_runs SET state = 'done', finished_at = now()"
+        "UPDATE sync_runs SET finished_at = now(),"
+        " state = CASE WHEN error IS NULL THEN 'done' ELSE 'failed' END"
         " WHERE id = %s AND state = 'processing' AND NOT EXISTS ("
         "   SELECT 1 FROM sync_run_users WHERE run_id = %s AND outcome IS NULL)"
-        " RETURNING id",
+        " RETURNING state",
         [run_id, run_id],
     ).fetchone()
-    return row is not None
+    return row is not None and row[0] == "done"
 
 
 def finish_runs(conn: psycopg.Connection[Any], run_ids: Iterable[UUID]) -> list[UUID]:
@@ -183,11 +185,14 @@ def finish_runs(conn: psycopg.Connection[Any], run_ids: Iterable[UUID]) -> list[
     return [run_id for run_id in sorted(set(run_ids)) if finish_if_complete(conn, run_id)]
 
 
-def end_fan_out(conn: psycopg.Connection[Any], run_id: UUID) -> None:
+def end_fan_out(conn: psycopg.Connection[Any], run_id: UUID, *, error: str | None = None) -> None:
+    """The scan is over: the run goes on processing its users. With ``error`` it will end
+    ``failed`` with it once they are processed (the users are still synced)."""
     conn.execute(
-        "UPDATE sync_runs SET state = 'processing', fanned_out_at = now(), checkpoint = NULL"
+        "UPDATE sync_runs SET state = 'processing', fanned_out_at = now(), checkpoint = NULL,"
+        " error = COALESCE(%s, error)"
         " WHERE id = %s AND state = 'fanning_out'",
-        [run_id],
+        [error[:1000] if error else None, run_id],
     )
 
 
