@@ -46,6 +46,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+from demo import fake_webhooks
+from demo.fake_webhooks import FakeWebhooks
+
 log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
@@ -473,6 +476,7 @@ class FakeJira:
         self._thread: threading.Thread | None = None
         self.request_log: list[tuple[str, str]] = []
         self._routes = self._build_routes()
+        self.webhooks = FakeWebhooks(cloud=self.cloud, base_url=self._base)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -499,6 +503,7 @@ class FakeJira:
         return self
 
     def stop(self) -> None:
+        self.webhooks.stop()
         server, self._server, self._url = self._server, None, None
         if server is None:
             return
@@ -550,16 +555,24 @@ class FakeJira:
                 locale=locale,
             )
             self._dir.set_groups(user, groups or [])
-            return self._user_json(user)
+            created = self._user_json(user)
+        self.webhooks.user_event("user_created", created)
+        return created
 
     def update_user(self, ident: str, **fields: Any) -> None:
         """Change a user found by key, username or accountId (see ``add_user`` for fields)."""
         with self._lock:
-            self._dir.update(self._dir.resolve(ident), dict(fields))
+            user = self._dir.resolve(ident)
+            self._dir.update(user, dict(fields))
+            updated = self._user_json(user)
+        self.webhooks.user_event("user_updated", updated)
 
     def remove_user(self, ident: str) -> None:
         with self._lock:
-            self._dir.remove(self._dir.resolve(ident))
+            user = self._dir.resolve(ident)
+            removed = self._user_json(user)
+            self._dir.remove(user)
+        self.webhooks.user_event("user_deleted", removed)
 
     def add_to_group(self, group: str, *idents: str) -> None:
         with self._lock:
@@ -638,7 +651,7 @@ class FakeJira:
     # -- request handling (called from server threads) -----------------------------------
 
     def respond(
-        self, method: str, target: str, authorization: str | None
+        self, method: str, target: str, authorization: str | None, body: bytes = b""
     ) -> tuple[int, Any, dict[str, str]]:
         """Status, JSON body and extra headers for one request."""
         with self._lock:
@@ -652,6 +665,8 @@ class FakeJira:
         parts = urlsplit(target)
         route = self._routes.get(parts.path.rstrip("/") or "/")
         authorized = self._check_auth(authorization)
+        if parts.path.startswith(fake_webhooks.RESOURCE):
+            return self._webhook_resource(method, parts.path, authorized, body)
         # Like Jira, wrong credentials fail even where anonymous access would be fine.
         if authorized is False or (authorized is None and route is not None and route.needs_auth):
             return self._unauthorized()
@@ -665,6 +680,14 @@ class FakeJira:
             return 200, route.handler(_Query(parts.query), parts.path.rstrip("/")), {}
         except _HttpError as exc:
             return self._error(exc.status, exc.message)
+
+    def _webhook_resource(
+        self, method: str, path: str, authorized: bool | None, body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        """The admin webhook REST resource: kept apart from the read-only user API."""
+        if not authorized:
+            return self._unauthorized()
+        return self.webhooks.respond(method, path.rstrip("/"), body, self._error)
 
     def _take_fault(self, target: str) -> _Fault | None:
         for fault in self._faults:
@@ -972,15 +995,19 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
     def _handle(self) -> None:
-        self._discard_body()
+        request_body = self._read_body()
         try:
             status, body, headers = self.server.fake.respond(
-                self.command, self.path, self.headers.get("Authorization")
+                self.command, self.path, self.headers.get("Authorization"), request_body
             )
         except Exception:
             log.exception("fake Jira failed on %s %s", self.command, self.path)
             status, body, headers = 500, {"errorMessages": ["Internal error"], "errors": {}}, {}
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        payload = (
+            b""
+            if body is None
+            else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        )
         self.send_response(status)
         self.send_header("Content-Type", JSON_CONTENT_TYPE)
         self.send_header("Content-Length", str(len(payload)))
@@ -989,11 +1016,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def _discard_body(self) -> None:
-        # Unread bodies would be parsed as the next request on a keep-alive connection.
+    def _read_body(self) -> bytes:
+        # Read even when unused: unread bodies would be parsed as the next request on a
+        # keep-alive connection.
         length = int(self.headers.get("Content-Length") or 0)
-        if length > 0:
-            self.rfile.read(length)
+        return self.rfile.read(length) if length > 0 else b""
 
 
 # -- sample directory -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ that cannot work (the receiver does not start).
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
 from urllib.parse import urlsplit, urlunsplit
@@ -118,6 +119,11 @@ def serve(settings: WebhookSettings) -> int:
         WEBHOOK_PATH,
         "signed deliveries only" if secret else "unsigned deliveries accepted",
     )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again
+    # against the handler that was installed before it ran: a no-op one makes a
+    # finished graceful shutdown exit 0, as the worker does.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.Server(config).run(sockets=[sock])
     return EXIT_OK
 

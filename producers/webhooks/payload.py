@@ -59,7 +59,9 @@ def signature_problem(secret: bytes, body: bytes, header: str | None) -> str | N
         return "X-Hub-Signature is not of the form sha256=<hex>"
     expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
     # compare_digest over equal-length ASCII: no timing hint about where they differ.
-    if not hmac.compare_digest(expected.encode(), digest.strip().lower().encode("ascii", "replace")):
+    if not hmac.compare_digest(
+        expected.encode(), digest.strip().lower().encode("ascii", "replace")
+    ):
         return "X-Hub-Signature does not match the body (wrong secret?)"
     return None
 

@@ -9,6 +9,7 @@ back-off that grows to ``max_backoff`` seconds.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -82,10 +83,10 @@ class PublishingThread:
         return future
 
     def _run(self) -> None:
-        try:
-            self._connected()  # say at start whether RabbitMQ can be reached
-        except BrokerUnavailable:
-            pass  # logged; deliveries get 503 until it can
+        # Say at start whether RabbitMQ can be reached (logged); until it can,
+        # deliveries get 503.
+        with contextlib.suppress(BrokerUnavailable):
+            self._connected()
         while True:
             try:
                 item = self._queue.get(timeout=self._idle_tick)

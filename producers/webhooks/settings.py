@@ -39,9 +39,7 @@ class WebhookSettings(ProducerSettings):
         host, sep, port = self.webhook_listen.rpartition(":")
         host = host.strip("[]")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
-            raise ValueError(
-                f"ASSETSYNC_WEBHOOK_LISTEN={self.webhook_listen!r} is not HOST:PORT"
-            )
+            raise ValueError(f"ASSETSYNC_WEBHOOK_LISTEN={self.webhook_listen!r} is not HOST:PORT")
         return host, int(port)
 
     @property
