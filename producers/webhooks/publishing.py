@@ -22,8 +22,6 @@ from schemas.messages import _Message
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
-
 
 class BrokerUnavailable(Exception):
     """The message was not confirmed: RabbitMQ is unreachable, refused it, or is busy."""
@@ -46,7 +44,10 @@ class PublishingThread:
         idle_tick: float = 1.0,
     ) -> None:
         self._connect = connect
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_pending)
+        # None asks the thread to stop.
+        self._queue: queue.Queue[tuple[_Message, Future[None]] | None] = queue.Queue(
+            maxsize=max_pending
+        )
         self._max_backoff = max_backoff
         self._idle_tick = idle_tick
         self._publisher: Publisher | None = None
@@ -62,7 +63,7 @@ class PublishingThread:
     def stop(self, timeout: float = 10.0) -> None:
         """Publish what is queued, then close the connection."""
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            self._queue.put(None)
             self._thread.join(timeout)
 
     @property
@@ -93,9 +94,9 @@ class PublishingThread:
             except queue.Empty:
                 self._keep_alive()
                 continue
-            if item is _STOP:
+            if item is None:
                 break
-            message, future = item  # type: ignore[misc]
+            message, future = item
             if not future.set_running_or_notify_cancel():
                 continue  # the request gave up waiting: Jira will send it again
             try:
