@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from producers.cli import EXIT_FAILED, EXIT_OK, Parser, fail, one_line
 from producers.publisher import Publisher
 from producers.webhooks.app import WEBHOOK_PATH, Receiver
-from producers.webhooks.publishing import PublishingThread
+from producers.webhooks.publishing import Publishers
 from producers.webhooks.registration import JiraWebhooks, RegistrationError, Webhook
 from producers.webhooks.settings import WebhookSettings
 
@@ -83,12 +83,11 @@ def serve(settings: WebhookSettings) -> int:
     if secret is None and not settings.webhook_insecure:
         return fail(PROG, NO_SECRET, EXIT_CONFIG)
     try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family)
+        sock = _listen(host, port)
     except OSError as exc:
         return fail(PROG, f"cannot listen on {host}:{port} ({one_line(exc)})", EXIT_FAILED)
     url = settings.amqp_url.get_secret_value()
-    publisher = PublishingThread(
+    publisher = Publishers(
         connect=lambda: Publisher(url=url, topology=settings.topology, connection_attempts=1)
     )
     receiver = Receiver(
@@ -126,6 +125,25 @@ def serve(settings: WebhookSettings) -> int:
         signal.signal(sig, lambda *_: None)
     uvicorn.Server(config).run(sockets=[sock])
     return EXIT_OK
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that port 0 can be logged as the real port.
+
+    Made with an explicit IPPROTO_TCP: asyncio turns Nagle's algorithm off only on
+    connections whose socket says TCP, and with it on, every answer (headers and body
+    are two writes) waited ~40 ms for the client's delayed ACK.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 # -- registration in Jira ----------------------------------------------------------------

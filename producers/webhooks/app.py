@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from producers.webhooks import payload
 from producers.webhooks.dedup import RecentDeliveries
-from producers.webhooks.publishing import BrokerUnavailable, PublishingThread
+from producers.webhooks.publishing import BrokerUnavailable, Publishers
 from schemas.messages import UserChanged, utc_now
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Receiver:
         self,
         *,
         secret: bytes | None,
-        publisher: PublishingThread,
+        publisher: Publishers,
         max_bytes: int,
         confirm_timeout: float = 10.0,
         recent: RecentDeliveries | None = None,

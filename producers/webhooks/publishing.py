@@ -1,10 +1,13 @@
-"""The receiver's one publishing thread: pika is not thread-safe, so one thread owns the
-connection and every request hands its message over and waits for the confirm.
+"""The receiver's publishing threads: pika is not thread-safe, so each thread owns one
+connection, and a request hands its message to whichever thread is free and waits for
+the confirm.
 
-A request is answered 2xx only after its message was confirmed. While RabbitMQ cannot
-be reached, requests fail at once (the HTTP side answers 503 and Jira retries later)
-instead of each waiting for a connect timeout; reconnecting is tried again after a
-back-off that grows to ``max_backoff`` seconds.
+A request is answered 2xx only after its message was confirmed. Each confirm waits for
+RabbitMQ to replicate and write the message (about 1.5 ms here), so a few threads with
+a connection each keep several messages in flight. While RabbitMQ cannot be reached,
+requests fail at once (the HTTP side answers 503 and Jira retries later) instead of
+each waiting for a connect timeout; reconnecting is tried again after a back-off that
+grows to ``max_backoff`` seconds.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ class BrokerUnavailable(Exception):
     """The message was not confirmed: RabbitMQ is unreachable, refused it, or is busy."""
 
 
-class PublishingThread:
+class Publishers:
     """
-    :param connect: opens a ``Publisher`` (called in the thread, again after each loss).
-    :param max_pending: messages waiting for the thread at most; more are refused.
+    :param connect: opens a ``Publisher`` (called in a thread, again after each loss).
+    :param threads: publishing threads, one connection each.
+    :param max_pending: messages waiting for a thread at most; more are refused.
     :param max_backoff: the longest pause between reconnection attempts, in seconds.
     :param idle_tick: seconds between heartbeat checks while nothing is published.
     """
@@ -39,36 +43,40 @@ class PublishingThread:
         self,
         *,
         connect: Callable[[], Publisher],
+        threads: int = 4,
         max_pending: int = 1000,
         max_backoff: float = 5.0,
         idle_tick: float = 1.0,
     ) -> None:
         self._connect = connect
-        # None asks the thread to stop.
+        # None asks one thread to stop.
         self._queue: queue.Queue[tuple[_Message, Future[None]] | None] = queue.Queue(
             maxsize=max_pending
         )
         self._max_backoff = max_backoff
         self._idle_tick = idle_tick
-        self._publisher: Publisher | None = None
-        self._backoff = 0.0
-        self._retry_at = 0.0
-        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, name=f"publisher-{n}", daemon=True)
+            for n in range(threads)
+        ]
         self.broker_up: bool | None = None  # None until the first attempt
-        self.published = 0
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Publish what is queued, then close the connection."""
-        if self._thread.is_alive():
+        """Publish what is queued, then close the connections."""
+        running = [t for t in self._threads if t.is_alive()]
+        for _ in running:
             self._queue.put(None)
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return all(t.is_alive() for t in self._threads)
 
     def submit(self, message: _Message) -> Future[None]:
         """Queue ``message``; the future completes when RabbitMQ confirmed it.
@@ -84,15 +92,16 @@ class PublishingThread:
         return future
 
     def _run(self) -> None:
+        link = _Link(self)
         # Say at start whether RabbitMQ can be reached (logged); until it can,
         # deliveries get 503.
         with contextlib.suppress(BrokerUnavailable):
-            self._connected()
+            link.connected()
         while True:
             try:
                 item = self._queue.get(timeout=self._idle_tick)
             except queue.Empty:
-                self._keep_alive()
+                link.keep_alive()
                 continue
             if item is None:
                 break
@@ -100,65 +109,79 @@ class PublishingThread:
             if not future.set_running_or_notify_cancel():
                 continue  # the request gave up waiting: Jira will send it again
             try:
-                self._publish(message)
+                link.publish(message)
             except BrokerUnavailable as exc:
                 future.set_exception(exc)
             except Exception as exc:  # never let one message end the thread
                 log.exception("unexpected error while publishing")
                 future.set_exception(BrokerUnavailable(f"internal error: {exc}"))
             else:
-                self.published += 1
                 future.set_result(None)
-        self._disconnect()
+        link.disconnect()
 
-    def _publish(self, message: _Message) -> None:
+    def _went(self, up: bool, why: str = "") -> None:
+        """Log a change of the broker's state once, not once per thread."""
+        if up and self.broker_up is not True:
+            log.info("connected to RabbitMQ" if self.broker_up is None else "RabbitMQ is back")
+        elif not up and self.broker_up is not False:
+            log.error("%s; answering 503 until it is back", why)
+        self.broker_up = up
+
+
+class _Link:
+    """One thread's connection, and when it may try to connect again."""
+
+    def __init__(self, owner: Publishers) -> None:
+        self.owner = owner
+        self.publisher: Publisher | None = None
+        self.backoff = 0.0
+        self.retry_at = 0.0
+
+    def publish(self, message: _Message) -> None:
         # A connection idle for a long time may be dead without pika knowing: one
         # failure on an open-looking connection earns one immediate fresh attempt.
         for fresh in (False, True):
-            publisher = self._connected()
+            publisher = self.connected()
             try:
                 publisher.publish(message)
                 return
             except PublishError as exc:
                 if publisher.is_open:
                     raise BrokerUnavailable(str(exc)) from exc  # refused: not a lost link
-                self._disconnect()
+                self.disconnect()
                 log.warning("%s", exc)
                 if fresh:
                     raise BrokerUnavailable(str(exc)) from exc
 
-    def _connected(self) -> Publisher:
-        if self._publisher is not None:
-            return self._publisher
+    def connected(self) -> Publisher:
+        if self.publisher is not None:
+            return self.publisher
         now = time.monotonic()
-        if now < self._retry_at:
+        if now < self.retry_at:
             raise BrokerUnavailable(
-                f"RabbitMQ is unreachable; next attempt in {self._retry_at - now:.1f} s"
+                f"RabbitMQ is unreachable; next attempt in {self.retry_at - now:.1f} s"
             )
         try:
-            self._publisher = self._connect()
+            self.publisher = self.owner._connect()
         except PublishError as exc:
-            self._backoff = min(self._max_backoff, max(0.5, self._backoff * 2))
-            self._retry_at = time.monotonic() + self._backoff
-            if self.broker_up is not False:
-                log.error("%s; answering 503 until it is back", exc)
-            self.broker_up = False
+            self.backoff = min(self.owner._max_backoff, max(0.5, self.backoff * 2))
+            self.retry_at = time.monotonic() + self.backoff
+            self.owner._went(False, str(exc))
             raise BrokerUnavailable(str(exc)) from exc
-        if self.broker_up is not True:
-            log.info("connected to RabbitMQ" if self.broker_up is None else "RabbitMQ is back")
-        self.broker_up, self._backoff, self._retry_at = True, 0.0, 0.0
-        return self._publisher
+        self.owner._went(True)
+        self.backoff, self.retry_at = 0.0, 0.0
+        return self.publisher
 
-    def _keep_alive(self) -> None:
-        if self._publisher is None:
+    def keep_alive(self) -> None:
+        if self.publisher is None:
             return
         try:
-            self._publisher.keep_alive()
+            self.publisher.keep_alive()
         except PublishError as exc:
             log.warning("%s; reconnecting on the next delivery", exc)
-            self._disconnect()
+            self.disconnect()
 
-    def _disconnect(self) -> None:
-        publisher, self._publisher = self._publisher, None
+    def disconnect(self) -> None:
+        publisher, self.publisher = self.publisher, None
         if publisher is not None:
             publisher.close()
