@@ -47,7 +47,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from demo import fake_webhooks
-from demo.fake_webhooks import FakeWebhooks
+from demo.fake_webhooks import DirectoryChanges, FakeWebhooks
 
 log = logging.getLogger(__name__)
 
@@ -1165,6 +1165,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--app-accounts", type=int, default=0, help="also add this many app/customer accounts"
     )
+    parser.add_argument(
+        "--change-every",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="rename a sample user every so often, so that registered webhooks fire (0: never)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser.parse_args(argv)
 
@@ -1193,8 +1200,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     with fake:
         print(f"fake Jira ({args.flavor}) with {fake.user_count} users on {fake.url}", flush=True)
+        changes = DirectoryChanges(fake, every=args.change_every)
         while not stopping.wait(0.5):
-            pass
+            changes.tick()
     return 0
 
 

@@ -26,7 +26,10 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from demo.fake_jira import FakeJira
 
 log = logging.getLogger(__name__)
 
@@ -272,3 +275,32 @@ def _webhook_user(user: Json, cloud: bool) -> Json:
     if not cloud:
         out["active"] = "true" if user.get("active") else "false"
     return out
+
+
+class DirectoryChanges:
+    """For the demo: every ``every`` seconds a sample user's display name changes (a
+    ``user_updated`` delivery to each registered webhook), cycling through the users.
+
+    :param fake: the running fake Jira.
+    :param every: seconds between changes; 0 never changes anything.
+    """
+
+    def __init__(self, fake: FakeJira, *, every: float) -> None:
+        self.fake = fake
+        self.every = every
+        self._next = time.monotonic() + every
+        self._count = 0
+
+    def tick(self) -> None:
+        if self.every <= 0 or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.every
+        users = self.fake.users()
+        if not users:
+            return
+        user = users[self._count % len(users)]
+        self._count += 1
+        ident = user.get("key") or user["accountId"]
+        base = str(user.get("displayName", "")).split(" (")[0]
+        self.fake.update_user(ident, display_name=f"{base} ({self._count})")
+        log.warning("demo: renamed %r to %r", user.get("displayName"), f"{base} ({self._count})")

@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from demo.fake_jira import FakeJira
+from demo.fake_webhooks import DirectoryChanges
 from tests.support import ROOT, Broker, wait_for
 from tests.webhook_support import SECRET, ReceiverProcess, receiver_env
 
@@ -208,3 +210,18 @@ def test_jira_retries_a_delivery_the_receiver_could_not_take(broker, tmp_path):
     assert statuses[0] is None and statuses[-1] == 200
     assert len({d.identifier for d in jira.webhooks.deliveries}) == 1
     assert len(broker.drain(broker.topology.login_queue)) == 1
+
+
+def test_the_demo_jiras_directory_changes_reach_the_queue(broker, receiver):
+    with FakeJira(flavor="datacenter") as jira:
+        jira.add_sample_users(3)
+        jira.webhooks.register(receiver.url, secret=SECRET)
+        changes = DirectoryChanges(jira, every=0.001)
+        for _ in range(2):
+            time.sleep(0.01)
+            changes.tick()
+        jira.webhooks.wait_idle()
+
+    got = [json.loads(b) for b, _ in broker.drain(broker.topology.login_queue)]
+    assert [m["change"] for m in got] == ["updated", "updated"]
+    assert len({m["user_key"] for m in got}) == 2
