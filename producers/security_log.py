@@ -13,6 +13,7 @@ Exit codes: 0 stopped by a signal, 1 the log or the state file cannot be read,
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -195,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pika").setLevel(logging.WARNING)
 
     settings = ProducerSettings()
+    if args.state_file is not None:
+        where = args.state_file.parent
+        if not (where.is_dir() and os.access(where, os.W_OK)):
+            return fail(PROG, f"cannot write the state file in {where} (missing or not writable)")
     try:
         start = load_position(args.state_file) if args.state_file else None
         follower = Follower(path=args.path, start=start, from_start=args.from_start)

@@ -36,12 +36,14 @@ def start(broker: Broker, seclog: Path, state: Path, tmp_path: Path) -> Iterator
     broker.declare()
     started: list[SecurityLogProcess] = []
 
-    def run(*extra: str, amqp_url: str | None = None, wait: bool = True) -> SecurityLogProcess:
+    def run(
+        *extra: str, amqp_url: str | None = None, wait: bool = True, state_file: Path = state
+    ) -> SecurityLogProcess:
         process = SecurityLogProcess(
             amqp_url=amqp_url or broker.url,
             topology=broker.topology,
             log_path=tmp_path / "source.log",
-            args=(str(seclog), "--state-file", str(state), "--min-interval", "300", *extra),
+            args=(str(seclog), "--state-file", str(state_file), "--min-interval", "300", *extra),
         )
         if not process.log_path.exists():
             process.log_path.write_text("")
@@ -211,7 +213,7 @@ def test_broker_down_at_start_is_retried_and_the_lines_kept(start, broker, seclo
     assert "cannot reach RabbitMQ at 127.0.0.1:" in line and "(position kept)" in line
 
 
-@pytest.mark.parametrize("problem", ["missing", "directory", "corrupt state"])
+@pytest.mark.parametrize("problem", ["missing", "directory", "corrupt state", "no state dir"])
 def test_unreadable_inputs_exit_1_with_one_line(start, seclog, state, problem):
     if problem == "missing":
         seclog.unlink()
@@ -220,11 +222,16 @@ def test_unreadable_inputs_exit_1_with_one_line(start, seclog, state, problem):
         seclog.unlink()
         seclog.mkdir()
         expected = f"{seclog} is not a regular file"
-    else:
+    elif problem == "corrupt state":
         state.write_text("{half a state")
         expected = f"the state file {state} is corrupt"
+    else:
+        state.parent.joinpath("gone").mkdir()
+        state.parent.joinpath("gone").rmdir()
+        expected = f"cannot write the state file in {state.parent / 'gone'}"
+        state = state.parent / "gone" / "state"
 
-    source = start(wait=False)
+    source = start(wait=False, state_file=state)
 
     assert source.proc is not None and source.proc.wait(20) == 1
     [line] = source.output().strip().splitlines()
