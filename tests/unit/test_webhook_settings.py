@@ -33,7 +33,7 @@ def test_a_listen_address_that_is_not_host_port_is_refused(monkeypatch, listen) 
     monkeypatch.setenv("ASSETSYNC_WEBHOOK_LISTEN", listen)
 
     with pytest.raises(ValueError, match="is not HOST:PORT"):
-        WebhookSettings().listen
+        _ = WebhookSettings().listen
 
 
 def test_a_blank_secret_counts_as_no_secret(monkeypatch) -> None:
