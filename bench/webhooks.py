@@ -3,7 +3,7 @@ webhook deliveries the receiver takes per second.
 
 Starts ``python -m producers.jira_webhooks`` against the local RabbitMQ (queues of its
 own) and sends it signed ``user_updated`` deliveries, each with its own delivery id,
-from ``--concurrency`` concurrent clients in this process. Every answer must be 200,
+from ``--concurrency`` threads of this process, one keep-alive connection each. Every answer must be 200,
 which the receiver gives only after RabbitMQ confirmed the message; the queue must end
 with exactly one message per request. Prints requests/s and latency percentiles.
 The load generator runs on the same 2 cores as the receiver and RabbitMQ.
@@ -12,17 +12,17 @@ The load generator runs on the same 2 cores as the receiver and RabbitMQ.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import re
 import tempfile
+import threading
 import time
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlsplit
 
 from bench.infra import (
     DEFAULT_AMQP_URL,
@@ -60,29 +60,45 @@ def delivery(i: int) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
-async def fire(
+def fire(
     url: str, requests: int, concurrency: int, *, first: int = 0
 ) -> tuple[float, list[float], dict[int, int]]:
+    """Send ``requests`` deliveries from ``concurrency`` threads, each with one
+    keep-alive connection (http.client sends headers and body in one write)."""
     prepared = [delivery(first + i) for i in range(requests)]
+    parts = urlsplit(url)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    next_index = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    lock = threading.Lock()
+    items = iter(prepared)
 
-        async def worker() -> None:
-            nonlocal next_index
-            while next_index < len(prepared):
-                body, headers = prepared[next_index]
-                next_index += 1
+    def worker() -> None:
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+        try:
+            while True:
+                with lock:
+                    item = next(items, None)
+                if item is None:
+                    return
+                body, headers = item
                 t = time.perf_counter()
-                answer = await client.post(url, content=body, headers=headers)
-                latencies.append(time.perf_counter() - t)
-                statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+                conn.request("POST", parts.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                answer.read()
+                took = time.perf_counter() - t
+                with lock:
+                    latencies.append(took)
+                    statuses[answer.status] = statuses.get(answer.status, 0) + 1
+        finally:
+            conn.close()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started, latencies, statuses
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, latencies, statuses
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                 alive=child.check_alive,
             )
             url = found.group(1)
-            asyncio.run(fire(url, 50, 4, first=10**6))  # warm up: connections, imports
+            fire(url, 50, 4, first=10**6)  # warm up: connections, imports
             cpu_before = process_cpu_s(child.pid)
-            elapsed, latencies, statuses = asyncio.run(fire(url, args.requests, args.concurrency))
+            elapsed, latencies, statuses = fire(url, args.requests, args.concurrency)
             cpu = process_cpu_s(child.pid) - cpu_before
             rss = child.peak_rss_mib()
             child.stop()
