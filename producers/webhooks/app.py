@@ -140,6 +140,10 @@ class Receiver:
                 await asyncio.shield(pending)
             except BrokerUnavailable as exc:
                 return self._refuse(503, str(exc), client)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this request itself is being cancelled
+                return self._refuse(503, "RabbitMQ did not confirm in time", client)
             self.counters.duplicate += 1
             return PlainTextResponse(f"duplicate delivery {delivery}, already published\n")
         confirm = self.publisher.submit(event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -127,6 +128,18 @@ def test_a_replayed_delivery_is_answered_but_published_once(receiver, broker):
     assert [first.status_code, again.status_code, other.status_code] == [200, 200, 200]
     assert "already published" in again.text
     assert [m["delivery"] for m in published(broker)] == ["delivery-1", "delivery-2"]
+
+
+def test_a_retry_arriving_while_the_first_copy_is_published_is_published_once(receiver, broker):
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(
+            pool.map(
+                lambda _: receiver.post(cloud_event("user_updated"), delivery="racing"), range(8)
+            )
+        )
+
+    assert [a.status_code for a in answers] == [200] * 8
+    assert [m["delivery"] for m in published(broker)] == ["racing"]
 
 
 def test_out_of_order_deliveries_are_each_published_with_jiras_time(receiver, broker):
