@@ -4,7 +4,9 @@ What it fakes: the read-only user endpoints of Jira Data Center (REST v2) and Ji
 (REST v3): ``serverInfo``, ``myself``, one user (``expand=groups``), the DC user search
 with its 1,000-match cap (JRASERVER-65089), the DC cursor list ``/user/list``, the Cloud
 ``/users/search`` page, and group members for both. Errors use Jira's body
-``{"errorMessages": [...], "errors": {}}`` (Cloud adds ``"status"``).
+``{"errorMessages": [...], "errors": {}}`` (Cloud adds ``"status"``). Also the admin
+webhook resource, with signed deliveries when users are added, changed or removed
+through the Python API (``demo/fake_webhooks.py``).
 
 Why a real server rather than a mocked transport: integration tests fake nothing else, so
 the HTTP client, its timeouts, retries and paging run exactly as against production; and
