@@ -74,6 +74,9 @@ class Proxy:
     def close(self) -> None:
         self._closed = True
         with contextlib.suppress(OSError):
+            # Wakes the thread blocked in accept(); close() alone leaves it listening.
+            self._listener.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
             self._listener.close()
         self.cut()
         for pair in self._silenced:

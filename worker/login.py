@@ -1,15 +1,23 @@
-"""Sync on login: fetch the user from Jira, map, upsert in one transaction."""
+"""Sync on login, and on Jira's user events: fetch the user from Jira, map, upsert in one
+transaction.
+
+Both kinds of message only name a user; what is written is always what Jira says now,
+so an event that arrives late, twice or out of order does no harm. A ``deleted`` event
+is a hint: the asset is marked missing only once Jira answers 404 for the user's stable
+identity (key or accountId), as at the end of a bulk run.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 
-from schemas.messages import UserLoggedIn, utc_now
+from schemas.messages import UserChanged, UserLoggedIn, utc_now
+from worker.errors import UserNotFound
 from worker.jira import JiraClient, UserRef
 from worker.mapping import MappingRules, plan_asset
 from worker.session import Failures, Session, one_by_one
-from worker.store import Change, Folders, Scheme, Store, apply_plans
+from worker.store import Change, Folders, Scheme, Store, apply_plans, mark_missing
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +51,49 @@ class LoginSync:
         self.enabled = enabled
         self.needs_groups = "groups" in rules.field_map
 
-    def handle(self, events: Sequence[UserLoggedIn], session: Session) -> Failures:
-        return one_by_one(events, self.sync, session)
+    def handle(self, events: Sequence[UserLoggedIn | UserChanged], session: Session) -> Failures:
+        return one_by_one(events, self.dispatch, session)
+
+    def dispatch(self, event: UserLoggedIn | UserChanged) -> Change | None:
+        if isinstance(event, UserChanged):
+            return self.changed(event)
+        return self.sync(event)
+
+    def changed(self, event: UserChanged) -> Change | None:
+        """A user Jira says was created, updated or deleted: synced from Jira's current
+        data if Jira still has them, marked missing if it confirms they are gone."""
+        stable = _stable_ref(event)
+        try:
+            return self._sync_ref(stable or _ref_of_change(event), f"{event.change} event")
+        except UserNotFound:
+            if stable is None:
+                # A username alone proves nothing once gone (it may have been renamed).
+                log.info(
+                    "%s event for username %r, which Jira no longer has; no key to"
+                    " confirm it by, nothing marked",
+                    event.change,
+                    event.username,
+                )
+                return None
+            with self.store.transaction() as conn:
+                marked = mark_missing(conn, self.scheme, [stable.value])
+            log.info(
+                "%s event: Jira has no user %s %r; %d asset(s) marked missing",
+                event.change,
+                stable.kind,
+                stable.value,
+                len(marked),
+            )
+            return None
 
     def sync(self, event: UserLoggedIn) -> Change | None:
         ref = ref_of(event)
         if not self.enabled:
             log.info("sync on login is off: not syncing %s %r", ref.kind, ref.value)
             return None
+        return self._sync_ref(ref, "login")
+
+    def _sync_ref(self, ref: UserRef, why: str) -> Change:
         # The snapshot time is taken before asking Jira, so it never claims to be newer
         # than the data it carries.
         seen_at = utc_now()
@@ -59,7 +102,8 @@ class LoginSync:
         with self.store.transaction() as conn:
             change = apply_plans(conn, self.scheme, [plan], folders=self.folders)[user.jira_id]
         log.info(
-            "login of %r: asset %s %s (%s)",
+            "%s of %r: asset %s %s (%s)",
+            why,
             ref.value,
             change.asset_id,
             change.outcome,
@@ -74,4 +118,17 @@ def ref_of(event: UserLoggedIn) -> UserRef:
     if event.user_key:
         return UserRef("user_key", event.user_key)
     assert event.username  # the model guarantees exactly one identifier
+    return UserRef("username", event.username)
+
+
+def _stable_ref(event: UserChanged) -> UserRef | None:
+    if event.account_id:
+        return UserRef("account_id", event.account_id)
+    if event.user_key:
+        return UserRef("user_key", event.user_key)
+    return None
+
+
+def _ref_of_change(event: UserChanged) -> UserRef:
+    assert event.username  # the model guarantees an identity
     return UserRef("username", event.username)
