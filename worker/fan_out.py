@@ -16,6 +16,7 @@ from worker.broker import Outgoing
 from worker.directory import Checkpoint, Filters, read_ahead, scan
 from worker.errors import PermanentError
 from worker.jira import JiraClient, Patience
+from worker.metrics import Metrics
 from worker.session import Failures, Session
 from worker.signing import SIGNATURE_HEADER, Signer
 from worker.store import Scheme, Store
@@ -39,6 +40,7 @@ class FanOut:
     :param mark_missing: for unfiltered runs, mark assets whose Jira user is gone.
     :param patience: waits between repeated Jira requests, and their total.
     :param signer: signs the per-user messages, which workers trust only signed.
+    :param metrics: where finished runs are counted.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class FanOut:
         mark_missing: bool,
         patience: tuple[float, ...],
         signer: Signer,
+        metrics: Metrics,
     ) -> None:
         self.jira = jira
         self.store = store
@@ -61,6 +64,7 @@ class FanOut:
         self.mark_missing = mark_missing
         self.patience = patience
         self.signer = signer
+        self.metrics = metrics
 
     def handle(self, requests: Sequence[BulkSyncRequested], session: Session) -> Failures:
         for request in requests:
@@ -72,6 +76,7 @@ class FanOut:
         with self.store.transaction() as conn:
             runs.open_run(conn, request)
             runs.fail_run(conn, request.request_id, reason)
+        self.metrics.runs.labels("failed").inc()
 
     def _fan_out(self, request: BulkSyncRequested, session: Session) -> None:
         with self.store.connection() as lock:
@@ -163,5 +168,6 @@ class FanOut:
             runs.end_fan_out(conn, run.id)
         with self.store.connection() as conn:
             for run_id in runs.finish_runs(conn, [run.id]):
+                self.metrics.runs.labels("done").inc()
                 log.info("bulk run %s done", run_id)
         log.info("bulk run %s: %d users fanned out, %d missing", run.id, published, missing)

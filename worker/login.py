@@ -16,6 +16,7 @@ from schemas.messages import UserChanged, UserLoggedIn, utc_now
 from worker.errors import UserNotFound
 from worker.jira import JiraClient, UserRef
 from worker.mapping import MappingRules, plan_asset
+from worker.metrics import Metrics
 from worker.session import Failures, Session, one_by_one
 from worker.store import Change, Folders, Scheme, Store, apply_plans, mark_missing
 
@@ -31,6 +32,7 @@ class LoginSync:
     :param scheme: the asset type being synced, checked against the settings at start.
     :param rules: folder and field mapping rules.
     :param enabled: when off, login events are acknowledged and logged, not synced.
+    :param metrics: where assets and login latency are counted.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class LoginSync:
         scheme: Scheme,
         rules: MappingRules,
         enabled: bool,
+        metrics: Metrics,
     ) -> None:
         self.jira = jira
         self.store = store
@@ -49,6 +52,7 @@ class LoginSync:
         self.scheme = scheme
         self.rules = rules
         self.enabled = enabled
+        self.metrics = metrics
         self.needs_groups = "groups" in rules.field_map
 
     def handle(self, events: Sequence[UserLoggedIn | UserChanged], session: Session) -> Failures:
@@ -64,7 +68,7 @@ class LoginSync:
         data if Jira still has them, marked missing if it confirms they are gone."""
         stable = _stable_ref(event)
         try:
-            return self._sync_ref(stable or _ref_of_change(event), f"{event.change} event")
+            return self._sync_ref(stable or _ref_of_change(event), "event")
         except UserNotFound:
             if stable is None:
                 # A username alone proves nothing once gone (it may have been renamed).
@@ -91,7 +95,11 @@ class LoginSync:
         if not self.enabled:
             log.info("sync on login is off: not syncing %s %r", ref.kind, ref.value)
             return None
-        return self._sync_ref(ref, "login")
+        change = self._sync_ref(ref, "login")
+        latency = (utc_now() - event.occurred_at).total_seconds()
+        if latency >= 0:  # a producer's clock may run ahead
+            self.metrics.login_latency.observe(latency)
+        return change
 
     def _sync_ref(self, ref: UserRef, why: str) -> Change:
         # The snapshot time is taken before asking Jira, so it never claims to be newer
@@ -101,6 +109,7 @@ class LoginSync:
         plan = plan_asset(user, self.rules, seen_at=seen_at)
         with self.store.transaction() as conn:
             change = apply_plans(conn, self.scheme, [plan], folders=self.folders)[user.jira_id]
+        self.metrics.assets.labels(why, change.outcome).inc()
         log.info(
             "%s of %r: asset %s %s (%s)",
             why,

@@ -237,3 +237,14 @@ def mark_missing(
             )
     conn.execute("UPDATE sync_runs SET missing = %s WHERE id = %s", [len(gone), run_id])
     return len(gone)
+
+
+def progress(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """The newest run still in progress: its id, state and counts, or None."""
+    row = conn.execute(
+        "SELECT run_id, state, matched, done, failed FROM sync_run_summary"
+        " WHERE state IN ('fanning_out', 'processing') ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    return dict(zip(("run_id", "state", "matched", "done", "failed"), row, strict=True))

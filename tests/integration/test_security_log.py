@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.proxy import Proxy
 from tests.seclog_support import SecurityLogProcess, append, failed, minutes, passed
 from tests.support import Broker, wait_for
-from tests.tcp_proxy import TcpProxy
 
 Start = Callable[..., SecurityLogProcess]
 
@@ -197,8 +197,8 @@ def test_a_truncated_log_is_read_from_its_start(start, broker, seclog):
 
 def test_broker_down_at_start_is_retried_and_the_lines_kept(start, broker, seclog, state):
     host, port = urlsplit(broker.url).hostname or "127.0.0.1", urlsplit(broker.url).port or 5672
-    with TcpProxy(target=(host, port)) as proxy:
-        proxy.cut()
+    with Proxy((host, port)) as proxy:
+        proxy.refuse()
         source = start(amqp_url=proxy.url(broker.url))
         append(seclog, passed("alice", minutes(1)))
         wait_for(lambda: "retrying in" in source.output(), what="a retry")

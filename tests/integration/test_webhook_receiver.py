@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.proxy import Proxy
 from tests.support import Broker, wait_for
-from tests.tcp_proxy import TcpProxy
 from tests.webhook_support import (
     SECRET,
     ReceiverProcess,
@@ -227,11 +227,11 @@ def test_app_and_customer_accounts_are_answered_but_not_synced(receiver, broker)
 def test_broker_away_gets_503_and_the_retry_is_delivered_once_it_is_back(start_receiver, broker):
     broker.declare()  # the queue must exist while the receiver cannot declare it
     host, port = urlsplit(broker.url).hostname, urlsplit(broker.url).port
-    with TcpProxy(target=(host or "127.0.0.1", port or 5672)) as proxy:
+    with Proxy((host or "127.0.0.1", port or 5672)) as proxy:
         receiver = start_receiver(amqp_url=proxy.url(broker.url))
         assert receiver.post(cloud_event("user_updated"), delivery="before").status_code == 200
 
-        proxy.cut()
+        proxy.refuse()
         refused = receiver.post(cloud_event("user_updated"), delivery="during")
         assert refused.status_code == 503
         assert httpx.get(f"{receiver.base}/healthz").json()["broker"] == "down"
