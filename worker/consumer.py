@@ -36,6 +36,7 @@ from schemas.topology import ATTEMPT_HEADER, DELAY_HEADER, ERROR_HEADER, Topolog
 from worker import broker
 from worker.decoding import decode
 from worker.errors import BrokerLost, ConfigError, Interrupted, InvalidMessage
+from worker.logs import log_context
 from worker.metrics import Metrics, Timer
 from worker.probes import Health
 from worker.session import GiveUp, Handler
@@ -280,6 +281,10 @@ class Consumer:
                 self._session.keep_alive()  # between batches, and take in what arrived
 
     def _handle(self, route: Route, deliveries: list[Any]) -> None:
+        with log_context(queue=route.queue):
+            self._handle_batch(route, deliveries)
+
+    def _handle_batch(self, route: Route, deliveries: list[Any]) -> None:
         decoded = []
         for message in deliveries:
             try:
@@ -353,6 +358,13 @@ class Consumer:
         self._carry_out(route, message, body, decision)
 
     def _carry_out(self, route: Route, message: Any, body: Any, decision: Decision) -> None:
+        with log_context(
+            message_id=message.properties.get("message_id"),
+            message_type=message.delivery_info.get("routing_key"),
+        ):
+            self._carry_out_here(route, message, body, decision)
+
+    def _carry_out_here(self, route: Route, message: Any, body: Any, decision: Decision) -> None:
         if isinstance(decision, Reconnect):
             raise BrokerLost(f"lost RabbitMQ while handling {_describe(message)}")
         if isinstance(decision, Requeue | Stop):
@@ -388,7 +400,7 @@ class Consumer:
                 route.on_give_up(body, decision.reason)
             except Exception as exc:  # settled below: never requeued on the spot
                 log.warning("could not record the failure of %s: %r", _describe(message), exc)
-                self._carry_out(
+                self._carry_out_here(
                     route,
                     message,
                     body,

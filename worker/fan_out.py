@@ -16,6 +16,7 @@ from worker.broker import Outgoing
 from worker.directory import Checkpoint, Filters, read_ahead, scan
 from worker.errors import PermanentError
 from worker.jira import JiraClient, Patience
+from worker.logs import log_context
 from worker.metrics import Metrics
 from worker.session import Failures, Session
 from worker.signing import SIGNATURE_HEADER, Signer
@@ -68,7 +69,8 @@ class FanOut:
 
     def handle(self, requests: Sequence[BulkSyncRequested], session: Session) -> Failures:
         for request in requests:
-            self._fan_out(request, session)
+            with log_context(run_id=str(request.request_id), message_type=request.type):
+                self._fan_out(request, session)
         return {}
 
     def failed(self, request: BulkSyncRequested, reason: str) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from schemas.messages import UserChanged, UserLoggedIn, utc_now
 from worker.errors import UserNotFound
 from worker.jira import JiraClient, UserRef
+from worker.logs import log_context
 from worker.mapping import MappingRules, plan_asset
 from worker.metrics import Metrics
 from worker.session import Failures, Session, one_by_one
@@ -59,9 +60,11 @@ class LoginSync:
         return one_by_one(events, self.dispatch, session)
 
     def dispatch(self, event: UserLoggedIn | UserChanged) -> Change | None:
-        if isinstance(event, UserChanged):
-            return self.changed(event)
-        return self.sync(event)
+        ident = event.account_id or event.user_key or event.username
+        with log_context(message_type=event.type, event_id=str(event.event_id), jira_user=ident):
+            if isinstance(event, UserChanged):
+                return self.changed(event)
+            return self.sync(event)
 
     def changed(self, event: UserChanged) -> Change | None:
         """A user Jira says was created, updated or deleted: synced from Jira's current
