@@ -51,6 +51,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -103,6 +104,7 @@ class Options:
     keep_logs: bool
     as_json: bool
     py_spy: Path | None = None
+    metrics: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,9 +164,18 @@ def worker_env(
     return env
 
 
-def start_workers(count: int, env: dict[str, str], log_dir: Path) -> list[Child]:
+def start_workers(
+    count: int, env: dict[str, str], log_dir: Path, *, metrics: bool = False
+) -> list[Child]:
+    """``count`` workers; with ``metrics``, each serves its probes and metrics on a port of
+    its own (``ASSETSYNC_METRICS_PORT``), to measure what that costs."""
     workers = [
-        Child(f"worker-{i}", ["worker"], env, log_dir / f"worker-{i}.log").start()
+        Child(
+            f"worker-{i}",
+            ["worker"],
+            {**env, "ASSETSYNC_METRICS_PORT": str(_free_port())} if metrics else env,
+            log_dir / f"worker-{i}.log",
+        ).start()
         for i in range(count)
     ]
     for w in workers:
@@ -244,7 +255,10 @@ def measure_bulk(opts: Options, database_url: str, topology: Topology, log_dir: 
         migrate_s = time.perf_counter() - started
         started = time.perf_counter()
         workers = start_workers(
-            opts.workers, worker_env(opts, topology, database_url, jira.url), log_dir
+            opts.workers,
+            worker_env(opts, topology, database_url, jira.url),
+            log_dir,
+            metrics=opts.metrics,
         )
         workers_ready_s = time.perf_counter() - started
         prober = LoginProber(
@@ -453,6 +467,7 @@ def build_report(
     return {
         "users": opts.users,
         "workers": opts.workers,
+        "metrics": opts.metrics,
         "page_size": opts.page_size,
         "batch_size": opts.batch_size,
         "logins_per_s": opts.logins_per_s,
@@ -519,7 +534,8 @@ def format_report(r: dict[str, Any]) -> str:
     fan_out = "?" if d["bulk_fan_out"] is None else f"{d['bulk_fan_out']:.2f}"
     lines = [
         f"assetsync bulk-sync bench: {r['users']:,} users, {r['workers']} workers,"
-        f" page {r['page_size']}, batch {r['batch_size']}, {r['logins_per_s']:g} logins/s",
+        f" page {r['page_size']}, batch {r['batch_size']}, {r['logins_per_s']:g} logins/s,"
+        f" metrics {'on' if r.get('metrics') else 'off'}",
         f"  raw ceiling      {r['raw_ceiling_msgs_per_s']:>8,} msgs/s   ({d['raw_consume']:.2f} s;"
         " consume -> the asset store's batched upsert -> ack)",
         f"  bare ceiling     {r['bare_ceiling_msgs_per_s']:>8,} msgs/s   ({d['bare_consume']:.2f} s;"
@@ -585,6 +601,9 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--keep-logs", action="store_true", help="keep the child processes' logs")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
+        "--metrics", action="store_true", help="workers serve metrics and probes (each a port)"
+    )
+    parser.add_argument(
         "--py-spy",
         type=Path,
         metavar="DIR",
@@ -604,6 +623,7 @@ def parse_args(argv: list[str] | None) -> Options:
         keep_logs=args.keep_logs,
         as_json=args.json,
         py_spy=args.py_spy,
+        metrics=args.metrics,
     )
 
 
@@ -616,3 +636,9 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -4,7 +4,8 @@ What it fakes: the read-only user endpoints of Jira Data Center (REST v2) and Ji
 (REST v3): ``serverInfo``, ``myself``, one user (``expand=groups``), the DC user search,
 the DC cursor list ``/user/list``, the Cloud ``/users/search`` page, and group members
 for both. Errors use Jira's body ``{"errorMessages": [...], "errors": {}}`` (Cloud adds
-``"status"``).
+``"status"``). Also the admin webhook resource, with signed deliveries when users are
+added, changed or removed through the Python API (``demo/fake_webhooks.py``).
 
 The DC search behaves as Jira's (``UserMatcherPredicate``, ``UserCachingComparator``):
 a user matches when the lower-cased query starts their username, their display name or
@@ -53,6 +54,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+from demo import fake_webhooks
+from demo.fake_webhooks import DirectoryChanges, FakeWebhooks
 
 log = logging.getLogger(__name__)
 
@@ -550,6 +554,7 @@ class FakeJira:
         self.request_log: list[tuple[str, str]] = []
         self.faults_served = 0
         self._routes = self._build_routes()
+        self.webhooks = FakeWebhooks(cloud=self.cloud, base_url=self._base)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -576,6 +581,7 @@ class FakeJira:
         return self
 
     def stop(self) -> None:
+        self.webhooks.stop()
         server, self._server, self._url = self._server, None, None
         if server is None:
             return
@@ -632,11 +638,13 @@ class FakeJira:
                 hidden=hidden,
             )
             self._dir.set_groups(user, groups or [])
-            return self._user_json(user)
+            created = self._user_json(user)
+        self.webhooks.user_event("user_created", created)
+        return created
 
     def add_users(self, people: Iterable[dict[str, Any]]) -> None:
         """Add many users at once (a large hand-built directory): each dict holds
-        ``add_user``'s arguments, ``name`` required."""
+        ``add_user``'s arguments, ``name`` required. No webhook deliveries."""
         with self._lock:
             for person in people:
                 attrs = dict(person)
@@ -651,11 +659,17 @@ class FakeJira:
     def update_user(self, ident: str, **fields: Any) -> None:
         """Change a user found by key, username or accountId (see ``add_user`` for fields)."""
         with self._lock:
-            self._dir.update(self._dir.resolve(ident), dict(fields))
+            user = self._dir.resolve(ident)
+            self._dir.update(user, dict(fields))
+            updated = self._user_json(user)
+        self.webhooks.user_event("user_updated", updated)
 
     def remove_user(self, ident: str) -> None:
         with self._lock:
-            self._dir.remove(self._dir.resolve(ident))
+            user = self._dir.resolve(ident)
+            removed = self._user_json(user)
+            self._dir.remove(user)
+        self.webhooks.user_event("user_deleted", removed)
 
     def add_to_group(self, group: str, *idents: str) -> None:
         with self._lock:
@@ -742,7 +756,7 @@ class FakeJira:
     # -- request handling (called from server threads) -----------------------------------
 
     def respond(
-        self, method: str, target: str, authorization: str | None
+        self, method: str, target: str, authorization: str | None, body: bytes = b""
     ) -> tuple[int, Any, dict[str, str]]:
         """Status, JSON body and extra headers for one request."""
         with self._lock:
@@ -756,6 +770,8 @@ class FakeJira:
         parts = urlsplit(target)
         route = self._routes.get(parts.path.rstrip("/") or "/")
         authorized = self._check_auth(authorization)
+        if parts.path.startswith(fake_webhooks.RESOURCE):
+            return self._webhook_resource(method, parts.path, authorized, body)
         # Like Jira, wrong credentials fail even where anonymous access would be fine.
         if authorized is False or (authorized is None and route is not None and route.needs_auth):
             return self._unauthorized()
@@ -769,6 +785,14 @@ class FakeJira:
             return 200, route.handler(_Query(parts.query), parts.path.rstrip("/")), {}
         except _HttpError as exc:
             return self._error(exc.status, exc.message)
+
+    def _webhook_resource(
+        self, method: str, path: str, authorized: bool | None, body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        """The admin webhook REST resource: kept apart from the read-only user API."""
+        if not authorized:
+            return self._unauthorized()
+        return self.webhooks.respond(method, path.rstrip("/"), body, self._error)
 
     def _take_fault(self, target: str) -> _Fault | None:
         for fault in self._faults:
@@ -1086,15 +1110,19 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
     def _handle(self) -> None:
-        self._discard_body()
+        request_body = self._read_body()
         try:
             status, body, headers = self.server.fake.respond(
-                self.command, self.path, self.headers.get("Authorization")
+                self.command, self.path, self.headers.get("Authorization"), request_body
             )
         except Exception:
             log.exception("fake Jira failed on %s %s", self.command, self.path)
             status, body, headers = 500, {"errorMessages": ["Internal error"], "errors": {}}, {}
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        payload = (
+            b""
+            if body is None
+            else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        )
         self.send_response(status)
         self.send_header("Content-Type", JSON_CONTENT_TYPE)
         self.send_header("Content-Length", str(len(payload)))
@@ -1103,11 +1131,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def _discard_body(self) -> None:
-        # Unread bodies would be parsed as the next request on a keep-alive connection.
+    def _read_body(self) -> bytes:
+        # Read even when unused: unread bodies would be parsed as the next request on a
+        # keep-alive connection.
         length = int(self.headers.get("Content-Length") or 0)
-        if length > 0:
-            self.rfile.read(length)
+        return self.rfile.read(length) if length > 0 else b""
 
 
 # -- sample directory -------------------------------------------------------------------------
@@ -1288,6 +1316,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--app-accounts", type=int, default=0, help="also add this many app/customer accounts"
     )
+    parser.add_argument(
+        "--change-every",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="rename a sample user every so often, so that registered webhooks fire (0: never)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser.parse_args(argv)
 
@@ -1316,8 +1351,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     with fake:
         print(f"fake Jira ({args.flavor}) with {fake.user_count} users on {fake.url}", flush=True)
+        changes = DirectoryChanges(fake, every=args.change_every)
         while not stopping.wait(0.5):
-            pass
+            changes.tick()
     return 0
 
 

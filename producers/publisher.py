@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from types import TracebackType
 from typing import Any
@@ -44,15 +45,19 @@ class Publisher:
     :param topology: where messages go; declared on connect, so a message published
         before any worker ever ran still has its queue.
     :param timeout: seconds for connecting, and for a blocked broker (resource alarm).
+    :param connection_attempts: tries to connect, a second apart; long-running producers
+        that retry on their own ask for one.
     """
 
-    def __init__(self, *, url: str, topology: Topology, timeout: float = 10.0) -> None:
+    def __init__(
+        self, *, url: str, topology: Topology, timeout: float = 10.0, connection_attempts: int = 2
+    ) -> None:
         self.topology = topology
         params = pika.URLParameters(url)
         params.socket_timeout = timeout
         params.stack_timeout = timeout
         params.blocked_connection_timeout = timeout
-        params.connection_attempts = 2
+        params.connection_attempts = connection_attempts
         params.retry_delay = 1
         try:
             self._conn = pika.BlockingConnection(params)
@@ -73,7 +78,24 @@ class Publisher:
 
     def close(self) -> None:
         if self._conn.is_open:
-            self._conn.close()
+            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+                self._conn.close()
+
+    @property
+    def is_open(self) -> bool:
+        """False once the connection is lost: a ``PublishError`` then means "reconnect",
+        not "the broker refused this message"."""
+        return bool(self._conn.is_open and self._channel.is_open)
+
+    def keep_alive(self) -> None:
+        """Answer heartbeats while idle: pika only services them inside its own calls.
+
+        :raises PublishError: the connection is lost.
+        """
+        try:
+            self._conn.process_data_events(time_limit=0)
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            raise PublishError(f"lost RabbitMQ: {_why(exc)}") from exc
 
     def publish(self, message: _Message) -> None:
         kind = message.model_dump()["type"]

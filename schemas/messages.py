@@ -1,9 +1,9 @@
 """Wire models for every message assetsync puts on or takes off RabbitMQ.
 
 Every body is a JSON object with ``type`` (equal to the routing key) and
-``schema_version``. ``user-logged-in`` and ``bulk-sync-requested`` come from outside
-(a Jira plugin, the admin script); ``user-sync`` is internal: one user's Jira snapshot,
-fanned out by a bulk run. JSON Schema files generated from these models live beside
+``schema_version``. ``user-logged-in``, ``user-changed`` and ``bulk-sync-requested`` come
+from outside (a Jira plugin, the security-log source, the webhook receiver, the admin
+script); ``user-sync`` is internal: one user's Jira snapshot, fanned out by a bulk run. JSON Schema files generated from these models live beside
 this module for producers that are not written in Python (``python -m schemas``).
 """
 
@@ -19,6 +19,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 USER_LOGGED_IN = "user-logged-in"
 BULK_SYNC_REQUESTED = "bulk-sync-requested"
 USER_SYNC = "user-sync"
+USER_CHANGED = "user-changed"
+USER_CHANGES = ("created", "updated", "deleted")
 
 
 def _storable(text: str) -> str:
@@ -87,6 +89,64 @@ class BulkSyncRequested(_Message):
     dry_run: bool = False
 
 
+class UserChanged(_Message):
+    """Jira reported that a user was created, updated or deleted (an admin webhook).
+
+    Only the identity travels: events may arrive late, twice or out of order, so the
+    consumer fetches the user's current data from Jira instead of trusting a snapshot,
+    and treats ``deleted`` as a hint that Jira must confirm (404) before anything is
+    marked missing. Data Center gives ``user_key`` (stable) and usually ``username``
+    (as it was when the event was sent); Cloud gives ``account_id`` alone.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["account_id"],
+                    "properties": {
+                        "account_id": {"type": "string"},
+                        "user_key": {"type": "null"},
+                        "username": {"type": "null"},
+                    },
+                },
+                {
+                    "properties": {"account_id": {"type": "null"}},
+                    "anyOf": [
+                        {"required": [name], "properties": {name: {"type": "string"}}}
+                        for name in ("user_key", "username")
+                    ],
+                },
+            ]
+        }
+    )
+
+    type: Literal["user-changed"] = "user-changed"
+    schema_version: Literal[1] = 1
+    event_id: UUID = Field(
+        description="the same for every delivery of one Jira webhook when Jira names it"
+    )
+    occurred_at: AwareDatetime = Field(
+        description="when Jira says it happened (its timestamp), else when it was received"
+    )
+    change: Literal["created", "updated", "deleted"]
+    user_key: Name | None = Field(default=None, description="Data Center user key")
+    username: Name | None = Field(
+        default=None, description="Data Center username when the event was sent"
+    )
+    account_id: Name | None = Field(default=None, description="Jira Cloud accountId")
+    delivery: Annotated[str, Field(max_length=255)] | None = Field(
+        default=None, description="Jira's delivery id (X-Atlassian-Webhook-Identifier)"
+    )
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> UserChanged:
+        data_center = bool(self.user_key or self.username)
+        if bool(self.account_id) == data_center:
+            raise ValueError("give account_id (Cloud) or user_key and/or username (Data Center)")
+        return self
+
+
 class JiraUser(BaseModel):
     """The fields of a Jira user that assetsync reads, for both Jira flavours.
 
@@ -125,11 +185,14 @@ class UserSync(_Message):
     user: JiraUser
 
 
-Message = Annotated[UserLoggedIn | BulkSyncRequested | UserSync, Field(discriminator="type")]
+Message = Annotated[
+    UserLoggedIn | BulkSyncRequested | UserSync | UserChanged, Field(discriminator="type")
+]
 MODELS: dict[str, type[_Message]] = {
     USER_LOGGED_IN: UserLoggedIn,
     BULK_SYNC_REQUESTED: BulkSyncRequested,
     USER_SYNC: UserSync,
+    USER_CHANGED: UserChanged,
 }
 SUPPORTED_VERSIONS: dict[str, frozenset[int]] = {name: frozenset({1}) for name in MODELS}
 

@@ -5,6 +5,7 @@ producers (pika).
 
     producers ──► exchange "assetsync" (topic, routing key = message type)
                     │ user-logged-in ──────► queue assetsync.login
+                    │ user-changed ────────► queue assetsync.login (as urgent as a login)
                     │ bulk-sync-requested ─► queue assetsync.bulk
                     │ user-sync ───────────► queue assetsync.user-sync
                     └ no binding (unknown type) ─► alternate exchange ─► assetsync.dead
@@ -31,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.messages import BULK_SYNC_REQUESTED, USER_LOGGED_IN, USER_SYNC
+from schemas.messages import BULK_SYNC_REQUESTED, USER_CHANGED, USER_LOGGED_IN, USER_SYNC
 
 ERROR_HEADER = "x-assetsync-error"
 ATTEMPT_HEADER = "x-assetsync-attempt"
@@ -131,7 +132,11 @@ class Topology:
         }
         specs = [
             QueueSpec(self.dead_queue, {"x-queue-type": "quorum"}, (Binding(self.dead_exchange),)),
-            QueueSpec(self.login_queue, work, (Binding(self.exchange, USER_LOGGED_IN),)),
+            QueueSpec(
+                self.login_queue,
+                work,
+                (Binding(self.exchange, USER_LOGGED_IN), Binding(self.exchange, USER_CHANGED)),
+            ),
             QueueSpec(self.bulk_queue, work, (Binding(self.exchange, BULK_SYNC_REQUESTED),)),
             QueueSpec(self.user_sync_queue, work, (Binding(self.exchange, USER_SYNC),)),
         ]

@@ -2,6 +2,7 @@
 
 A worker pointed at the proxy instead of a server sees the faults a network makes:
 ``cut()`` closes every connection at once (as a dropped route with a reset would);
+``refuse()`` also stops accepting new ones until ``restore()`` (a server that is down);
 ``go_silent()`` keeps every open connection open but forwards nothing more, in either
 direction (as a stuck middlebox or a black-holed route would), while new connections
 are forwarded normally, so that a client that notices and reconnects gets through.
@@ -35,14 +36,28 @@ class Proxy:
     ):
         self.target = target
         self.close_upstream_when_silent = close_upstream_when_silent
-        self._listener = socket.create_server(("127.0.0.1", port))
-        self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._pairs: list[_Pair] = []
         self._silenced: list[_Pair] = []
         self._closed = False
         self.accepted = 0
-        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+        self.port = port
+        self.restore()
+
+    def restore(self) -> None:
+        """Listen (again, on the same port) and forward new connections."""
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        listener = self._listener
+        threading.Thread(
+            target=self._accept, args=(listener,), name="proxy-accept", daemon=True
+        ).start()
+
+    def refuse(self) -> None:
+        """Close every connection and refuse new ones, as a server that is down would."""
+        self._stop_listening()
+        self.cut()
 
     def url(self, scheme_url: str) -> str:
         """``scheme_url`` with its host and port replaced by the proxy's."""
@@ -72,12 +87,18 @@ class Proxy:
             return sum(1 for p in self._pairs if not p.done.is_set())
 
     def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(OSError):
-            self._listener.close()
+        self._stop_listening()
         self.cut()
         for pair in self._silenced:
             pair.close()
+
+    def _stop_listening(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            # Wakes the thread blocked in accept(); close() alone leaves it listening.
+            self._listener.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._listener.close()
 
     def __enter__(self) -> Proxy:
         return self
@@ -87,10 +108,10 @@ class Proxy:
     ) -> None:
         self.close()
 
-    def _accept(self) -> None:
-        while not self._closed:
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
             try:

@@ -1,46 +1,29 @@
-"""Composition root: ``python -m worker [run|migrate|check|healthcheck]``.
-
-Settings are read once here and passed down. Exit codes: 0 stopped cleanly, 1 a
+"""``python -m worker [run|migrate|check|healthcheck]``: settings read once, the command
+dispatched (a replica is composed in ``worker.replica``). Exit codes: 0 stopped cleanly, 1 a
 dependency stayed unreachable, 2 usage, 78 configuration error (one line says which).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import re
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from worker import logs
-from worker.consumer import Consumer, Route
 from worker.errors import ConfigError, TransientError
-from worker.fan_out import FanOut
-from worker.jira import JiraClient
-from worker.login import LoginSync
-from worker.mapping import MappingRules
 from worker.migrate import migrate
-from worker.settings import JIRA_FIELDS, Settings, load_settings
-from worker.signing import Signer, load_key
-from worker.store import Folders, Store, load_scheme
-from worker.user_sync import UserSyncBatch
+from worker.replica import run
+from worker.settings import Settings, load_settings
 
 log = logging.getLogger("worker")
 
-T = TypeVar("T")
 EX_CONFIG = 78
-STARTUP_DELAYS = (1, 2, 4, 8, 15, 30)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,180 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     except TransientError as exc:
         log.critical("giving up: %s", exc)
         return 1
-
-
-@dataclass(frozen=True)
-class Services:
-    """What the replica's three loops call: one service per queue."""
-
-    login: LoginSync
-    user_sync: UserSyncBatch
-    fan_out: FanOut
-
-
-def run(settings: Settings, *, check_only: bool = False) -> int:
-    if not settings.jira_url:
-        raise ConfigError("ASSETSYNC_JIRA_URL is not set: which Jira should be read?")
-    store = Store(url=settings.database_url.get_secret_value(), deadline=settings.database_timeout)
-    jira = JiraClient(
-        base_url=settings.jira_url,
-        username=settings.jira_username,
-        token=settings.jira_token.get_secret_value() if settings.jira_token else None,
-        flavor=settings.jira_flavor,
-        timeout=settings.jira_timeout,
-        deadline=settings.jira_deadline,
-        max_response_bytes=settings.jira_max_response_bytes,
-        verify=str(settings.jira_ca_bundle) if settings.jira_ca_bundle else True,
-    )
-    try:
-        with_retries("asset store", store.open)
-        with store.transaction() as conn:
-            signer = Signer(
-                settings.signing_key.get_secret_value().encode()
-                if settings.signing_key
-                else load_key(conn)
-            )
-            scheme = load_scheme(
-                conn,
-                asset_type=settings.asset_type,
-                user_field=settings.user_field,
-                field_map=settings.field_map,
-                kinds=JIRA_FIELDS,
-            )
-        log.info("connected to %s", with_retries("Jira", jira.check))
-        if check_only:
-            print("configuration OK")
-            return 0
-        folders = Folders(store)
-        rules = MappingRules(
-            field_map=settings.field_map,
-            user_field=settings.user_field,
-            folder=settings.folder_path,
-            alphabetical=settings.alphabetical_subfolders,
-        )
-        services = Services(
-            login=LoginSync(
-                jira=jira,
-                store=store,
-                folders=folders,
-                scheme=scheme,
-                rules=rules,
-                enabled=settings.sync_on_login,
-            ),
-            user_sync=UserSyncBatch(
-                jira=jira, store=store, folders=folders, scheme=scheme, rules=rules
-            ),
-            fan_out=FanOut(
-                jira=jira,
-                store=store,
-                scheme=scheme,
-                exchange=settings.topology.exchange,
-                page_size=settings.jira_page_size,
-                mark_missing=settings.missing_users == "mark",
-                missing_limit=settings.missing_limit_rule,
-                patience=settings.retry_delays,
-                signer=signer,
-            ),
-        )
-        return consume(settings, services)
-    finally:
-        jira.close()
-        store.close()
-
-
-def consume(settings: Settings, services: Services) -> int:
-    """Run the replica's three consuming loops until SIGTERM/SIGINT or a fatal error.
-
-    Logins, per-user bulk messages and bulk requests each get a loop (and connection) of
-    their own: a login is handled as soon as it arrives, not after the batch of bulk
-    upserts in hand, and a long Jira scan holds up neither.
-    """
-    topology, stop = settings.topology, threading.Event()
-    # The loops share one GIL; a thread whose socket write returns waits up to the switch
-    # interval for it while another thread computes. A fan-out writes per message, so the
-    # default 5 ms would throttle it to a crawl whenever a batch is being mapped.
-    sys.setswitchinterval(0.0005)
-    loop = functools.partial(
-        Consumer,
-        url=settings.amqp_url.get_secret_value(),
-        topology=topology,
-        max_message_bytes=settings.max_message_bytes,
-        heartbeat=settings.heartbeat,
-        stop=stop,
-    )
-    bulk_users = Route(
-        topology.user_sync_queue,
-        2 * settings.batch_size,
-        services.user_sync.handle,
-        batch_size=settings.batch_size,
-        on_give_up=services.user_sync.failed,
-        check=services.fan_out.signer.check,
-    )
-    main_loop = loop(routes=[bulk_users], health_file=settings.health_file)
-    side_loops = {
-        "login": loop(
-            routes=[Route(topology.login_queue, settings.login_prefetch, services.login.handle)]
-        ),
-        "bulk": loop(
-            routes=[
-                Route(
-                    topology.bulk_queue,
-                    1,
-                    services.fan_out.handle,
-                    on_give_up=services.fan_out.failed,
-                )
-            ]
-        ),
-    }
-    failures: list[BaseException] = []
-
-    def run_side(consumer: Consumer) -> None:
-        try:
-            consumer.run()
-        except BaseException as exc:  # reported by the main thread
-            failures.append(exc)
-            stop.set()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s: finishing the messages in hand", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    threads = [
-        threading.Thread(target=run_side, args=(c,), name=name, daemon=True)
-        for name, c in side_loops.items()
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        main_loop.run()
-    finally:
-        stop.set()
-        # A fan-out stops at its next page; one stuck in a Jira call is abandoned (its
-        # request goes back to the queue and resumes from the last checkpoint).
-        deadline = time.monotonic() + 6
-        for thread in threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    if failures:
-        raise failures[0]
-    handled = main_loop.handled + sum(c.handled for c in side_loops.values())
-    log.info("stopped after %d messages", handled)
-    return 0
-
-
-def with_retries(what: str, call: Callable[[], T]) -> T:
-    """Call ``call`` until it stops failing transiently; a dependency that is still
-    starting (in Compose, say) is waited for, not crashed on."""
-    for delay in (*STARTUP_DELAYS, None):
-        try:
-            return call()
-        except TransientError as exc:
-            if delay is None:
-                raise
-            log.warning("%s not reachable yet (%s); retrying in %ss", what, exc, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 def healthcheck(settings: Settings) -> int:

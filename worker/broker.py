@@ -5,18 +5,16 @@ A batch is published in one go and then the broker's confirms are awaited togeth
 about twice as fast as AMQP transactions here, and an order of magnitude faster than
 waiting for each message's confirm (kombu's ``confirm_publish``).
 
-A bulk run's fan-out publishes a page of messages that differ only in their bodies.
-Those are framed here, straight from the AMQP 0-9-1 specification, and sent in large
-writes: py-amqp serialises every message's method and properties anew and writes each
-with a system call of its own, about 14 us of CPU per message, several times what the
-fan-out needs. Everything else goes through py-amqp as usual.
+A bulk run's fan-out publishes a page of messages that differ only in their bodies:
+those are framed by ``worker.framing`` and sent in large writes (py-amqp would make a
+system call per message, each handing the GIL to the replica's other loops).
+Everything else goes through py-amqp as usual.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from kombu.connection import Connection
 
 from schemas.topology import DEFAULT_RETRY_DELAYS, Topology
 from worker.errors import BrokerLost, BrokerRefused, ConfigError
+from worker.framing import Framer
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +214,7 @@ class ConfirmPublisher:
 
     def _send_framed(self, messages: Sequence[Outgoing]) -> None:
         amqp_conn = self._connection.connection
-        framer = _Framer(
+        framer = Framer(
             channel=self._channel.channel_id,
             frame_max=amqp_conn.frame_max,
             template=messages[0],
@@ -296,69 +295,6 @@ def _same(m: Outgoing, first: Outgoing) -> bool:
         and m.content_type == first.content_type
         and m.content_encoding == first.content_encoding
     )
-
-
-class _Framer:
-    """The frames of ``basic.publish`` for bodies that share everything else: a
-    persistent message with ``content_type``, ``content_encoding`` and string headers
-    (AMQP 0-9-1, sections 2.3.5 and 4.2.6; class basic = 60, method publish = 40)."""
-
-    def __init__(self, *, channel: int, frame_max: int, template: Outgoing) -> None:
-        self._channel = channel
-        self._body_max = frame_max - 8  # a frame's header and end octet take 8
-        # basic.publish: reserved short, exchange, routing key, mandatory/immediate bits.
-        self._method = self._frame(
-            1,
-            struct.pack(">HHH", 60, 40, 0)
-            + _shortstr(template.exchange)
-            + _shortstr(template.routing_key)
-            + b"\x00",
-        )
-        # Property flags: content-type (bit 15), content-encoding (14), headers (13),
-        # delivery-mode (12); the properties follow in that order.
-        flags = 0x8000 | 0x4000 | 0x1000 | (0x2000 if template.headers else 0)
-        self._leading = (
-            struct.pack(">H", flags)
-            + _shortstr(template.content_type)
-            + _shortstr(template.content_encoding)
-        )
-        self._persistent = b"\x02"
-
-    def frames(self, body: bytes, headers: dict[str, Any]) -> bytes:
-        """Method, content header and body frames of one message."""
-        properties = (
-            self._leading + _table(headers) + self._persistent
-            if headers
-            else (self._leading + self._persistent)
-        )
-        header = self._frame(2, struct.pack(">HHQ", 60, 0, len(body)) + properties)
-        step = self._body_max
-        return b"".join(
-            [
-                self._method,
-                header,
-                *(self._frame(3, body[i : i + step]) for i in range(0, len(body), step)),
-            ]
-        )
-
-    def _frame(self, kind: int, payload: bytes) -> bytes:
-        return struct.pack(">BHI", kind, self._channel, len(payload)) + payload + b"\xce"
-
-
-def _table(headers: dict[str, Any]) -> bytes:
-    """An AMQP field table of string values (type ``S``, long string)."""
-    entries = b"".join(
-        _shortstr(name) + b"S" + struct.pack(">I", len(data)) + data
-        for name, data in ((k, str(v).encode()) for k, v in headers.items())
-    )
-    return struct.pack(">I", len(entries)) + entries
-
-
-def _shortstr(value: str) -> bytes:
-    data = value.encode()
-    if len(data) > 255:
-        raise ValueError(f"AMQP short string over 255 bytes: {value[:40]!r}...")
-    return bytes([len(data)]) + data
 
 
 def copy_of(message: Any, *, exchange: str, headers: dict[str, Any]) -> Outgoing:

@@ -36,6 +36,9 @@ from schemas.topology import ATTEMPT_HEADER, DELAY_HEADER, ERROR_HEADER, Topolog
 from worker import broker
 from worker.decoding import decode
 from worker.errors import BrokerLost, ConfigError, Interrupted, InvalidMessage
+from worker.logs import log_context
+from worker.metrics import Metrics, Timer
+from worker.probes import Health
 from worker.session import GiveUp, Handler
 from worker.settle import (
     DeadLetter,
@@ -62,10 +65,15 @@ class LoopSession:
     """The ``worker.session.Session`` of one consuming loop."""
 
     def __init__(
-        self, conn: Connection, publisher: broker.ConfirmPublisher, stop: threading.Event
+        self,
+        conn: Connection,
+        publisher: broker.ConfirmPublisher,
+        stop: threading.Event,
+        beat: Callable[[], None],
     ) -> None:
         self._conn = conn
         self._stop = stop
+        self._beat = beat
         self.publish = publisher.publish
 
     def tick(self) -> None:
@@ -74,7 +82,8 @@ class LoopSession:
             raise Interrupted("the replica is shutting down")
 
     def keep_alive(self) -> None:
-        """Heartbeats both ways, and nothing else."""
+        """Heartbeats both ways (and the loop's liveness), nothing else."""
+        self._beat()
         with broker.lost_on_error("exchanging heartbeats"):
             # Read what arrived meanwhile: the server's heartbeats count as received only
             # once read, and a handler busy for two heartbeats would otherwise take the
@@ -127,6 +136,9 @@ class Consumer:
     :param stop: set to stop; shared by the loops of a replica, so that one loop's
         fatal error stops the others.
     :param health_file: touched while the loop runs, for container health checks.
+    :param name: the loop's name in probes and logs.
+    :param metrics: where deliveries are counted.
+    :param health: where the loop reports its progress and connection.
     """
 
     def __init__(
@@ -139,7 +151,13 @@ class Consumer:
         heartbeat: int,
         stop: threading.Event,
         health_file: Path | None = None,
+        name: str = "loop",
+        metrics: Metrics | None = None,
+        health: Health | None = None,
     ) -> None:
+        self.name = name
+        self.metrics = metrics or Metrics()
+        self.health = health or Health(stall_after=300)
         self.url = url
         self.topology = topology
         self.routes = list(routes)
@@ -162,6 +180,7 @@ class Consumer:
         """
         failures = 0
         while not self._stop.is_set():
+            self.health.beat(self.name)
             conn = broker.connect(self.url, heartbeat=self.heartbeat)
             try:
                 conn.ensure_connection(max_retries=1)
@@ -175,6 +194,7 @@ class Consumer:
                 # A lost or silent connection gets no goodbye: a close would wait for
                 # an answer that is not coming.
                 conn.collect()
+                self.health.connected(self.name, False)
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
                 delay *= random.uniform(0.75, 1.25)  # replicas do not come back in step
                 failures += 1
@@ -185,16 +205,21 @@ class Consumer:
             else:
                 with contextlib.suppress(*broker.CONNECTION_ERRORS):
                     conn.release()
+        self.health.forget(self.name)
         if self.fatal is not None:
             raise self.fatal
 
     def _consume(self, conn: Connection) -> None:
         broker.declare(conn, self.topology)
         self._publisher = broker.ConfirmPublisher(conn)
-        self._session = LoopSession(conn, self._publisher, self._stop)
+        self._session = LoopSession(
+            conn, self._publisher, self._stop, lambda: self.health.beat(self.name)
+        )
         consumers = [self._subscribe(conn, route) for route in self.routes]
+        self.health.connected(self.name, True)
         log.info("consuming %s", ", ".join(r.queue for r in self.routes))
         while not self._stop.is_set():
+            self.health.beat(self.name)
             idle = False
             try:
                 conn.drain_events(timeout=0.05 if self._any_pending() else 1.0)
@@ -256,6 +281,10 @@ class Consumer:
                 self._session.keep_alive()  # between batches, and take in what arrived
 
     def _handle(self, route: Route, deliveries: list[Any]) -> None:
+        with log_context(queue=route.queue):
+            self._handle_batch(route, deliveries)
+
+    def _handle_batch(self, route: Route, deliveries: list[Any]) -> None:
         decoded = []
         for message in deliveries:
             try:
@@ -271,8 +300,12 @@ class Consumer:
         if not decoded:
             return
         assert self._session is not None
+        m = self.metrics
         try:
-            failures = route.handle([d for _, d in decoded], self._session)
+            with Timer(
+                m.processing.labels(route.queue), m.in_progress.labels(route.queue), len(decoded)
+            ):
+                failures = route.handle([d for _, d in decoded], self._session)
         except Exception as exc:  # every failure is settled below
             if len(decoded) > 1 and worth_splitting(exc):
                 # One bad message must not sink its batch: find it by going one by one.
@@ -290,6 +323,7 @@ class Consumer:
             # Every earlier delivery of this batch is settled by now: a multiple ack.
             done[-1].ack(multiple=True)
             self.handled += len(done)
+            m.messages.labels(route.queue, "synced").inc(len(done))
 
     def _handle_one(self, route: Route, message: Any, body: Any) -> None:
         assert self._session is not None
@@ -303,6 +337,7 @@ class Consumer:
         else:
             message.ack()
             self.handled += 1
+            self.metrics.messages.labels(route.queue, "synced").inc()
 
     def _decode(self, message: Any) -> Any:
         return decode(
@@ -323,8 +358,17 @@ class Consumer:
         self._carry_out(route, message, body, decision)
 
     def _carry_out(self, route: Route, message: Any, body: Any, decision: Decision) -> None:
+        with log_context(
+            message_id=message.properties.get("message_id"),
+            message_type=message.delivery_info.get("routing_key"),
+        ):
+            self._carry_out_here(route, message, body, decision)
+
+    def _carry_out_here(self, route: Route, message: Any, body: Any, decision: Decision) -> None:
         if isinstance(decision, Reconnect):
             raise BrokerLost(f"lost RabbitMQ while handling {_describe(message)}")
+        if isinstance(decision, Requeue | Stop):
+            self.metrics.messages.labels(route.queue, "requeued").inc()
         if isinstance(decision, Requeue):
             message.requeue()
         elif isinstance(decision, Stop):
@@ -345,6 +389,8 @@ class Consumer:
                 ERROR_HEADER: decision.reason[:1000],
             }
             self._republish(message, self.topology.delay_exchange, headers)
+            self.metrics.messages.labels(route.queue, "retried").inc()
+            self.metrics.retries.labels(route.queue, f"{decision.delay:g}").inc()
         else:
             self._dead_letter(route, message, body, decision)
 
@@ -354,7 +400,7 @@ class Consumer:
                 route.on_give_up(body, decision.reason)
             except Exception as exc:  # settled below: never requeued on the spot
                 log.warning("could not record the failure of %s: %r", _describe(message), exc)
-                self._carry_out(
+                self._carry_out_here(
                     route,
                     message,
                     body,
@@ -370,6 +416,7 @@ class Consumer:
         self._republish(
             message, self.topology.dead_exchange, {ERROR_HEADER: decision.reason[:1000]}
         )
+        self.metrics.messages.labels(route.queue, "dead_lettered").inc()
 
     def _republish(self, message: Any, exchange: str, headers: dict[str, Any]) -> None:
         assert self._publisher is not None

@@ -16,6 +16,8 @@ from worker.broker import Outgoing
 from worker.directory import Checkpoint, Filters, read_ahead, scan
 from worker.errors import PermanentError
 from worker.jira import JiraClient, Patience
+from worker.logs import log_context
+from worker.metrics import Metrics
 from worker.missing import MissingUsers
 from worker.session import Failures, Session
 from worker.settings import MissingLimit
@@ -42,6 +44,7 @@ class FanOut:
     :param missing_limit: the most assets one run may mark missing.
     :param patience: waits between repeated Jira requests, and their total.
     :param signer: signs the per-user messages, which workers trust only signed.
+    :param metrics: where finished runs are counted.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class FanOut:
         missing_limit: MissingLimit,
         patience: tuple[float, ...],
         signer: Signer,
+        metrics: Metrics,
     ) -> None:
         self.jira = jira
         self.store = store
@@ -65,6 +69,7 @@ class FanOut:
         self.mark_missing = mark_missing
         self.patience = patience
         self.signer = signer
+        self.metrics = metrics
         self.missing = MissingUsers(
             store=store,
             scheme=scheme,
@@ -76,7 +81,8 @@ class FanOut:
 
     def handle(self, requests: Sequence[BulkSyncRequested], session: Session) -> Failures:
         for request in requests:
-            self._fan_out(request, session)
+            with log_context(run_id=str(request.request_id), message_type=request.type):
+                self._fan_out(request, session)
         return {}
 
     def failed(self, request: BulkSyncRequested, reason: str) -> None:
@@ -84,6 +90,7 @@ class FanOut:
         with self.store.transaction() as conn:
             runs.open_run(conn, request)
             runs.fail_run(conn, request.request_id, reason)
+        self.metrics.runs.labels("failed").inc()
 
     def _fan_out(self, request: BulkSyncRequested, session: Session) -> None:
         with self.store.connection() as lock:
@@ -173,5 +180,6 @@ class FanOut:
             run.id, jira=jira, dry_run=request.dry_run, unfiltered=unfiltered, session=session
         )
         with self.store.connection() as conn:
-            for run_id in runs.finish_runs(conn, [run.id]):
-                log.info("bulk run %s done", run_id)
+            for run_id, state in runs.finish_runs(conn, [run.id]):
+                self.metrics.runs.labels(state).inc()
+                log.info("bulk run %s %s", run_id, state)

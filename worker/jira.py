@@ -73,6 +73,7 @@ class JiraClient:
     :param verify: check Jira's certificate: ``True`` against the system's CAs, or the
         path of a CA bundle.
     :param transport: an ``httpx`` transport, for tests at the HTTP seam.
+    :param observe: called after each request with its path, status and seconds.
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class JiraClient:
         max_response_bytes: int = 32 * 1024 * 1024,
         verify: bool | str = True,
         transport: httpx.BaseTransport | None = None,
+        observe: Callable[[str, str, float], None] | None = None,
     ) -> None:
         auth: httpx.Auth | None = None
         headers = {"Accept": "application/json"}
@@ -104,6 +106,7 @@ class JiraClient:
         )
         self._deadline = deadline
         self._max_bytes = max_response_bytes
+        self._observe = observe
         self._flavor: Flavor | None = None if flavor == "auto" else flavor
         self._patience: Patience | None = None
 
@@ -213,16 +216,21 @@ class JiraClient:
                 waited, attempt = waited + delay, attempt + 1
 
     def _get_once(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        started = time.monotonic()
+        started, status = time.monotonic(), "error"
         try:
             with self._http.stream("GET", path, params=params) as response:
+                status = str(response.status_code)
                 _raise_for_status(response, path)
                 body = self._read_bounded(response, path, started)
         except httpx.TimeoutException as exc:
+            status = "timeout"
             raise JiraUnavailable(f"Jira timed out on {path}") from exc
         except httpx.TransportError as exc:
             raise JiraUnavailable(f"cannot reach Jira: {exc}") from exc
-        log.debug("GET %s -> %s in %.3fs", path, response.status_code, time.monotonic() - started)
+        finally:
+            if self._observe is not None:
+                self._observe(path, status, time.monotonic() - started)
+        log.debug("GET %s -> %s in %.3fs", path, status, time.monotonic() - started)
         try:
             return json.loads(body)
         except (ValueError, RecursionError) as exc:

@@ -1,15 +1,25 @@
-"""Sync on login: fetch the user from Jira, map, upsert in one transaction."""
+"""Sync on login, and on Jira's user events: fetch the user from Jira, map, upsert in one
+transaction.
+
+Both kinds of message only name a user; what is written is always what Jira says now,
+so an event that arrives late, twice or out of order does no harm. A ``deleted`` event
+is a hint: the asset is marked missing only once Jira answers 404 for the user's stable
+identity (key or accountId), as at the end of a bulk run.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 
-from schemas.messages import UserLoggedIn, utc_now
+from schemas.messages import UserChanged, UserLoggedIn, utc_now
+from worker.errors import UserNotFound
 from worker.jira import JiraClient, UserRef
+from worker.logs import log_context
 from worker.mapping import MappingRules, plan_asset
+from worker.metrics import Metrics
 from worker.session import Failures, Session, one_by_one
-from worker.store import Change, Folders, Scheme, Store, apply_plans
+from worker.store import Change, Folders, Scheme, Store, apply_plans, mark_missing
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +33,7 @@ class LoginSync:
     :param scheme: the asset type being synced, checked against the settings at start.
     :param rules: folder and field mapping rules.
     :param enabled: when off, login events are acknowledged and logged, not synced.
+    :param metrics: where assets and login latency are counted.
     """
 
     def __init__(
@@ -34,6 +45,7 @@ class LoginSync:
         scheme: Scheme,
         rules: MappingRules,
         enabled: bool,
+        metrics: Metrics,
     ) -> None:
         self.jira = jira
         self.store = store
@@ -41,16 +53,58 @@ class LoginSync:
         self.scheme = scheme
         self.rules = rules
         self.enabled = enabled
+        self.metrics = metrics
         self.needs_groups = "groups" in rules.field_map
 
-    def handle(self, events: Sequence[UserLoggedIn], session: Session) -> Failures:
-        return one_by_one(events, self.sync, session)
+    def handle(self, events: Sequence[UserLoggedIn | UserChanged], session: Session) -> Failures:
+        return one_by_one(events, self.dispatch, session)
+
+    def dispatch(self, event: UserLoggedIn | UserChanged) -> Change | None:
+        ident = event.account_id or event.user_key or event.username
+        with log_context(message_type=event.type, event_id=str(event.event_id), jira_user=ident):
+            if isinstance(event, UserChanged):
+                return self.changed(event)
+            return self.sync(event)
+
+    def changed(self, event: UserChanged) -> Change | None:
+        """A user Jira says was created, updated or deleted: synced from Jira's current
+        data if Jira still has them, marked missing if it confirms they are gone."""
+        stable = _stable_ref(event)
+        try:
+            return self._sync_ref(stable or _ref_of_change(event), "event")
+        except UserNotFound:
+            if stable is None:
+                # A username alone proves nothing once gone (it may have been renamed).
+                log.info(
+                    "%s event for username %r, which Jira no longer has; no key to"
+                    " confirm it by, nothing marked",
+                    event.change,
+                    event.username,
+                )
+                return None
+            with self.store.transaction() as conn:
+                marked = mark_missing(conn, self.scheme, [stable.value])
+            log.info(
+                "%s event: Jira has no user %s %r; %d asset(s) marked missing",
+                event.change,
+                stable.kind,
+                stable.value,
+                len(marked),
+            )
+            return None
 
     def sync(self, event: UserLoggedIn) -> Change | None:
         ref = ref_of(event)
         if not self.enabled:
             log.info("sync on login is off: not syncing %s %r", ref.kind, ref.value)
             return None
+        change = self._sync_ref(ref, "login")
+        latency = (utc_now() - event.occurred_at).total_seconds()
+        if latency >= 0:  # a producer's clock may run ahead
+            self.metrics.login_latency.observe(latency)
+        return change
+
+    def _sync_ref(self, ref: UserRef, why: str) -> Change:
         # The snapshot time is taken before asking Jira, so it never claims to be newer
         # than the data it carries.
         seen_at = utc_now()
@@ -58,8 +112,10 @@ class LoginSync:
         plan = plan_asset(user, self.rules, seen_at=seen_at)
         with self.store.transaction() as conn:
             change = apply_plans(conn, self.scheme, [plan], folders=self.folders)[user.jira_id]
+        self.metrics.assets.labels(why, change.outcome).inc()
         log.info(
-            "login of %r: asset %s %s (%s)",
+            "%s of %r: asset %s %s (%s)",
+            why,
             ref.value,
             change.asset_id,
             change.outcome,
@@ -74,4 +130,17 @@ def ref_of(event: UserLoggedIn) -> UserRef:
     if event.user_key:
         return UserRef("user_key", event.user_key)
     assert event.username  # the model guarantees exactly one identifier
+    return UserRef("username", event.username)
+
+
+def _stable_ref(event: UserChanged) -> UserRef | None:
+    if event.account_id:
+        return UserRef("account_id", event.account_id)
+    if event.user_key:
+        return UserRef("user_key", event.user_key)
+    return None
+
+
+def _ref_of_change(event: UserChanged) -> UserRef:
+    assert event.username  # the model guarantees an identity
     return UserRef("username", event.username)

@@ -160,9 +160,10 @@ def _upsert_outcomes(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]])
     )
 
 
-def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
+def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> str | None:
     """Mark the run finished when its scan is over and no user is open: ``done``, or
-    ``failed`` when the fan-out recorded an error (the missing limit). True when done.
+    ``failed`` when the fan-out recorded an error (the missing limit). Returns the state
+    it ended in, or None when it goes on.
 
     Call it after committing the work it should see, outside any transaction that
     holds locks: every batch checks once its own outcomes are committed, so the last
@@ -177,12 +178,13 @@ def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
         " RETURNING state",
         [run_id, run_id],
     ).fetchone()
-    return row is not None and row[0] == "done"
+    return str(row[0]) if row is not None else None
 
 
-def finish_runs(conn: psycopg.Connection[Any], run_ids: Iterable[UUID]) -> list[UUID]:
-    """``finish_if_complete`` for each run; the ones that are done now."""
-    return [run_id for run_id in sorted(set(run_ids)) if finish_if_complete(conn, run_id)]
+def finish_runs(conn: psycopg.Connection[Any], run_ids: Iterable[UUID]) -> list[tuple[UUID, str]]:
+    """``finish_if_complete`` for each run: the ones that ended now, with their state."""
+    ended = ((run_id, finish_if_complete(conn, run_id)) for run_id in sorted(set(run_ids)))
+    return [(run_id, state) for run_id, state in ended if state is not None]
 
 
 def end_fan_out(conn: psycopg.Connection[Any], run_id: UUID, *, error: str | None = None) -> None:
@@ -280,3 +282,14 @@ def record_missing(
         "UPDATE sync_runs SET missing = %s, missing_checked = %s WHERE id = %s",
         [missing, checked, run_id],
     )
+
+
+def progress(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """The newest run still in progress: its id, state and counts, or None."""
+    row = conn.execute(
+        "SELECT run_id, state, matched, done, failed FROM sync_run_summary"
+        " WHERE state IN ('fanning_out', 'processing') ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    return dict(zip(("run_id", "state", "matched", "done", "failed"), row, strict=True))

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     health_file: Path | None = Path("/tmp/assetsync-worker.alive")
     # Port of the replica's metrics and probe endpoints; unset (or empty) serves none.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Seconds a consuming loop may go without progress (or a normal wait) before
+    # /healthz calls it stuck.
+    stall_seconds: float = Field(default=300.0, gt=0)
 
     # Sync (what the admin page configures)
     sync_on_login: bool = True

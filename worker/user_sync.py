@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,7 @@ from worker import runs
 from worker.errors import BrokerLost, InvalidMessage, PermanentError, TransientError
 from worker.jira import JiraClient, UserRef
 from worker.mapping import AssetPlan, MappingRules, plan_asset
+from worker.metrics import Metrics
 from worker.session import Failures, Session
 from worker.store import Folders, Scheme, Store, apply_plans
 
@@ -30,6 +31,7 @@ class UserSyncBatch:
     :param folders: the replica's folder cache.
     :param scheme: the asset type being synced.
     :param rules: folder and field mapping rules.
+    :param metrics: where assets and finished runs are counted.
     """
 
     def __init__(
@@ -40,12 +42,14 @@ class UserSyncBatch:
         folders: Folders,
         scheme: Scheme,
         rules: MappingRules,
+        metrics: Metrics,
     ) -> None:
         self.jira = jira
         self.store = store
         self.folders = folders
         self.scheme = scheme
         self.rules = rules
+        self.metrics = metrics
         self.needs_groups = "groups" in rules.field_map
 
     def handle(self, messages: Sequence[UserSync], session: Session) -> Failures:
@@ -87,6 +91,9 @@ class UserSyncBatch:
         for (run_id, dry_run), plans in by_run.items():
             changes = apply_plans(conn, self.scheme, plans, folders=self.folders, dry_run=dry_run)
             runs.record_outcomes(conn, run_id, changes.values())
+            source = "bulk dry run" if dry_run else "bulk"
+            for outcome, n in Counter(c.outcome for c in changes.values()).items():
+                self.metrics.assets.labels(source, outcome).inc(n)
         return {run_id for run_id, _ in by_run}
 
     def _completed(
@@ -138,8 +145,9 @@ class UserSyncBatch:
     def _finish(self, run_ids: set[UUID]) -> None:
         # After the commit, so that the last batch of a run sees every other batch's.
         with self.store.connection() as conn:
-            for run_id in runs.finish_runs(conn, run_ids):
-                log.info("bulk run %s done", run_id)
+            for run_id, state in runs.finish_runs(conn, run_ids):
+                self.metrics.runs.labels(state).inc()
+                log.info("bulk run %s %s", run_id, state)
 
     def _complete(self, user: JiraUser) -> JiraUser:
         # Listing pages carry no groups; fetch them only when a mapped field needs them.

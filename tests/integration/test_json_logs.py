@@ -26,5 +26,10 @@ def test_worker_writes_only_json_lines_and_no_credentials(start_worker, broker, 
     assert any(m.startswith("login of 'jdoe': asset ") for m in messages)
     [dead] = [line for line in lines if line["level"] == "WARNING" and "nobody" in line["message"]]
     assert dead["thread"] == "login"
+    assert dead["queue"] == broker.topology.login_queue
+    assert dead["message_type"] == "user-logged-in"
+    [synced] = [line for line in lines if line["message"].startswith("login of 'jdoe'")]
+    assert synced["jira_user"] == "jdoe"
+    assert synced["queue"] == broker.topology.login_queue
     assert messages[-1].startswith("stopped after ")
     assert ":guest@" not in worker.log()

@@ -42,8 +42,23 @@ def test_every_long_running_service_has_a_healthcheck(compose):
 def test_demo_jira_and_traffic_are_in_the_demo_profile_only(compose):
     services = compose["services"]
     demo = {n for n, s in services.items() if "demo" in s.get("profiles", [])}
-    assert demo == {"demo-jira", "demo-traffic"}
+    assert demo == {"demo-jira", "demo-traffic", "demo-webhooks", "demo-webhooks-register"}
     assert services["demo-jira"]["command"][:3] == ["python", "-m", "demo.fake_jira"]
+
+
+def test_the_webhook_receiver_is_opt_in_and_has_no_default_secret(compose):
+    services = compose["services"]
+    receiver = services["webhooks"]
+    assert receiver["profiles"] == ["webhooks"]
+    assert receiver["command"] == ["python", "-m", "producers.jira_webhooks"]
+    assert receiver["environment"]["ASSETSYNC_WEBHOOK_SECRET"] == "${ASSETSYNC_WEBHOOK_SECRET:-}"
+    assert "ASSETSYNC_WEBHOOK_INSECURE" not in receiver["environment"]
+    assert "/healthz" in " ".join(receiver["healthcheck"]["test"])
+    # The demo registers its receiver through Jira's REST API with the same secret.
+    demo_secret = services["demo-webhooks"]["environment"]["ASSETSYNC_WEBHOOK_SECRET"]
+    register = services["demo-webhooks-register"]
+    assert register["command"][3:5] == ["register", "--url"]
+    assert register["environment"]["ASSETSYNC_WEBHOOK_SECRET"] == demo_secret
 
 
 def test_services_get_every_required_setting(compose):

@@ -14,6 +14,7 @@ from schemas.messages import (
     MODELS,
     BulkSyncRequested,
     JiraUser,
+    UserChanged,
     UserLoggedIn,
     UserSync,
     to_body,
@@ -152,3 +153,43 @@ def test_there_is_one_retry_queue_per_configured_delay() -> None:
     retry = [q for q in TOPOLOGY.queues() if q.name.startswith("acme-sync.retry.")]
 
     assert sorted(q.arguments["x-message-ttl"] for q in retry) == [500, 5000, 90000]
+
+
+# -- user-changed (the webhook receiver's message) ----------------------------------------
+
+
+def changed(**identity: str) -> UserChanged:
+    return UserChanged(event_id=ID, occurred_at=WHEN, change="updated", **identity)
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        {"user_key": "JIRAUSER10100", "username": "jdoe"},
+        {"user_key": "JIRAUSER10100"},
+        {"username": "jdoe"},
+        {"account_id": "5b10ac8d82e05b22cc7d4ef5"},
+    ],
+    ids=["key and name", "key", "name", "account id"],
+)
+def test_user_changed_survives_the_wire(identity: dict[str, str]) -> None:
+    message = changed(**identity)
+    body = to_body(message)
+
+    assert decode("user-changed", body, content_type=None, max_bytes=len(body)) == message
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [{}, {"account_id": "acc", "user_key": "JIRAUSER1"}, {"account_id": "acc", "username": "x"}],
+    ids=["none", "cloud and key", "cloud and name"],
+)
+def test_user_changed_needs_one_flavour_of_identity(identity: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="account_id"):
+        changed(**identity)
+
+
+def test_user_changed_goes_to_the_login_queue() -> None:
+    keys = {b.routing_key for b in queue(TOPOLOGY, TOPOLOGY.login_queue).bindings}
+
+    assert keys == {"user-logged-in", "user-changed"}

@@ -9,7 +9,7 @@
 from worker.store.folders import Folders
 from worker.store.pool import Store
 from worker.store.scheme import FieldDef, Scheme, load_scheme
-from worker.store.upsert import Change, Outcome, apply_plans
+from worker.store.upsert import Change, Outcome, apply_plans, mark_missing
 
 __all__ = [
     "Change",
@@ -20,4 +20,5 @@ __all__ = [
     "Store",
     "apply_plans",
     "load_scheme",
+    "mark_missing",
 ]

@@ -62,6 +62,19 @@ class Store:
     def close(self) -> None:
         self._pool.close()
 
+    def pool_stats(self) -> dict[str, int]:
+        """The pool's own counters (``pool_size``, ``pool_available``, ...)."""
+        return dict(self._pool.get_stats())
+
+    def ping(self, timeout: float = 2.0) -> bool:
+        """Whether the database answers now (for the readiness probe)."""
+        try:
+            with self._pool.connection(timeout=timeout) as conn:
+                conn.execute("SELECT 1")
+        except (psycopg.Error, psycopg_pool.PoolTimeout):
+            return False
+        return True
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection inside one transaction; commits on success. Errors translated."""

@@ -269,3 +269,30 @@ def diff_values(
     }
     unset = [k for k, v in planned.items() if v is None and current.get(k) is not None]
     return set_, unset
+
+
+def mark_missing(
+    conn: psycopg.Connection[Any], scheme: Scheme, jira_ids: Sequence[str]
+) -> list[int]:
+    """Assets of these Jira users, confirmed gone from Jira: state ``missing`` and their
+    active field false. Never deleted: hardware and tickets hang off them. Returns the
+    assets changed (those already missing are left as they are)."""
+    changed = [
+        r[0]
+        for r in conn.execute(
+            "UPDATE assets a SET sync_state = 'missing', updated_at = now()"
+            " FROM asset_values v"
+            " WHERE v.asset_id = a.id AND v.field_id = %s AND v.is_unique"
+            "   AND v.value_user = ANY(%s) AND a.sync_state <> 'missing'"
+            " RETURNING a.id",
+            [scheme.user_field.id, list(jira_ids)],
+        )
+    ]
+    active = scheme.fields.get(scheme.active_field) if scheme.active_field else None
+    if active is not None and changed:
+        conn.execute(
+            "UPDATE asset_values SET value_bool = false"
+            " WHERE field_id = %s AND asset_id = ANY(%s) AND value_bool",
+            [active.id, changed],
+        )
+    return changed

@@ -1,0 +1,227 @@
+"""``python -m producers.jira_webhooks [register --url URL | unregister | status]``
+
+Without a command: the webhook receiver. It takes Jira's admin webhooks for
+``user_created``, ``user_updated`` and ``user_deleted`` on ``POST /webhooks/jira``
+(``GET /healthz`` for probes) and publishes one ``user-changed`` message per event,
+answering 2xx only once RabbitMQ confirmed it. ``register`` creates or updates the
+webhook in Jira (found by name), ``unregister`` deletes it, ``status`` shows it.
+
+Exit codes: 0 done, 1 failed (Jira or RabbitMQ refused), 2 usage error, 78 settings
+that cannot work (the receiver does not start).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import ValidationError
+
+from producers.cli import EXIT_FAILED, EXIT_OK, Parser, fail, one_line
+from producers.publisher import Publisher
+from producers.webhooks.app import WEBHOOK_PATH, Receiver
+from producers.webhooks.publishing import Publishers
+from producers.webhooks.registration import JiraWebhooks, RegistrationError, Webhook
+from producers.webhooks.settings import WebhookSettings
+
+PROG = "python -m producers.jira_webhooks"
+EXIT_CONFIG = 78
+log = logging.getLogger("producers.jira_webhooks")
+
+NO_SECRET = (
+    "ASSETSYNC_WEBHOOK_SECRET is not set: refusing unsigned webhooks"
+    " (set ASSETSYNC_WEBHOOK_INSECURE=true only for a receiver on a private network)"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog=PROG, description=__doc__.split("\n\n")[1])
+    commands = parser.add_subparsers(dest="command", metavar="[register|unregister|status]")
+    reg = commands.add_parser("register", help="create or update the webhook in Jira")
+    reg.add_argument("--url", required=True, help="the receiver's public URL")
+    for name, text in (("unregister", "delete the webhook"), ("status", "show the webhook")):
+        commands.add_parser(name, help=f"{text} in Jira")
+    for sub in commands.choices.values():
+        sub.error = parser.error  # type: ignore[method-assign]  # one line, exit 2
+        sub.add_argument("--name", help="the webhook's name in Jira (ASSETSYNC_WEBHOOK_NAME)")
+    args = parser.parse_args(argv)
+    try:
+        settings = WebhookSettings()
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = "ASSETSYNC_" + str(first["loc"][0]).upper()
+        return fail(PROG, f"{where}: {first['msg']}", EXIT_CONFIG)
+    if args.command is None:
+        return serve(settings)
+    name = args.name or settings.webhook_name
+    if args.command == "register":
+        return register(settings, name=name, url=args.url)
+    if args.command == "unregister":
+        return unregister(settings, name=name)
+    return status(settings, name=name)
+
+
+# -- the receiver ------------------------------------------------------------------------
+
+
+def serve(settings: WebhookSettings) -> int:
+    import uvicorn  # only the receiver needs the ASGI server
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pika").setLevel(logging.WARNING)  # a line per connection step
+    try:
+        host, port = settings.listen
+    except ValueError as exc:
+        return fail(PROG, str(exc), EXIT_CONFIG)
+    secret = settings.secret_bytes
+    if secret is None and not settings.webhook_insecure:
+        return fail(PROG, NO_SECRET, EXIT_CONFIG)
+    try:
+        sock = _listen(host, port)
+    except OSError as exc:
+        return fail(PROG, f"cannot listen on {host}:{port} ({one_line(exc)})", EXIT_FAILED)
+    url = settings.amqp_url.get_secret_value()
+    publisher = Publishers(
+        connect=lambda: Publisher(url=url, topology=settings.topology, connection_attempts=1)
+    )
+    receiver = Receiver(
+        secret=secret,
+        publisher=publisher,
+        max_bytes=settings.webhook_max_bytes,
+        confirm_timeout=settings.webhook_confirm_timeout,
+    )
+    config = uvicorn.Config(
+        receiver.app(),
+        log_config=None,  # our logging setup, one format for every line
+        access_log=False,  # the receiver logs one line per delivery itself
+        limit_concurrency=1000,
+        timeout_graceful_shutdown=15,
+        server_header=False,
+    )
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    if secret is None:
+        log.warning(
+            "ASSETSYNC_WEBHOOK_SECRET is not set and ASSETSYNC_WEBHOOK_INSECURE=true:"
+            " accepting UNSIGNED webhooks; keep this receiver on a private network"
+        )
+    log.info(
+        "listening on http://%s:%d%s (%s)",
+        shown,
+        bound_port,
+        WEBHOOK_PATH,
+        "signed deliveries only" if secret else "unsigned deliveries accepted",
+    )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again
+    # against the handler that was installed before it ran: a no-op one makes a
+    # finished graceful shutdown exit 0, as the worker does.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    uvicorn.Server(config).run(sockets=[sock])
+    return EXIT_OK
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that port 0 can be logged as the real port.
+
+    Made with an explicit IPPROTO_TCP: asyncio turns Nagle's algorithm off only on
+    connections whose socket says TCP, and with it on, every answer (headers and body
+    are two writes) waited ~40 ms for the client's delayed ACK.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+# -- registration in Jira ----------------------------------------------------------------
+
+
+def register(settings: WebhookSettings, *, name: str, url: str) -> int:
+    target = _receiver_url(url)
+    if target is None:
+        return fail(PROG, f"--url {url!r} is not an http(s) URL", 2)
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    if secret is None and not settings.webhook_insecure:
+        return fail(PROG, NO_SECRET)
+    try:
+        with _jira(settings) as jira:
+            action, hook = jira.register(name=name, url=target, secret=secret)
+    except (RegistrationError, _NoJira) as exc:
+        return fail(PROG, str(exc))
+    signed = "signed with ASSETSYNC_WEBHOOK_SECRET" if secret else "UNSIGNED"
+    print(f"{action} webhook {_describe(hook)}, {signed}")
+    return EXIT_OK
+
+
+def unregister(settings: WebhookSettings, *, name: str) -> int:
+    try:
+        with _jira(settings) as jira:
+            deleted = jira.unregister(name)
+    except (RegistrationError, _NoJira) as exc:
+        return fail(PROG, str(exc))
+    if not deleted:
+        print(f"no webhook named {name!r} in Jira; nothing to delete")
+    for hook in deleted:
+        print(f"deleted webhook {_describe(hook)}")
+    return EXIT_OK
+
+
+def status(settings: WebhookSettings, *, name: str) -> int:
+    try:
+        with _jira(settings) as jira:
+            hook = jira.find(name)
+    except (RegistrationError, _NoJira) as exc:
+        return fail(PROG, str(exc))
+    if hook is None:
+        return fail(PROG, f"no webhook named {name!r} in Jira (run `register --url URL`)")
+    print(_describe(hook))
+    if not hook.complete:
+        return fail(PROG, "the webhook is disabled or lacks user events: run `register` again")
+    return EXIT_OK
+
+
+class _NoJira(Exception):
+    pass
+
+
+def _jira(settings: WebhookSettings) -> JiraWebhooks:
+    if not settings.jira_url or settings.jira_token is None:
+        raise _NoJira("set ASSETSYNC_JIRA_URL and ASSETSYNC_JIRA_TOKEN (and the username)")
+    return JiraWebhooks(
+        base_url=settings.jira_url,
+        username=settings.jira_username,
+        token=settings.jira_token.get_secret_value(),
+        timeout=settings.jira_timeout,
+    )
+
+
+def _receiver_url(url: str) -> str | None:
+    """The delivery URL: a bare host gets the receiver's path."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    path = parts.path if parts.path not in ("", "/") else WEBHOOK_PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _describe(hook: Webhook) -> str:
+    state = "enabled" if hook.enabled else "DISABLED"
+    events = ", ".join(hook.events) or "no events"
+    return f"{hook.name!r} (id {hook.id}, {state}) -> {hook.url} for {events}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

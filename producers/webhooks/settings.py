@@ -1,0 +1,47 @@
+"""The receiver's settings: the producers' ``ASSETSYNC_*`` names plus its own."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+
+from producers.publisher import ProducerSettings
+
+DEFAULT_NAME = "assetsync users"
+
+
+class WebhookSettings(ProducerSettings):
+    webhook_listen: str = "0.0.0.0:8090"
+    webhook_secret: SecretStr | None = None
+    webhook_insecure: bool = False
+    webhook_max_bytes: int = Field(default=262_144, ge=1024, le=16 * 1024 * 1024)
+    webhook_confirm_timeout: float = Field(default=10.0, gt=0, le=60)
+    webhook_name: str = Field(default=DEFAULT_NAME, min_length=1, max_length=255)
+    # Registration talks to Jira with the worker's credentials names.
+    jira_url: str | None = None
+    jira_username: str | None = None
+    jira_token: SecretStr | None = None
+    jira_timeout: float = Field(default=10.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _blank_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        """``host:port`` (``[::1]:8090`` for IPv6) as a pair.
+
+        :raises ValueError: not of that form.
+        """
+        host, sep, port = self.webhook_listen.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"ASSETSYNC_WEBHOOK_LISTEN={self.webhook_listen!r} is not HOST:PORT")
+        return host, int(port)
+
+    @property
+    def secret_bytes(self) -> bytes | None:
+        return self.webhook_secret.get_secret_value().encode() if self.webhook_secret else None

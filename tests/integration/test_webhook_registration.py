@@ -1,0 +1,227 @@
+"""``register`` / ``unregister`` / ``status`` against the fake Jira's webhook resource,
+and the fake Jira's own signed deliveries reaching the queue through the receiver."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from demo.fake_jira import FakeJira
+from demo.fake_webhooks import DirectoryChanges
+from tests.support import ROOT, Broker, wait_for
+from tests.webhook_support import SECRET, ReceiverProcess, receiver_env
+
+PROG = "python -m producers.jira_webhooks"
+PUBLIC_URL = "https://hooks.example.com/webhooks/jira"
+
+
+def cli(
+    *args: str, jira: FakeJira, secret: str | None = SECRET, **env: str
+) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSYNC_")}
+    full.update(
+        ASSETSYNC_JIRA_URL=jira.url, ASSETSYNC_JIRA_USERNAME="admin", ASSETSYNC_JIRA_TOKEN="secret"
+    )
+    if secret is not None:
+        full["ASSETSYNC_WEBHOOK_SECRET"] = secret
+    full.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "producers.jira_webhooks", *args],
+        cwd=ROOT,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_register_creates_the_webhook_with_the_user_events_and_the_secret(jira):
+    done = cli("register", "--url", PUBLIC_URL, jira=jira)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("created webhook 'assetsync users' (id 1, enabled)")
+    [hook] = jira.webhooks.hooks()
+    assert (hook["name"], hook["url"], hook["secret"]) == ("assetsync users", PUBLIC_URL, SECRET)
+    assert sorted(hook["events"]) == ["user_created", "user_deleted", "user_updated"]
+
+
+def test_register_again_updates_the_same_webhook(jira):
+    cli("register", "--url", "https://old.example.com/webhooks/jira", jira=jira)
+
+    done = cli("register", "--url", PUBLIC_URL, jira=jira, secret="rotated")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("updated webhook 'assetsync users' (id 1, enabled)")
+    [hook] = jira.webhooks.hooks()
+    assert (hook["url"], hook["secret"]) == (PUBLIC_URL, "rotated")
+
+
+def test_a_bare_host_gets_the_receivers_path(jira):
+    cli("register", "--url", "https://hooks.example.com", jira=jira)
+
+    assert [h["url"] for h in jira.webhooks.hooks()] == [PUBLIC_URL]
+
+
+def test_status_shows_the_webhook_and_unregister_removes_it(jira):
+    cli("register", "--url", PUBLIC_URL, jira=jira)
+
+    shown = cli("status", jira=jira)
+    removed = cli("unregister", jira=jira)
+    gone = cli("status", jira=jira)
+    again = cli("unregister", jira=jira)
+
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == (
+        f"'assetsync users' (id 1, enabled) -> {PUBLIC_URL}"
+        " for user_created, user_deleted, user_updated"
+    )
+    assert removed.returncode == 0 and removed.stdout.startswith(
+        "deleted webhook 'assetsync users'"
+    )
+    assert jira.webhooks.hooks() == []
+    assert gone.returncode == 1
+    assert gone.stderr.strip() == (
+        f"{PROG}: no webhook named 'assetsync users' in Jira (run `register --url URL`)"
+    )
+    assert again.returncode == 0 and "nothing to delete" in again.stdout
+
+
+def test_other_webhooks_are_left_alone(jira):
+    jira.webhooks.register("https://ci.example.com/hook", name="CI", events=("jira:issue_updated",))
+
+    cli("register", "--url", PUBLIC_URL, jira=jira)
+    cli("unregister", jira=jira)
+
+    assert [h["name"] for h in jira.webhooks.hooks()] == ["CI"]
+
+
+def test_a_non_administrator_gets_one_clear_line(jira):
+    jira.webhooks.admin = False
+
+    done = cli("register", "--url", PUBLIC_URL, jira=jira)
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"{PROG}: Jira says this account may not manage webhooks (403): it needs the Jira"
+        " administrator global permission"
+    )
+
+
+def test_wrong_credentials_get_one_clear_line(jira):
+    done = cli("status", jira=jira, ASSETSYNC_JIRA_TOKEN="wrong")
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"{PROG}: Jira refused the credentials (401): check ASSETSYNC_JIRA_USERNAME and"
+        " ASSETSYNC_JIRA_TOKEN"
+    )
+
+
+def test_register_refuses_an_unsigned_webhook_unless_insecure(jira):
+    refused = cli("register", "--url", PUBLIC_URL, jira=jira, secret=None)
+    allowed = cli(
+        "register", "--url", PUBLIC_URL, jira=jira, secret=None, ASSETSYNC_WEBHOOK_INSECURE="true"
+    )
+
+    assert refused.returncode == 1 and "ASSETSYNC_WEBHOOK_SECRET is not set" in refused.stderr
+    assert allowed.returncode == 0 and allowed.stdout.strip().endswith("UNSIGNED")
+    assert [h["secret"] for h in jira.webhooks.hooks()] == [None]
+
+
+def test_unreachable_jira_gets_one_clear_line(jira):
+    done = cli("status", jira=jira, ASSETSYNC_JIRA_URL="http://127.0.0.1:1")
+
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"{PROG}: cannot reach Jira at http://127.0.0.1:1 (")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def receiver(broker: Broker, tmp_path: Path) -> Iterator[ReceiverProcess]:
+    process = ReceiverProcess(
+        env=receiver_env(amqp_url=broker.url, topology=broker.topology),
+        log_path=tmp_path / "receiver.log",
+    )
+    yield process.start()
+    process.stop()
+
+
+@pytest.mark.parametrize("flavor", ["datacenter", "cloud"])
+def test_registered_jira_deliveries_reach_the_login_queue(
+    broker: Broker, receiver: ReceiverProcess, flavor: str
+):
+    with FakeJira(flavor=flavor) as jira:
+        done = cli("register", "--url", receiver.url, jira=jira)
+        assert done.returncode == 0, done.stderr
+
+        created = jira.add_user("jdoe", display_name="Jane Doe", email="jane@example.com")
+        jira.update_user("jdoe", display_name="Jane Q. Doe")
+        jira.remove_user("jdoe")
+        jira.webhooks.wait_idle()
+
+    assert [d.status for d in jira.webhooks.deliveries] == [200, 200, 200]
+    got = [json.loads(b) for b, _ in broker.drain(broker.topology.login_queue)]
+    assert [m["change"] for m in got] == ["created", "updated", "deleted"]
+    if flavor == "cloud":
+        assert {m["account_id"] for m in got} == {created["accountId"]}
+        assert all(m["delivery"] for m in got)
+    else:
+        assert {(m["user_key"], m["username"]) for m in got} == {(created["key"], "jdoe")}
+
+
+def test_jira_retries_a_delivery_the_receiver_could_not_take(broker, tmp_path):
+    """No receiver listening at first: the fake, like Cloud, sends the same delivery
+    again; once a receiver is up it is published once."""
+    with FakeJira(flavor="cloud") as jira:
+        receiver = ReceiverProcess(
+            env=receiver_env(amqp_url=broker.url, topology=broker.topology),
+            log_path=tmp_path / "receiver.log",
+        ).start()
+        url = receiver.url
+        receiver.stop()
+        jira.webhooks.retry_delay = 0.3
+        jira.webhooks.retries = 60
+        jira.webhooks.register(url, secret=SECRET)
+        jira.add_user("late")  # delivered while nothing listens
+
+        wait_for(lambda: jira.webhooks.deliveries, what="a first attempt")
+        port = url.split(":")[2].split("/")[0]
+        receiver = ReceiverProcess(
+            env=receiver_env(
+                amqp_url=broker.url,
+                topology=broker.topology,
+                ASSETSYNC_WEBHOOK_LISTEN=f"127.0.0.1:{port}",
+            ),
+            log_path=tmp_path / "receiver-2.log",
+        ).start()
+        try:
+            jira.webhooks.wait_idle()
+        finally:
+            receiver.stop()
+
+    statuses = [d.status for d in jira.webhooks.deliveries]
+    assert statuses[0] is None and statuses[-1] == 200
+    assert len({d.identifier for d in jira.webhooks.deliveries}) == 1
+    assert len(broker.drain(broker.topology.login_queue)) == 1
+
+
+def test_the_demo_jiras_directory_changes_reach_the_queue(broker, receiver):
+    with FakeJira(flavor="datacenter") as jira:
+        jira.add_sample_users(3)
+        jira.webhooks.register(receiver.url, secret=SECRET)
+        changes = DirectoryChanges(jira, every=0.001)
+        for _ in range(2):
+            time.sleep(0.01)
+            changes.tick()
+        jira.webhooks.wait_idle()
+
+    got = [json.loads(b) for b, _ in broker.drain(broker.topology.login_queue)]
+    assert [m["change"] for m in got] == ["updated", "updated"]
+    assert len({m["user_key"] for m in got}) == 2
