@@ -1,23 +1,30 @@
 """A fake Jira that is a real HTTP server, speaking Jira's documented user JSON.
 
 What it fakes: the read-only user endpoints of Jira Data Center (REST v2) and Jira Cloud
-(REST v3): ``serverInfo``, ``myself``, one user (``expand=groups``), the DC user search
-with its 1,000-match cap (JRASERVER-65089), the DC cursor list ``/user/list``, the Cloud
-``/users/search`` page, and group members for both. Errors use Jira's body
-``{"errorMessages": [...], "errors": {}}`` (Cloud adds ``"status"``). Also the admin
-webhook resource, with signed deliveries when users are added, changed or removed
-through the Python API (``demo/fake_webhooks.py``).
+(REST v3): ``serverInfo``, ``myself``, one user (``expand=groups``), the DC user search,
+the DC cursor list ``/user/list``, the Cloud ``/users/search`` page, and group members
+for both. Errors use Jira's body ``{"errorMessages": [...], "errors": {}}`` (Cloud adds
+``"status"``). Also the admin webhook resource, with signed deliveries when users are
+added, changed or removed through the Python API (``demo/fake_webhooks.py``).
+
+The DC search behaves as Jira's (``UserMatcherPredicate``, ``UserCachingComparator``):
+a user matches when the lower-cased query starts their username, their display name or
+one of its space-separated words, or their e-mail address; matches come in display-name
+order, and only the first 1,000 are ever returned (JRASERVER-65089), with no total.
 
 Why a real server rather than a mocked transport: integration tests fake nothing else, so
 the HTTP client, its timeouts, retries and paging run exactly as against production; and
 the quick start needs something a user can point the product at. Tests steer it through
-the Python API: add, rename or remove users, inject failures (``fail_next``) or latency
-(``set_delay``), and read ``request_log``.
+the Python API: add (``add_user``, ``add_users`` for large hand-built directories),
+rename or remove users, hide users from every listing while a direct look-up still finds
+them (``hidden``), make Cloud pages come back short (``cloud_short_pages``), inject
+failures (``fail_next``) or latency (``set_delay``), and read ``request_log``.
 
 Design: all state sits behind one lock; each request copies what it needs under the lock
-and encodes JSON outside it. Sorted views are rebuilt lazily, once per change of the
-directory, so a 100,000-user directory pages in O(page size) per request (the DC search
-is a linear scan that stops at the cap). Only the standard library is used.
+and encodes JSON outside it. Sorted views and the search's prefix index are rebuilt
+lazily, once per change of the directory, so a 100,000-user directory pages in O(page
+size) per request and a search costs O(log n + matches). Only the standard library is
+used.
 
 Run it: ``python -m demo.fake_jira --flavor cloud --users 40``.
 """
@@ -82,6 +89,7 @@ USER_FIELDS = frozenset(
         "time_zone",
         "locale",
         "groups",
+        "hidden",
     }
 )
 
@@ -108,6 +116,9 @@ class _User:
     time_zone: str | None = None
     locale: str | None = None
     groups: set[str] = field(default_factory=set)  # lowercased group names
+    # Left out of every listing (search, list, group members) but served by a direct
+    # look-up, as Jira does for users the service account may not browse.
+    hidden: bool = False
     # Lowercased copies, so searches and sorts do not lower() 100,000 strings per request.
     name_l: str = ""
     display_l: str = ""
@@ -190,10 +201,17 @@ class _Directory:
         self.counter = 0
         self.version = 0  # bumped on every change; views remember what they were built from
         self._views_version = -1
-        self._by_name_sorted: list[_User] = []
         self._by_creation: list[_User] = []
         self._creation_uids: list[int] = []
         self._member_views: dict[str, tuple[int, list[_User], list[_User]]] = {}
+        # The DC search's index, rebuilt on its own counter: display-name changes (which
+        # the bench makes during runs) do not disturb the listings' views.
+        self.search_version = 0
+        self._index_version = -1
+        self._search_order: list[_User] = []
+        self._rank: dict[int, int] = {}
+        self._index_keys: list[str] = []
+        self._index_uids: list[int] = []
 
     # -- changes -------------------------------------------------------------------------
 
@@ -209,6 +227,7 @@ class _Directory:
         self.users[user.uid] = user
         self._index(user)
         self.version += 1
+        self.search_version += 1
         return user
 
     def update(self, user: _User, fields: dict[str, Any]) -> None:
@@ -230,14 +249,17 @@ class _Directory:
             self.set_groups(user, groups)
         # Views hold the user objects themselves: only what orders or filters them
         # (username, active) needs them rebuilt. A rebuild of 100,000 users takes ~150 ms.
-        if {"name", "active"} & fields.keys():
+        if {"name", "active", "hidden"} & fields.keys():
             self.version += 1
+        if {"name", "display_name", "email", "active", "hidden"} & fields.keys():
+            self.search_version += 1
 
     def remove(self, user: _User) -> None:
         self.set_groups(user, [])
         self._unindex(user)
         del self.users[user.uid]
         self.version += 1
+        self.search_version += 1
 
     def set_groups(self, user: _User, names: Iterable[str]) -> None:
         for lowered in list(user.groups):
@@ -273,39 +295,49 @@ class _Directory:
             raise KeyError(f"no user {ident!r} in the fake Jira")
         return user
 
-    def sorted_by_name(self) -> list[_User]:
-        self._refresh_views()
-        return self._by_name_sorted
-
     def by_creation(self) -> tuple[list[_User], list[int]]:
         self._refresh_views()
         return self._by_creation, self._creation_uids
 
     def search(self, needle: str, active: bool, inactive: bool, limit: int) -> list[_User]:
-        """DC's prefix search over username, display name and e-mail; stops at `limit`."""
+        """DC's user search: the first ``limit`` matches in Jira's order (display name,
+        then username). A user matches when the lower-cased query starts their username,
+        their display name or one of its words, or their e-mail address."""
         if not needle or limit <= 0:
             return []
-        everyone = needle == "."
-        found: list[_User] = []
-        for user in self.sorted_by_name():
-            if not (active if user.active else inactive):
-                continue
-            if (
-                everyone
-                or user.name_l.startswith(needle)
-                or user.display_l.startswith(needle)
-                or user.email_l.startswith(needle)
-            ):
-                found.append(user)
-                if len(found) >= limit:
-                    break
-        return found
+        self._refresh_index()
+
+        def wanted(user: _User) -> bool:
+            return active if user.active else inactive
+
+        if needle == ".":  # Jira's customary "everyone"
+            found = []
+            for user in self._search_order:
+                if wanted(user):
+                    found.append(user)
+                    if len(found) >= limit:
+                        break
+            return found
+        keys, uids = self._index_keys, self._index_uids
+        candidates: set[int] = set()
+        at = bisect.bisect_left(keys, needle)
+        while at < len(keys) and keys[at].startswith(needle):
+            candidates.add(uids[at])
+            at += 1
+        matches = [
+            self.users[uid]
+            for uid in candidates
+            if wanted(self.users[uid]) and _jira_matches(self.users[uid], needle)
+        ]
+        matches.sort(key=lambda u: self._rank[u.uid])
+        return matches[:limit]
 
     def members(self, group: _Group, include_inactive: bool) -> list[_User]:
         cached = self._member_views.get(group.group_id)
         if cached is None or cached[0] != self.version:
             everyone = sorted(
-                (self.users[uid] for uid in group.members), key=lambda u: (u.name_l, u.name)
+                (self.users[uid] for uid in group.members if not self.users[uid].hidden),
+                key=lambda u: (u.name_l, u.name),
             )
             cached = (self.version, everyone, [u for u in everyone if u.active])
             self._member_views[group.group_id] = cached
@@ -339,13 +371,53 @@ class _Directory:
         self.by_name.pop(user.name_l, None)
         self.by_account.pop(user.account_id, None)
 
+    def _refresh_index(self) -> None:
+        if self._index_version == self.search_version:
+            return
+        listed = [u for u in self.users.values() if not u.hidden]
+        # UserCachingComparator: display name, then username, ignoring case.
+        self._search_order = sorted(listed, key=lambda u: (u.display_l, u.name_l, u.name))
+        self._rank = {u.uid: i for i, u in enumerate(self._search_order)}
+        entries: list[tuple[str, int]] = []
+        for user in listed:
+            entries.append((user.name_l, user.uid))
+            entries.append((user.display_l, user.uid))
+            entries.extend((word.lower(), user.uid) for word in _display_words(user)[1:])
+            if user.email_l:
+                entries.append((user.email_l, user.uid))
+        entries.sort()
+        self._index_keys = [k for k, _ in entries]
+        self._index_uids = [u for _, u in entries]
+        self._index_version = self.search_version
+
     def _refresh_views(self) -> None:
         if self._views_version == self.version:
             return
         self._by_creation = list(self.users.values())
         self._creation_uids = [u.uid for u in self._by_creation]
-        self._by_name_sorted = sorted(self._by_creation, key=lambda u: (u.name_l, u.name))
         self._views_version = self.version
+
+
+def _display_words(user: _User) -> list[str]:
+    # Jira splits display names on spaces only, dropping empty words.
+    return [word for word in user.display_name.split(" ") if word]
+
+
+def _jira_starts(text: str, query: str) -> bool:
+    # As Jira compares: the text's first len(query) characters, lower-cased, equal the
+    # lower-cased query. (So a name starting with "İ", which lower-cases to two
+    # characters, is never matched by a search on its start.)
+    return len(query) <= len(text) and text[: len(query)].lower() == query
+
+
+def _jira_matches(user: _User, query: str) -> bool:
+    """Jira's UserMatcherPredicate: username, e-mail, display name, or any later word."""
+    return (
+        _jira_starts(user.name, query)
+        or (bool(user.email) and _jira_starts(user.email or "", query))
+        or _jira_starts(user.display_name, query)
+        or any(_jira_starts(word, query) for word in _display_words(user)[1:])
+    )
 
 
 # -- JSON rendering ---------------------------------------------------------------------------
@@ -455,6 +527,7 @@ class FakeJira:
         has_user_list: bool = True,
         search_cap: int = 1000,
         max_page: int = 1000,
+        cloud_short_pages: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -467,6 +540,7 @@ class FakeJira:
         self._has_user_list = has_user_list
         self._search_cap = search_cap
         self._max_page = max_page
+        self._cloud_short_pages = cloud_short_pages
         self._host = host
         self._port = port
         self._lock = threading.Lock()
@@ -544,8 +618,12 @@ class FakeJira:
         time_zone: str | None = "Europe/Berlin",
         locale: str | None = "en_US",
         groups: list[str] | None = None,
+        hidden: bool = False,
     ) -> Json:
-        """Add a user; return its JSON as served. ``name`` is also the Cloud test handle."""
+        """Add a user; return its JSON as served. ``name`` is also the Cloud test handle.
+
+        A ``hidden`` user is left out of every listing but found by a direct look-up.
+        """
         with self._lock:
             user = self._dir.add(
                 name,
@@ -557,11 +635,26 @@ class FakeJira:
                 account_type=account_type,
                 time_zone=time_zone,
                 locale=locale,
+                hidden=hidden,
             )
             self._dir.set_groups(user, groups or [])
             created = self._user_json(user)
         self.webhooks.user_event("user_created", created)
         return created
+
+    def add_users(self, people: Iterable[dict[str, Any]]) -> None:
+        """Add many users at once (a large hand-built directory): each dict holds
+        ``add_user``'s arguments, ``name`` required. No webhook deliveries."""
+        with self._lock:
+            for person in people:
+                attrs = dict(person)
+                name, groups = attrs.pop("name"), attrs.pop("groups", [])
+                key, account_id = attrs.pop("key", None), attrs.pop("account_id", None)
+                attrs["display_name"] = attrs.get("display_name") or name
+                attrs.setdefault("email", None)
+                user = self._dir.add(name, key, account_id, **attrs)
+                if groups:
+                    self._dir.set_groups(user, groups)
 
     def update_user(self, ident: str, **fields: Any) -> None:
         """Change a user found by key, username or accountId (see ``add_user`` for fields)."""
@@ -607,8 +700,12 @@ class FakeJira:
         inactive_every: int = 0,
         app_accounts: int = 0,
         groups: dict[str, int] | None = None,
+        native_every: int = 0,
     ) -> None:
         """Add a deterministic, realistic directory: ``n`` people, then app/customer accounts.
+
+        With ``native_every=k``, every k-th person's username keeps the letters of their
+        name (``émilie.brown``, ``łukasz.nowak``, ``王芳``); the e-mail stays ASCII.
 
         Counting people from 1: person k, 2k, ... is inactive for ``inactive_every=k``, and
         person 1, k+1, 2k+1, ... joins each group of ``groups={name: k}`` (offset so that
@@ -617,7 +714,7 @@ class FakeJira:
         """
         with self._lock:
             taken = set(self._dir.by_name)
-            people = _sample_people(n, random.Random(seed), taken)
+            people = _sample_people(n, random.Random(seed), taken, native_every)
             accounts = _sample_accounts(app_accounts, taken)
             member_of = [(self._dir.ensure_group(g), k) for g, k in (groups or {}).items()]
             for i, attrs in enumerate(people, start=1):
@@ -849,7 +946,9 @@ class FakeJira:
             start = bisect.bisect_right(uids, after)
             page = users[start : start + size]
             is_last = start + size >= len(users)
-            body: Json = {"values": self._users_json(page), "isLast": is_last}
+            # Hidden users are dropped after the page is cut: a page can come back short.
+            shown = [u for u in page if not u.hidden]
+            body: Json = {"values": self._users_json(shown), "isLast": is_last}
         if not is_last:
             body["nextCursor"] = _encode_cursor(page[-1].uid)
         return body
@@ -858,7 +957,14 @@ class FakeJira:
         start, size = self._paging(query, default=50, cap=min(self._max_page, CLOUD_PAGE_CAP))
         with self._lock:
             users, _ = self._dir.by_creation()
-            return self._users_json(users[start : start + size])
+            # Like Cloud, accounts the caller may not see are dropped after the page is
+            # cut, so a page comes back short while more follow; and with
+            # ``cloud_short_pages`` a page also loses its last few accounts (they come
+            # first on a page that starts right after what was served).
+            shown = [u for u in users[start : start + size] if not u.hidden]
+            if self._cloud_short_pages and len(shown) > self._cloud_short_pages:
+                shown = shown[: -self._cloud_short_pages]
+            return self._users_json(shown)
 
     def _ep_group_member(self, query: _Query, path: str) -> Json:
         start, size = self._paging(query, default=50, cap=GROUP_PAGE_CAP)
@@ -1061,6 +1167,17 @@ APP_ACCOUNTS = ("Slack", "GitHub for Jira", "Automation for Jira", "Tempo", "Zep
 TIME_ZONES = ("Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "UTC",
               "Europe/London", "America/Los_Angeles", "Asia/Kolkata")
 LOCALES = ("en_US", "de_DE", "en_GB", "ja_JP", "fr_FR", "es_ES")
+# People whose username keeps the letters of their name, as many directories have.
+NATIVE_FIRST_NAMES = (
+    "Émilie", "Łukasz", "Jörg", "José", "Øystein", "Ágnes", "Şebnem", "Ærling", "Íñigo",
+    "Çağla", "Zoë", "Renée", "Ōta", "Ðorđe", "Ülkü",
+)
+NATIVE_LAST_NAMES = (
+    "Brown", "Nowak", "Müller", "Jensen", "Ødegård", "Kovács", "Yılmaz", "Ångström",  # noqa: RUF001
+    "Núñez", "Škoda", "Doğan", "Þórsson", "Łęcki", "García",
+)
+CJK_NAMES = (("王", "芳"), ("李", "伟"), ("张", "敏"), ("刘", "洋"), ("陈", "静"), ("佐藤", "健"),
+             ("김", "민준"), ("田中", "花子"))
 # fmt: on
 SERVICE_EVERY = 25  # one person in 25 is a service account
 MIXED_CASE_EVERY = 100  # legacy mixed-case usernames: lookups must ignore case
@@ -1081,13 +1198,17 @@ def _unique(base: str, rng: random.Random, taken: set[str]) -> str:
     raise RuntimeError(f"cannot find a free username for {base!r}")
 
 
-def _sample_people(n: int, rng: random.Random, taken: set[str]) -> list[dict[str, Any]]:
+def _sample_people(
+    n: int, rng: random.Random, taken: set[str], native_every: int = 0
+) -> list[dict[str, Any]]:
     firsts = [(f, _ascii(f)) for f in FIRST_NAMES]
     lasts = [(s, _ascii(s)) for s in LAST_NAMES]
     people: list[dict[str, Any]] = []
     for i in range(n):
         if i % SERVICE_EVERY == SERVICE_EVERY // 2:
             person = _service_person(i // SERVICE_EVERY, taken)
+        elif native_every and i % native_every == native_every - 1:
+            person = _native_person(i // native_every, rng, taken)
         else:
             (first, first_a), (last, last_a) = rng.choice(firsts), rng.choice(lasts)
             name = _unique(f"{first_a[0]}{last_a}", rng, taken)
@@ -1104,6 +1225,27 @@ def _sample_people(n: int, rng: random.Random, taken: set[str]) -> list[dict[str
         person["locale"] = LOCALES[rng.randrange(len(LOCALES))]
         people.append(person)
     return people
+
+
+def _native_person(index: int, rng: random.Random, taken: set[str]) -> dict[str, Any]:
+    """``émilie.brown``, ``łukasz.nowak``; one in eight a CJK name such as ``王芳``."""
+    if index % 8 == 7:
+        family, given = CJK_NAMES[rng.randrange(len(CJK_NAMES))]
+        base, display = family + given, family + given
+        email_base = f"user{index}"
+    else:
+        first = rng.choice(NATIVE_FIRST_NAMES)
+        last = rng.choice(NATIVE_LAST_NAMES)
+        base, display = f"{first}.{last}".lower(), f"{first} {last}"
+        email_base = f"{_ascii(first)}.{_ascii(last)}"
+    name = base
+    while name.lower() in taken:
+        name = f"{base}{rng.randint(1, 9999)}"
+    return {
+        "name": name,
+        "display_name": display,
+        "email": f"{email_base}{name[len(base) :]}@example.com",
+    }
 
 
 def _service_person(index: int, taken: set[str]) -> dict[str, Any]:

@@ -1,42 +1,101 @@
 """Scanning Jira's user directory for a bulk run, page by page, resumable.
 
-Each page comes with a checkpoint: a small JSON-able dict that, given back to ``scan``,
-continues right after that page. The fan-out stores it once the page's messages are
-confirmed, so a redelivered request picks up where a crashed replica stopped.
+Each page comes with a checkpoint: an immutable value (a frozen dataclass, stored as
+JSON) that, given back to ``scan``, continues right after that page and describes
+nothing later. The fan-out reads a page ahead and stores a page's checkpoint once its
+messages are confirmed, so a redelivered request picks up where a crashed replica
+stopped, with no user skipped and none published twice by the scan itself.
 
 Strategies, chosen by flavour and filters:
 
-* groups given: ``group/member`` of each group in turn (both flavours).
+* groups given: ``group/member`` of each group in turn (both flavours; no cap).
 * Data Center with ``/user/list`` (10.3+): its cursor, every user exactly once.
-* older Data Center: ``/user/search``, which never returns more than the first 1,000
-  matches and has no total. A query that hits the cap is split into one query per next
-  character (``a`` -> ``aa``, ``ab``, ...) until every part is under the cap; users are
-  kept only in the part their username falls into, so parts never overlap.
-* Cloud: ``/users/search`` by ``startAt``, skipping app and customer accounts.
+* older Data Center: ``/user/search``, partitioned by username (see below).
+* Cloud: ``/users/search`` by ``startAt``, skipping app and customer accounts. A page
+  may come back short (Cloud filters pages after cutting them): the next page starts
+  right after what was received, so nothing is skipped, and users the previous page
+  already gave are dropped, so nothing is given twice.
 
-Listings end at an empty page rather than a short one, since servers may cap a page
-below what was asked and Cloud filters pages after cutting them.
+Listings end at an empty page rather than a short one.
+
+**The partitioned search.** ``/user/search?username=Q`` matches, case-insensitively, the
+start of the username, of the display name and of each of its words, and of the e-mail
+address; it returns only the first 1,000 matches (in display-name order) and no total.
+A *part* is a lower-cased username prefix; the part owns the users whose lower-cased
+username starts with it. A query that returns fewer than 1,000 matches returns every
+user of its part, and the part's users are kept, the other matches dropped. A query
+that hits the cap is *split*: one child part per character of the *alphabet*, plus a
+direct look-up of the user named exactly like the part. Every user is kept once: by
+the shortest uncapped prefix of their username, or, named exactly like a capped part,
+by that part's look-up.
+
+The alphabet starts as ``a-z 0-9 . _ - @ ' +`` and grows with every character of every
+username in any answer, whatever the query that returned it: users hidden behind one
+part's cap show up in other parts' answers through their display-name words and e-mail
+addresses, and their usernames teach the characters needed. A part split before a
+character was learnt gets a child for it later, so the order of discovery does not
+matter. Jira orders matches by display name, so a part's own users are often the ones
+behind its cap: the split never relies on what the part's own answer showed.
+
+Which users can still be missed: a user whose username continues, right after a prefix
+that 1,000 or more users match, with a character that no username in any answer
+contains (which also means that no query returned them through their display name or
+e-mail address). Also out of reach of any listing: users Jira leaves out of them
+(permissions, a directory being synchronised), usernames starting with ``İ`` (Jira's
+matcher lower-cases it to two characters and then never matches it), and users added
+or renamed into a part after it was read. What protects their assets: an unfiltered
+run marks an asset missing only when Jira answers 404 to a look-up of its user's key,
+and syncs the users such look-ups find (``worker/missing.py``). Users with no asset yet
+get one at their next login.
+
+Not used for an unfiltered scan: group listings. They are paged without a cap, but
+they need the groups' names, which Data Center lists only through a capped picker;
+they reach only users who are in some group; and they cost a request per 50
+memberships on top of the search, whose gaps they would not close for users in no
+group. A run filtered by group uses them, and is complete for its groups.
+
+Cost: one request per part queried (more for parts of over a page), so about the
+alphabet's size per capped part; see the README for measured requests per user.
+
+Case: prefixes match as Jira's lower-casing does (``str.lower``, Unicode's lower-case
+mapping), not ``casefold``: ``ß`` stays ``ß``, so ``--prefix ss`` does not match
+``ßmith`` and ``--prefix ß`` does not match ``ssmith``, as in Jira.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from schemas.messages import JiraUser, utc_now
-from worker.errors import UserNotFound
+from worker.checkpoints import (
+    Checkpoint as Checkpoint,  # re-exported: the fan-out's type for a scan position
+)
+from worker.checkpoints import CloudPosition, GroupPosition, ListPosition, SearchPosition
+from worker.errors import BadJiraUser, JiraUnavailable, UserNotFound
 from worker.jira import JiraClient, UserRef
+
+log = logging.getLogger(__name__)
 
 SEARCH_CAP = 1000  # JRASERVER-65089: /user/search never returns more matches than this
 GROUP_PAGE = 50  # group/member pages: Cloud allows at most 50, DC docs advise it
-# Next characters tried when a search query is split; any seen in results are added.
-ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789._-@'+"
-Checkpoint = dict[str, Any]
+# The characters every capped search part is split by; those seen in usernames join.
+BASE_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789._-@'+"
+# A search scan yields a page (and so a checkpoint) at least every so many requests,
+# even when the parts it went through had no users, so that progress is saved and the
+# fan-out gets to keep its broker connection alive.
+REQUESTS_PER_PAGE = 20
 T = TypeVar("T")
+
+
+def jira_lower(text: str) -> str:
+    """Lower-cased as Jira compares usernames (Java's ``toLowerCase``), not case-folded."""
+    return text.lower()
 
 
 @dataclass(frozen=True)
@@ -52,13 +111,16 @@ class Filters:
         if not self.prefix:
             return True
         name = (user.display_name if cloud else user.name) or ""
-        return name.casefold().startswith(self.prefix.casefold())
+        return jira_lower(name).startswith(jira_lower(self.prefix))
+
+
+# -- scanning ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Page:
-    users: list[JiraUser]
-    fetched_at: datetime
+    users: tuple[JiraUser, ...]
+    fetched_at: datetime  # when the oldest of these users was read from Jira
     checkpoint: Checkpoint | None  # None: the scan is complete
 
 
@@ -66,19 +128,26 @@ def scan(
     jira: JiraClient, filters: Filters, *, page_size: int, checkpoint: Checkpoint | None = None
 ) -> Iterator[Page]:
     """Every matching user, a page at a time, from ``checkpoint`` on."""
-    state = dict(checkpoint or {})
     if filters.groups:
-        yield from _group_members(jira, filters, state)
+        yield from _group_members(jira, filters, _resumable(checkpoint, GroupPosition))
     elif jira.flavor == "cloud":
-        yield from _cloud_users(jira, filters, state, page_size)
-    elif state.get("mode") == "search":
-        yield from _dc_search(jira, filters, state, page_size)
+        yield from _cloud_users(jira, filters, _resumable(checkpoint, CloudPosition), page_size)
+    elif isinstance(checkpoint, SearchPosition):
+        yield from _dc_search(jira, filters, checkpoint, page_size)
     else:
         try:
-            yield from _dc_list(jira, filters, state, page_size)
+            yield from _dc_list(jira, filters, _resumable(checkpoint, ListPosition), page_size)
         except UserNotFound:
             # No /user/list before DC 10.3: fall back to the partitioned search.
-            yield from _dc_search(jira, filters, {"mode": "search"}, page_size)
+            yield from _dc_search(jira, filters, None, page_size)
+
+
+def _resumable(checkpoint: Checkpoint | None, kind: type[T]) -> T | None:
+    if checkpoint is None or isinstance(checkpoint, kind):
+        return checkpoint
+    # Jira changed flavour or version under a running run: start over.
+    log.warning("the checkpoint %r does not fit this scan; starting the scan over", checkpoint)
+    return None
 
 
 def read_ahead(
@@ -133,19 +202,38 @@ def read_ahead(
         stop.set()
 
 
-def _keep(jira: JiraClient, filters: Filters, raw: Sequence[Any]) -> list[JiraUser]:
+def _listing(answer: Any, path: str) -> list[dict[str, Any]]:
+    """Jira's list of users, checked: a non-list answer is not a listing."""
+    if not isinstance(answer, list):
+        raise JiraUnavailable(f"Jira sent {type(answer).__name__} for {path}, not a list of users")
+    return answer
+
+
+def _users(jira: JiraClient, raw: Iterable[Any]) -> list[JiraUser]:
+    """Snapshots of the well-formed entries; a malformed one is logged and left out (a
+    user left out is never marked missing: see ``worker/missing.py``)."""
+    users = []
+    for entry in raw:
+        try:
+            users.append(jira.to_user(entry))
+        except BadJiraUser as exc:
+            log.warning("skipping a user of a Jira listing: %s", exc)
+    return users
+
+
+def _keep(jira: JiraClient, filters: Filters, raw: Iterable[Any]) -> tuple[JiraUser, ...]:
     cloud = jira.flavor == "cloud"
-    users = [jira.to_user(u) for u in raw]
-    return [u for u in users if filters.keeps(u, cloud=cloud)]
+    return tuple(u for u in _users(jira, raw) if filters.keeps(u, cloud=cloud))
 
 
-def _group_members(jira: JiraClient, filters: Filters, state: Checkpoint) -> Iterator[Page]:
-    index, start_at = state.get("group", 0), state.get("start_at", 0)
+def _group_members(jira: JiraClient, filters: Filters, at: GroupPosition | None) -> Iterator[Page]:
+    index, start_at = (at.group, at.start_at) if at else (0, 0)
     while index < len(filters.groups):
         fetched_at = utc_now()
+        path = f"{jira.api}/group/member"
         try:
             page = jira.get(
-                f"{jira.api}/group/member",
+                path,
                 {
                     "groupname": filters.groups[index],
                     "includeInactiveUsers": "true",
@@ -155,7 +243,9 @@ def _group_members(jira: JiraClient, filters: Filters, state: Checkpoint) -> Ite
             )
         except UserNotFound:
             raise UserNotFound(f"Jira has no group {filters.groups[index]!r}") from None
-        values = page.get("values", [])
+        if not isinstance(page, dict):
+            raise JiraUnavailable(f"Jira sent {type(page).__name__} for {path}, not a page")
+        values = _listing(page.get("values", []), path)
         start_at += len(values)
         if page.get("isLast", True) or not values:
             index, start_at = index + 1, 0
@@ -163,89 +253,149 @@ def _group_members(jira: JiraClient, filters: Filters, state: Checkpoint) -> Ite
         yield Page(
             _keep(jira, filters, values),
             fetched_at,
-            None if done else {"group": index, "start_at": start_at},
+            None if done else GroupPosition(index, start_at),
         )
 
 
-def _dc_list(jira: JiraClient, filters: Filters, state: Checkpoint, size: int) -> Iterator[Page]:
-    cursor = state.get("cursor")
+def _dc_list(
+    jira: JiraClient, filters: Filters, at: ListPosition | None, size: int
+) -> Iterator[Page]:
+    cursor = at.cursor if at else None
+    path = "/rest/api/2/user/list"
     while True:
         fetched_at = utc_now()
         params: dict[str, Any] = {"maxResults": size}
         if cursor:
             params["cursor"] = cursor
-        page = jira.get("/rest/api/2/user/list", params)
+        page = jira.get(path, params)
+        if not isinstance(page, dict):
+            raise JiraUnavailable(f"Jira sent {type(page).__name__} for {path}, not a page")
         cursor = page.get("nextCursor")
-        done = page.get("isLast", True) or not cursor
+        done = page.get("isLast", True) or not isinstance(cursor, str) or not cursor
         yield Page(
-            _keep(jira, filters, page.get("values", [])),
+            _keep(jira, filters, _listing(page.get("values", []), path)),
             fetched_at,
-            None if done else {"mode": "list", "cursor": cursor},
+            None if done else ListPosition(str(cursor)),
         )
         if done:
             return
 
 
 def _cloud_users(
-    jira: JiraClient, filters: Filters, state: Checkpoint, size: int
+    jira: JiraClient, filters: Filters, at: CloudPosition | None, size: int
 ) -> Iterator[Page]:
-    start_at = state.get("start_at", 0)
+    start_at, previous = (at.start_at, frozenset(at.previous)) if at else (0, frozenset[str]())
+    path = "/rest/api/3/users/search"
     while True:
         fetched_at = utc_now()
-        values = jira.get("/rest/api/3/users/search", {"startAt": start_at, "maxResults": size})
+        values = _listing(jira.get(path, {"startAt": start_at, "maxResults": size}), path)
+        # A short page may be short because Cloud dropped accounts after cutting it:
+        # the next page then starts inside this one's window, never past it.
         start_at += len(values)
-        yield Page(
-            _keep(jira, filters, values), fetched_at, {"start_at": start_at} if values else None
-        )
+        everyone = _users(jira, values)
+        users = [u for u in everyone if u.jira_id not in previous and filters.keeps(u, cloud=True)]
+        ids = tuple(u.jira_id for u in everyone) if len(values) < size else ()
+        previous = frozenset(ids)
+        yield Page(tuple(users), fetched_at, CloudPosition(start_at, ids) if values else None)
         if not values:
             return
 
 
-def _dc_search(jira: JiraClient, filters: Filters, state: Checkpoint, size: int) -> Iterator[Page]:
-    root = (filters.prefix or "").casefold()
-    pending: list[str] = state.get("pending", [root])
-    start_at: int = state.get("start_at", 0)
-    seen_next: set[str] = set(state.get("seen_next", []))
-    while pending:
-        part = pending[-1]
+# -- the partitioned search ----------------------------------------------------------------
+
+
+class _Partition:
+    """The working state of a partitioned search; ``position()`` is its value."""
+
+    def __init__(self, root: str, at: SearchPosition | None) -> None:
+        at = at or SearchPosition(pending=(root,), alphabet=BASE_ALPHABET, splits=())
+        self.pending = list(at.pending)
+        self.alphabet = at.alphabet
+        self.known = set(at.alphabet)
+        self.splits = dict(at.splits)
+
+    def position(self) -> SearchPosition:
+        return SearchPosition(
+            tuple(self.pending), self.alphabet, tuple(sorted(self.splits.items()))
+        )
+
+    def next_part(self) -> str | None:
+        if not self.pending:
+            # Characters learnt after a part was split: give it children for them too.
+            for part, covered in sorted(self.splits.items(), reverse=True):
+                if covered < len(self.alphabet):
+                    self._push_children(part, self.alphabet[covered:])
+                    self.splits[part] = len(self.alphabet)
+        return self.pending.pop() if self.pending else None
+
+    def learn(self, usernames: Iterable[str]) -> None:
+        for name in usernames:
+            for char in name:
+                if char not in self.known:
+                    self.known.add(char)
+                    self.alphabet += char
+
+    def split(self, part: str) -> None:
+        self.splits[part] = len(self.alphabet)
+        self._push_children(part, self.alphabet)
+
+    def _push_children(self, part: str, chars: str) -> None:
+        self.pending.extend(part + c for c in sorted(chars, reverse=True))
+
+
+def _dc_search(
+    jira: JiraClient, filters: Filters, at: SearchPosition | None, size: int
+) -> Iterator[Page]:
+    partition = _Partition(jira_lower(filters.prefix or ""), at)
+    batch: list[JiraUser] = []
+    batch_at: datetime | None = None
+    requests = 0
+    while (part := partition.next_part()) is not None:
         fetched_at = utc_now()
-        values = jira.get(
-            "/rest/api/2/user/search",
+        values, capped, used = _search(jira, part, size)
+        users = _users(jira, values)
+        partition.learn(jira_lower(u.name or "") for u in users)
+        if capped:
+            partition.split(part)
+            owned = _exact(jira, part)
+            used += 1 if part else 0
+        else:
+            owned = [u for u in users if jira_lower(u.name or "").startswith(part)]
+        batch.extend(u for u in _unique(owned) if filters.keeps(u, cloud=False))
+        batch_at = batch_at or fetched_at
+        requests += used
+        if len(batch) >= size or requests >= REQUESTS_PER_PAGE:
+            yield Page(tuple(batch), batch_at, partition.position())
+            batch, batch_at, requests = [], None, 0
+    yield Page(tuple(batch), batch_at or utc_now(), None)
+
+
+def _search(jira: JiraClient, part: str, size: int) -> tuple[list[dict[str, Any]], bool, int]:
+    """Every match of one part's query up to the cap: (matches, capped, requests)."""
+    path = "/rest/api/2/user/search"
+    values: list[dict[str, Any]] = []
+    requests = 0
+    while True:
+        page = jira.get(
+            path,
             {
-                "username": part or ".",
-                "startAt": start_at,
-                "maxResults": size,
+                "username": part or ".",  # "." is Jira's "everyone"
+                "startAt": len(values),
+                "maxResults": min(size, SEARCH_CAP - len(values)),
                 "includeActive": "true",
                 "includeInactive": "true",
             },
         )
-        start_at += len(values)
-        names = [(u.get("name") or "").casefold() for u in values]
-        seen_next.update(n[len(part)] for n in names if n.startswith(part) and len(n) > len(part))
-        # Keep only users whose username is in this part: Jira also matches display
-        # names and e-mail addresses, which belong to other parts.
-        users = [
-            u
-            for u, n in zip(_keep(jira, Filters(), values), names, strict=True)
-            if n.startswith(part) and filters.keeps(u, cloud=False)
-        ]
-        if not values or start_at >= SEARCH_CAP:
-            pending.pop()
-            if start_at >= SEARCH_CAP:
-                # Capped: the rest of this part is out of reach. Split it.
-                pending.extend(sorted({part + c for c in set(ALPHABET) | seen_next}, reverse=True))
-                users += _exact(jira, filters, part)
-            start_at, seen_next = 0, set()
-        checkpoint = {
-            "mode": "search",
-            "pending": pending,
-            "start_at": start_at,
-            "seen_next": sorted(seen_next),
-        }
-        yield Page(users, fetched_at, checkpoint if pending else None)
+        requests += 1
+        page = _listing(page, path)
+        if not page:
+            return values, False, requests
+        values += page
+        if len(values) >= SEARCH_CAP:
+            return values, True, requests
 
 
-def _exact(jira: JiraClient, filters: Filters, username: str) -> list[JiraUser]:
+def _exact(jira: JiraClient, username: str) -> list[JiraUser]:
     """The user named exactly like a split part (``ab`` is in no part ``ab?``)."""
     if not username:
         return []
@@ -253,4 +403,16 @@ def _exact(jira: JiraClient, filters: Filters, username: str) -> list[JiraUser]:
         user = jira.fetch_user(UserRef("username", username))
     except UserNotFound:
         return []
-    return [user] if filters.keeps(user, cloud=False) else []
+    except BadJiraUser as exc:
+        log.warning("skipping the user named %r: %s", username, exc)
+        return []
+    return [user] if jira_lower(user.name or "") == username else []
+
+
+def _unique(users: Sequence[JiraUser]) -> list[JiraUser]:
+    """Each user once, by stable identity (a listing that shifts between two of its
+    pages can give the same user twice)."""
+    first: dict[str, JiraUser] = {}
+    for user in users:
+        first.setdefault(user.jira_id, user)
+    return list(first.values())

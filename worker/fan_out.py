@@ -18,7 +18,9 @@ from worker.errors import PermanentError
 from worker.jira import JiraClient, Patience
 from worker.logs import log_context
 from worker.metrics import Metrics
+from worker.missing import MissingUsers
 from worker.session import Failures, Session
+from worker.settings import MissingLimit
 from worker.signing import SIGNATURE_HEADER, Signer
 from worker.store import Scheme, Store
 
@@ -39,6 +41,7 @@ class FanOut:
     :param exchange: where per-user messages are published.
     :param page_size: users asked of Jira per page.
     :param mark_missing: for unfiltered runs, mark assets whose Jira user is gone.
+    :param missing_limit: the most assets one run may mark missing.
     :param patience: waits between repeated Jira requests, and their total.
     :param signer: signs the per-user messages, which workers trust only signed.
     :param metrics: where finished runs are counted.
@@ -53,6 +56,7 @@ class FanOut:
         exchange: str,
         page_size: int,
         mark_missing: bool,
+        missing_limit: MissingLimit,
         patience: tuple[float, ...],
         signer: Signer,
         metrics: Metrics,
@@ -66,6 +70,14 @@ class FanOut:
         self.patience = patience
         self.signer = signer
         self.metrics = metrics
+        self.missing = MissingUsers(
+            store=store,
+            scheme=scheme,
+            exchange=exchange,
+            mark=mark_missing,
+            limit=missing_limit,
+            signer=signer,
+        )
 
     def handle(self, requests: Sequence[BulkSyncRequested], session: Session) -> Failures:
         for request in requests:
@@ -162,14 +174,12 @@ class FanOut:
             )
             confirmed = page.checkpoint
             published += len(todo)
-        with self.store.transaction() as conn:
-            missing = 0
-            if not filters.prefix and not filters.groups:
-                write = self.mark_missing and not request.dry_run
-                missing = runs.mark_missing(conn, run.id, self.scheme, write=write)
-            runs.end_fan_out(conn, run.id)
+        log.info("bulk run %s: %d users fanned out", run.id, published)
+        unfiltered = not filters.prefix and not filters.groups
+        self.missing.end_fan_out(
+            run.id, jira=jira, dry_run=request.dry_run, unfiltered=unfiltered, session=session
+        )
         with self.store.connection() as conn:
-            for run_id in runs.finish_runs(conn, [run.id]):
-                self.metrics.runs.labels("done").inc()
-                log.info("bulk run %s done", run_id)
-        log.info("bulk run %s: %d users fanned out, %d missing", run.id, published, missing)
+            for run_id, state in runs.finish_runs(conn, [run.id]):
+                self.metrics.runs.labels(state).inc()
+                log.info("bulk run %s %s", run_id, state)

@@ -124,6 +124,7 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
                 exchange=settings.topology.exchange,
                 page_size=settings.jira_page_size,
                 mark_missing=settings.missing_users == "mark",
+                missing_limit=settings.missing_limit_rule,
                 patience=settings.retry_delays,
                 signer=signer,
                 metrics=metrics,

@@ -18,7 +18,7 @@ from uuid import UUID
 import psycopg
 
 from schemas.messages import BulkSyncRequested
-from worker.directory import Checkpoint
+from worker.checkpoints import Checkpoint, decode_checkpoint, encode_checkpoint
 from worker.store import Change, Scheme
 
 RUN_LOCK_SPACE = 0x72756E  # advisory lock namespace for runs ("run")
@@ -49,7 +49,7 @@ def open_run(conn: psycopg.Connection[Any], request: BulkSyncRequested) -> Run:
         "SELECT state, checkpoint FROM sync_runs WHERE id = %s", [request.request_id]
     ).fetchone()
     assert row is not None
-    return Run(request.request_id, row[0], row[1])
+    return Run(request.request_id, row[0], decode_checkpoint(row[1]))
 
 
 def try_lock_run(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
@@ -91,7 +91,8 @@ def add_matched(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[
 
 def save_checkpoint(conn: psycopg.Connection[Any], run_id: UUID, checkpoint: Checkpoint) -> None:
     conn.execute(
-        "UPDATE sync_runs SET checkpoint = %s WHERE id = %s", [json.dumps(checkpoint), run_id]
+        "UPDATE sync_runs SET checkpoint = %s WHERE id = %s",
+        [json.dumps(encode_checkpoint(checkpoint)), run_id],
     )
 
 
@@ -159,8 +160,10 @@ def _upsert_outcomes(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]])
     )
 
 
-def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
-    """Mark the run done when its scan is over and no user is open.
+def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> str | None:
+    """Mark the run finished when its scan is over and no user is open: ``done``, or
+    ``failed`` when the fan-out recorded an error (the missing limit). Returns the state
+    it ended in, or None when it goes on.
 
     Call it after committing the work it should see, outside any transaction that
     holds locks: every batch checks once its own outcomes are committed, so the last
@@ -168,25 +171,30 @@ def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
     before it started), and no batch waits for another's lock.
     """
     row = conn.execute(
-        "UPDATE sync_runs SET state = 'done', finished_at = now()"
+        "UPDATE sync_runs SET finished_at = now(),"
+        " state = CASE WHEN error IS NULL THEN 'done' ELSE 'failed' END"
         " WHERE id = %s AND state = 'processing' AND NOT EXISTS ("
         "   SELECT 1 FROM sync_run_users WHERE run_id = %s AND outcome IS NULL)"
-        " RETURNING id",
+        " RETURNING state",
         [run_id, run_id],
     ).fetchone()
-    return row is not None
+    return str(row[0]) if row is not None else None
 
 
-def finish_runs(conn: psycopg.Connection[Any], run_ids: Iterable[UUID]) -> list[UUID]:
-    """``finish_if_complete`` for each run; the ones that are done now."""
-    return [run_id for run_id in sorted(set(run_ids)) if finish_if_complete(conn, run_id)]
+def finish_runs(conn: psycopg.Connection[Any], run_ids: Iterable[UUID]) -> list[tuple[UUID, str]]:
+    """``finish_if_complete`` for each run: the ones that ended now, with their state."""
+    ended = ((run_id, finish_if_complete(conn, run_id)) for run_id in sorted(set(run_ids)))
+    return [(run_id, state) for run_id, state in ended if state is not None]
 
 
-def end_fan_out(conn: psycopg.Connection[Any], run_id: UUID) -> None:
+def end_fan_out(conn: psycopg.Connection[Any], run_id: UUID, *, error: str | None = None) -> None:
+    """The scan is over: the run goes on processing its users. With ``error`` it will end
+    ``failed`` with it once they are processed (the users are still synced)."""
     conn.execute(
-        "UPDATE sync_runs SET state = 'processing', fanned_out_at = now(), checkpoint = NULL"
+        "UPDATE sync_runs SET state = 'processing', fanned_out_at = now(), checkpoint = NULL,"
+        " error = COALESCE(%s, error)"
         " WHERE id = %s AND state = 'fanning_out'",
-        [run_id],
+        [error[:1000] if error else None, run_id],
     )
 
 
@@ -198,45 +206,82 @@ def fail_run(conn: psycopg.Connection[Any], run_id: UUID, error: str) -> None:
     )
 
 
-def mark_missing(
-    conn: psycopg.Connection[Any], run_id: UUID, scheme: Scheme, *, write: bool
-) -> int:
-    """Assets of the synced type whose Jira user the (unfiltered) run did not find.
+def unreached_assets(
+    conn: psycopg.Connection[Any], run_id: UUID, scheme: Scheme, *, after: int, limit: int
+) -> list[tuple[int, str]]:
+    """(asset id, Jira identity) of active assets of the synced type whose user the run
+    has not matched, by asset id from ``after`` on, at most ``limit`` of them.
 
     Only assets last synced before the run started count: a user created in Jira and
-    synced by a login during the run is not missing. With ``write``, such assets get
-    state ``missing`` and their active field false; they are never deleted, since
-    hardware and tickets hang off them. Returns how many there are.
+    synced by a login during the run has not gone. Assets already marked missing are
+    not asked about again.
     """
-    gone = [
-        r[0]
+    return [
+        (r[0], r[1])
         for r in conn.execute(
-            "SELECT a.id FROM assets a"
+            "SELECT a.id, v.value_user FROM assets a"
             " JOIN asset_values v ON v.asset_id = a.id AND v.field_id = %(field)s AND v.is_unique"
             " JOIN sync_runs r ON r.id = %(run)s"
-            " WHERE a.asset_type_id = %(type)s"
+            " WHERE a.asset_type_id = %(type)s AND a.sync_state = 'active' AND a.id > %(after)s"
             "   AND (a.jira_seen_at IS NULL OR a.jira_seen_at < r.started_at)"
             "   AND NOT EXISTS (SELECT 1 FROM sync_run_users u"
             "                   WHERE u.run_id = %(run)s AND u.jira_id = v.value_user)"
-            " ORDER BY a.id",
-            {"field": scheme.user_field.id, "run": run_id, "type": scheme.asset_type_id},
+            " ORDER BY a.id LIMIT %(limit)s",
+            {
+                "field": scheme.user_field.id,
+                "run": run_id,
+                "type": scheme.asset_type_id,
+                "after": after,
+                "limit": limit,
+            },
         )
     ]
-    if write and gone:
-        changed = conn.execute(
-            "UPDATE assets SET sync_state = 'missing', updated_at = now()"
-            " WHERE id = ANY(%s) AND sync_state <> 'missing' RETURNING id",
-            [gone],
-        ).fetchall()
-        active = scheme.fields.get(scheme.active_field) if scheme.active_field else None
-        if active is not None and changed:
-            conn.execute(
-                "UPDATE asset_values SET value_bool = false"
-                " WHERE field_id = %s AND asset_id = ANY(%s) AND value_bool",
-                [active.id, [r[0] for r in changed]],
-            )
-    conn.execute("UPDATE sync_runs SET missing = %s WHERE id = %s", [len(gone), run_id])
-    return len(gone)
+
+
+def count_assets(conn: psycopg.Connection[Any], scheme: Scheme) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM assets WHERE asset_type_id = %s", [scheme.asset_type_id]
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def mark_missing(
+    conn: psycopg.Connection[Any], run_id: UUID, scheme: Scheme, asset_ids: Sequence[int]
+) -> int:
+    """Give these assets state ``missing`` and their active field false; they are never
+    deleted, since hardware and tickets hang off them. An asset synced since the run
+    started (a login found its user) is left alone. Returns how many changed."""
+    if not asset_ids:
+        return 0
+    changed = [
+        r[0]
+        for r in conn.execute(
+            "UPDATE assets a SET sync_state = 'missing', updated_at = now() FROM sync_runs r"
+            " WHERE r.id = %s AND a.id = ANY(%s) AND a.sync_state = 'active'"
+            "   AND (a.jira_seen_at IS NULL OR a.jira_seen_at < r.started_at)"
+            " RETURNING a.id",
+            [run_id, list(asset_ids)],
+        )
+    ]
+    active = scheme.fields.get(scheme.active_field) if scheme.active_field else None
+    if active is not None and changed:
+        conn.execute(
+            "UPDATE asset_values SET value_bool = false"
+            " WHERE field_id = %s AND asset_id = ANY(%s) AND value_bool",
+            [active.id, changed],
+        )
+    return len(changed)
+
+
+def record_missing(
+    conn: psycopg.Connection[Any], run_id: UUID, *, missing: int, checked: int
+) -> None:
+    """How many unreached assets the run looked up in Jira, and how many of their users
+    Jira confirmed gone."""
+    conn.execute(
+        "UPDATE sync_runs SET missing = %s, missing_checked = %s WHERE id = %s",
+        [missing, checked, run_id],
+    )
 
 
 def progress(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:

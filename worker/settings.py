@@ -7,6 +7,9 @@ win over it.
 
 from __future__ import annotations
 
+import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -29,6 +32,47 @@ JIRA_FIELDS: dict[str, str] = {
     "groups": "text",
     "avatarUrl": "text",
 }
+_LIMIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+
+
+@dataclass(frozen=True)
+class MissingLimit:
+    """How many assets one run may mark missing: a count, or a percentage of the asset
+    type's assets (rounded down).
+
+    :param text: the setting as written, for messages (``50``, ``5%``).
+    """
+
+    text: str
+    count: int | None = None
+    percent: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> MissingLimit:
+        found = _LIMIT.match(text)
+        if found is None:
+            raise ValueError("must be a count such as 50 or a percentage such as 5%")
+        number, percent = found.groups()
+        if percent:
+            if float(number) > 100:
+                raise ValueError("a percentage cannot be more than 100%")
+            return cls(text=text.strip(), percent=float(number))
+        if "." in number:
+            raise ValueError("a count must be a whole number (or write a percentage: 5%)")
+        return cls(text=text.strip(), count=int(number))
+
+    def of(self, assets: int) -> int:
+        """The largest number of assets a run may mark missing, out of ``assets``."""
+        if self.count is not None:
+            return self.count
+        assert self.percent is not None
+        # A hair of tolerance so that 5% of 200 is 10, not 9.999... rounded down.
+        return math.floor(assets * self.percent / 100 + 1e-9)
+
+
+DEFAULT_MISSING_LIMIT = MissingLimit.parse("5%")
+
+
 DEFAULT_FIELD_MAP = {
     "name": "Username",
     "displayName": "Full name",
@@ -79,6 +123,7 @@ class Settings(BaseSettings):
     user_field: str = "User"
     field_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FIELD_MAP))
     missing_users: Literal["mark", "ignore"] = "mark"
+    missing_limit: str = DEFAULT_MISSING_LIMIT.text
 
     @field_validator("field_map")
     @classmethod
@@ -94,6 +139,11 @@ class Settings(BaseSettings):
         if twice:
             raise ValueError(f"asset field(s) mapped twice: {', '.join(twice)}")
         return value
+
+    @field_validator("missing_limit")
+    @classmethod
+    def _count_or_percentage(cls, value: str) -> str:
+        return MissingLimit.parse(value).text
 
     @field_validator("jira_url")
     @classmethod
@@ -138,6 +188,10 @@ class Settings(BaseSettings):
     @property
     def topology(self) -> Topology:
         return Topology(prefix=self.amqp_prefix, retry_delays=self.retry_delays)
+
+    @property
+    def missing_limit_rule(self) -> MissingLimit:
+        return MissingLimit.parse(self.missing_limit)
 
     @property
     def folder_path(self) -> tuple[str, ...]:

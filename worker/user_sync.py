@@ -145,9 +145,9 @@ class UserSyncBatch:
     def _finish(self, run_ids: set[UUID]) -> None:
         # After the commit, so that the last batch of a run sees every other batch's.
         with self.store.connection() as conn:
-            for run_id in runs.finish_runs(conn, run_ids):
-                self.metrics.runs.labels("done").inc()
-                log.info("bulk run %s done", run_id)
+            for run_id, state in runs.finish_runs(conn, run_ids):
+                self.metrics.runs.labels(state).inc()
+                log.info("bulk run %s %s", run_id, state)
 
     def _complete(self, user: JiraUser) -> JiraUser:
         # Listing pages carry no groups; fetch them only when a mapped field needs them.
