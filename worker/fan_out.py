@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Seconds a redelivered request waits for a dead replica's run lock: more than the
 # ~25 s PostgreSQL takes to drop the session of a replica whose host died (store.pool).
 RUN_LOCK_WAIT = 40.0
+PRUNE_CHUNK = 20_000  # per-user rows of an old run deleted per transaction
 
 
 class FanOut:
@@ -45,6 +46,7 @@ class FanOut:
     :param patience: waits between repeated Jira requests, and their total.
     :param signer: signs the per-user messages, which workers trust only signed.
     :param metrics: where finished runs are counted.
+    :param retention_days: ended runs' per-user rows older than this are deleted.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class FanOut:
         patience: tuple[float, ...],
         signer: Signer,
         metrics: Metrics,
+        retention_days: float = 30.0,
     ) -> None:
         self.jira = jira
         self.store = store
@@ -70,6 +73,7 @@ class FanOut:
         self.patience = patience
         self.signer = signer
         self.metrics = metrics
+        self.retention_days = retention_days
         self.missing = MissingUsers(
             store=store,
             scheme=scheme,
@@ -105,6 +109,7 @@ class FanOut:
                 if run.state != "fanning_out":
                     log.info("bulk run %s is already %s; nothing to fan out", run.id, run.state)
                     return
+                self._prune_old_runs(session)
                 self._scan_and_publish(request, run, session)
             except PermanentError as exc:
                 with self.store.transaction() as conn:
@@ -113,6 +118,24 @@ class FanOut:
             finally:
                 if not lock.closed:
                     runs.unlock_run(lock, request.request_id)
+
+    def _prune_old_runs(self, session: Session) -> None:
+        """Delete the per-user rows of runs that ended over ``retention_days`` ago, a
+        chunk per transaction, before a new run adds its own: the table stays the size
+        of the recent runs. Their counts, and so their summaries, stay."""
+        with self.store.transaction() as conn:
+            old = runs.runs_to_prune(conn, older_than_days=self.retention_days)
+        for run_id in old:
+            deleted = PRUNE_CHUNK
+            while deleted == PRUNE_CHUNK:
+                session.tick()
+                with self.store.transaction() as conn:
+                    deleted = runs.prune_users(conn, run_id, chunk=PRUNE_CHUNK)
+            log.info(
+                "per-user rows of bulk run %s pruned (older than %g days)",
+                run_id,
+                self.retention_days,
+            )
 
     def _wait_for_run_lock(
         self, conn: psycopg.Connection[Any], run_id: UUID, session: Session

@@ -128,6 +128,7 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
                 patience=settings.retry_delays,
                 signer=signer,
                 metrics=metrics,
+                retention_days=settings.run_retention_days,
             ),
         )
         return consume(settings, services, metrics=metrics, health=health)

@@ -1,15 +1,19 @@
-"""Bulk run bookkeeping in PostgreSQL: the ``sync_runs`` row and one
-``sync_run_users`` row per matched user.
+"""Bulk run bookkeeping in PostgreSQL: the ``sync_runs`` row, one ``sync_run_users``
+row per matched user, and the run's counters (``sync_run_counts``).
 
 Counting is exact under redelivery and several replicas because each user has one row
 per run: the fan-out inserts it (outcome NULL) before publishing the user's message, and
-processing fills the outcome in once (``WHERE outcome IS NULL``). Counts are derived from
-those rows (view ``sync_run_summary``), never kept in counters.
+processing fills the outcome in once (``WHERE outcome IS NULL``). The counters move in
+the same statement's transaction, by what those statements actually changed
+(``RETURNING``): a redelivered message changes no row and so counts nothing. Reading a
+run's counts (``sync_run_summary``, progress bars, metrics) sums a few counter rows,
+the same at a million users as at a thousand; a run is complete when matched = done.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +26,7 @@ from worker.checkpoints import Checkpoint, decode_checkpoint, encode_checkpoint
 from worker.store import Change, Scheme
 
 RUN_LOCK_SPACE = 0x72756E  # advisory lock namespace for runs ("run")
+COUNT_SLOTS = 16  # counter rows per run (see _count)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ def add_matched(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[
             [run_id, list(jira_ids)],
         )
     }
+    _count(conn, run_id, matched=len(added))
     seen = [j for j in jira_ids if j not in added]
     if seen:  # only when a page is read again
         added.update(
@@ -125,8 +131,27 @@ def settled(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[str]
 def record_outcomes(conn: psycopg.Connection[Any], run_id: UUID, changes: Iterable[Change]) -> None:
     """Each user's outcome, kept only the first time (a redelivered message that finds
     its asset already written must not turn "created" into "unchanged")."""
-    rows = [(run_id, c.jira_id, c.outcome, c.deactivated) for c in changes]
-    _upsert_outcomes(conn, [(*r, None) for r in rows])
+    rows = [(c.jira_id, c.outcome, c.deactivated) for c in changes]
+    if not rows:
+        return
+    jira_ids, outcomes, deactivated = (list(c) for c in zip(*rows, strict=True))
+    settled = conn.execute(
+        "UPDATE sync_run_users u SET outcome = o.outcome, deactivated = o.deactivated"
+        " FROM unnest(%b::text[], %b::text[], %b::bool[]) AS o (jira_id, outcome, deactivated)"
+        " WHERE u.run_id = %s AND u.jira_id = o.jira_id AND u.outcome IS NULL"
+        " RETURNING o.outcome, o.deactivated",
+        [jira_ids, outcomes, deactivated, run_id],
+    ).fetchall()
+    by_outcome = Counter(outcome for outcome, _ in settled)
+    _count(
+        conn,
+        run_id,
+        done=len(settled),
+        created=by_outcome["created"],
+        updated=by_outcome["updated"],
+        unchanged=by_outcome["unchanged"],
+        deactivated=sum(1 for _, d in settled if d),
+    )
 
 
 def record_failures(
@@ -136,27 +161,28 @@ def record_failures(
     rows = list(failures)
     if not rows:
         return
-    conn.execute(
+    failed = conn.execute(
         "UPDATE sync_run_users u SET outcome = 'failed', error = f.e"
         " FROM unnest(%b::text[], %b::text[]) AS f (j, e)"
-        " WHERE u.run_id = %s AND u.jira_id = f.j AND u.outcome IS NULL",
+        " WHERE u.run_id = %s AND u.jira_id = f.j AND u.outcome IS NULL"
+        " RETURNING u.jira_id",
         [[j for j, _ in rows], [e[:1000] for _, e in rows], run_id],
-    )
+    ).fetchall()
+    _count(conn, run_id, done=len(failed), failed=len(failed))
 
 
-def _upsert_outcomes(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
-    # INSERT ... ON CONFLICT rather than UPDATE: if the fan-out's transaction that
-    # inserted the row has not committed yet, this waits for it instead of missing it.
-    if not rows:
+def _count(conn: psycopg.Connection[Any], run_id: UUID, **moved: int) -> None:
+    """Move the run's counters by ``moved``, in the caller's transaction, on a counter row
+    of this session's own (its pid's slot), so that replicas do not queue on one row."""
+    if not any(moved.values()):
         return
-    run_ids, jira_ids, outcomes, deactivated, errors = (list(c) for c in zip(*rows, strict=True))
+    names = list(moved)
     conn.execute(
-        "INSERT INTO sync_run_users (run_id, jira_id, outcome, deactivated, error)"
-        " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bool[], %b::text[])"
-        " ON CONFLICT (run_id, jira_id) DO UPDATE"
-        " SET outcome = excluded.outcome, deactivated = excluded.deactivated,"
-        " error = excluded.error WHERE sync_run_users.outcome IS NULL",
-        [run_ids, jira_ids, outcomes, deactivated, errors],
+        f"INSERT INTO sync_run_counts (run_id, slot, {', '.join(names)})"
+        f" VALUES (%s, pg_backend_pid() %% {COUNT_SLOTS}, {', '.join(['%s'] * len(names))})"
+        " ON CONFLICT (run_id, slot) DO UPDATE SET "
+        + ", ".join(f"{n} = sync_run_counts.{n} + excluded.{n}" for n in names),
+        [run_id, *moved.values()],
     )
 
 
@@ -173,8 +199,8 @@ def finish_if_complete(conn: psycopg.Connection[Any], run_id: UUID) -> str | Non
     row = conn.execute(
         "UPDATE sync_runs SET finished_at = now(),"
         " state = CASE WHEN error IS NULL THEN 'done' ELSE 'failed' END"
-        " WHERE id = %s AND state = 'processing' AND NOT EXISTS ("
-        "   SELECT 1 FROM sync_run_users WHERE run_id = %s AND outcome IS NULL)"
+        " WHERE id = %s AND state = 'processing' AND ("
+        "   SELECT COALESCE(sum(matched - done), 0) FROM sync_run_counts WHERE run_id = %s) = 0"
         " RETURNING state",
         [run_id, run_id],
     ).fetchone()
@@ -293,3 +319,28 @@ def progress(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
     if row is None:
         return None
     return dict(zip(("run_id", "state", "matched", "done", "failed"), row, strict=True))
+
+
+def runs_to_prune(conn: psycopg.Connection[Any], *, older_than_days: float) -> list[UUID]:
+    """Runs that ended more than ``older_than_days`` ago and still have per-user rows."""
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM sync_runs WHERE users_pruned_at IS NULL AND finished_at IS NOT NULL"
+            " AND finished_at < now() - make_interval(secs => %s) ORDER BY finished_at LIMIT 100",
+            [older_than_days * 86400],
+        )
+    ]
+
+
+def prune_users(conn: psycopg.Connection[Any], run_id: UUID, *, chunk: int) -> int:
+    """Delete up to ``chunk`` per-user rows of the run; how many went. Its counters,
+    and so its summary, stay."""
+    deleted = conn.execute(
+        "DELETE FROM sync_run_users WHERE ctid = ANY(ARRAY("
+        "  SELECT ctid FROM sync_run_users WHERE run_id = %s LIMIT %s))",
+        [run_id, chunk],
+    ).rowcount
+    if deleted < chunk:
+        conn.execute("UPDATE sync_runs SET users_pruned_at = now() WHERE id = %s", [run_id])
+    return deleted

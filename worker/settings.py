@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     user_field: str = "User"
     field_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FIELD_MAP))
     missing_users: Literal["mark", "ignore"] = "mark"
+    # Days after which an ended run's per-user rows are deleted (its counts are kept).
+    run_retention_days: float = Field(default=30.0, ge=0)
     missing_limit: str = DEFAULT_MISSING_LIMIT.text
 
     @field_validator("field_map")

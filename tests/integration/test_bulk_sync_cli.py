@@ -28,6 +28,8 @@ import pytest
 
 from schemas.topology import Topology
 from tests.support import ROOT, Broker, wait_for
+from worker import runs
+from worker.store import Change
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -96,8 +98,9 @@ def cli(broker: Broker, database: str) -> Iterator[Cli]:
 
 
 class PlayedWorker:
-    """Records a bulk run in SQL the way a worker does: the run row, one row per matched
-    user (outcome NULL), each outcome as the user is processed, then the final state."""
+    """Records a bulk run the way a worker does (``worker.runs``): the run row, one row
+    per matched user (outcome NULL), each outcome as the user is processed, then the
+    final state."""
 
     def __init__(self, database_url: str) -> None:
         self.url = database_url
@@ -144,20 +147,26 @@ class PlayedWorker:
         return str(request["request_id"])
 
     def match(self, run_id: str, *jira_ids: str) -> None:
-        for jira_id in jira_ids:
-            self._execute(
-                "INSERT INTO sync_run_users (run_id, jira_id) VALUES (%s, %s)", [run_id, jira_id]
-            )
+        with self._connection() as conn:
+            runs.add_matched(conn, uuid.UUID(run_id), list(jira_ids))
 
     def process(
         self, run_id: str, jira_id: str, outcome: str, *, deactivated: bool = False
     ) -> None:
-        self._execute(
-            "UPDATE sync_run_users SET outcome = %s, deactivated = %s,"
-            " error = CASE WHEN %s = 'failed' THEN 'Jira said 500' END"
-            " WHERE run_id = %s AND jira_id = %s",
-            [outcome, deactivated, outcome, run_id, jira_id],
-        )
+        with self._connection() as conn:
+            if outcome == "failed":
+                runs.record_failures(conn, uuid.UUID(run_id), [(jira_id, "Jira said 500")])
+            else:
+                change = Change(jira_id, 0, outcome, deactivated)  # type: ignore[arg-type]
+                runs.record_outcomes(conn, uuid.UUID(run_id), [change])
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if self._conn is not None:
+            yield self._conn
+            return
+        with psycopg.connect(self.url) as conn:  # commits when the block ends
+            yield conn
 
     def set_state(self, run_id: str, state: str) -> None:
         self._execute("UPDATE sync_runs SET state = %s WHERE id = %s", [state, run_id])
