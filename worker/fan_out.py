@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # ~25 s PostgreSQL takes to drop the session of a replica whose host died (store.pool).
 RUN_LOCK_WAIT = 40.0
 PRUNE_CHUNK = 20_000  # per-user rows of an old run deleted per transaction
+# Pages after which the run's table gets fresh statistics (see runs.analyze).
+ANALYZE_AT_PAGES = frozenset({1, 10, 100, 1000, 10_000})
 
 
 class FanOut:
@@ -169,12 +171,15 @@ class FanOut:
         published = 0
         confirmed: Checkpoint | None = None  # after the last page published, not saved yet
         pages = scan(jira, filters, page_size=self.page_size, checkpoint=run.checkpoint)
-        for page in read_ahead(pages, idle=session.tick):
+        for number, page in enumerate(read_ahead(pages, idle=session.tick), start=1):
             session.tick()
             with self.store.transaction() as conn:
                 if confirmed is not None:
                     runs.save_checkpoint(conn, run.id, confirmed)
                 todo = runs.add_matched(conn, run.id, [u.jira_id for u in page.users])
+            if number in ANALYZE_AT_PAGES:
+                with self.store.connection() as conn:
+                    runs.analyze(conn)
             # Recorded, then published, then checkpointed (with the next page's users):
             # after a crash in between, the page is read again and its users still open
             # are published again. Duplicates are harmless; a gap would not be.

@@ -344,3 +344,16 @@ def prune_users(conn: psycopg.Connection[Any], run_id: UUID, *, chunk: int) -> i
     if deleted < chunk:
         conn.execute("UPDATE sync_runs SET users_pruned_at = now() WHERE id = %s", [run_id])
     return deleted
+
+
+def analyze(conn: psycopg.Connection[Any]) -> None:
+    """Fresh statistics for the per-user rows, while a run adds them by the thousand.
+
+    A table PostgreSQL has never analyzed (a new deployment, or a server without
+    autovacuum) is taken for nearly empty: a batch's outcomes were then written by
+    reading every row of the run instead of looking each user up, 14 ms a batch at
+    100,000 users and growing with the run. Any statistics at all fix the plan; a few
+    ANALYZEs during a run (each samples a fixed number of rows) keep them current.
+    Without ownership of the table PostgreSQL only warns, and the run goes on.
+    """
+    conn.execute("ANALYZE sync_run_users")
