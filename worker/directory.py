@@ -64,6 +64,9 @@ mapping), not ``casefold``: ``ß`` stays ``ß``, so ``--prefix ss`` does not mat
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import logging
 import queue
 import threading
@@ -122,6 +125,9 @@ class Page:
     users: tuple[JiraUser, ...]
     fetched_at: datetime  # when the oldest of these users was read from Jira
     checkpoint: Checkpoint | None  # None: the scan is complete
+    # Users Jira described in a way that cannot be stored: (identity, why). Counted as
+    # failed in the run; the rest of the run goes on.
+    rejected: tuple[tuple[str, str], ...] = ()
 
 
 def scan(
@@ -209,21 +215,43 @@ def _listing(answer: Any, path: str) -> list[dict[str, Any]]:
     return answer
 
 
-def _users(jira: JiraClient, raw: Iterable[Any]) -> list[JiraUser]:
-    """Snapshots of the well-formed entries; a malformed one is logged and left out (a
-    user left out is never marked missing: see ``worker/missing.py``)."""
+def _users(
+    jira: JiraClient,
+    raw: Iterable[Any],
+    rejected: list[tuple[str, str]] | None = None,
+    counts: Callable[[Any], bool] = lambda entry: True,
+) -> list[JiraUser]:
+    """Snapshots of the well-formed entries. A malformed one is logged, left out and, when
+    ``rejected`` is given and ``counts`` it, added there under its identity
+    (``rejected_id``): the run counts it failed, and never marks its user missing
+    (``worker/missing.py``)."""
     users = []
     for entry in raw:
         try:
             users.append(jira.to_user(entry))
         except BadJiraUser as exc:
             log.warning("skipping a user of a Jira listing: %s", exc)
+            if rejected is not None and counts(entry):
+                rejected.append((rejected_id(entry, cloud=jira.flavor == "cloud"), str(exc)))
     return users
 
 
-def _keep(jira: JiraClient, filters: Filters, raw: Iterable[Any]) -> tuple[JiraUser, ...]:
+def rejected_id(entry: Any, *, cloud: bool) -> str:
+    """The identity a malformed entry is counted under: its key or accountId when it has
+    a usable one (so that its asset is known to be reached), else a digest of the entry
+    (so that reading it twice counts it once)."""
+    ident = entry.get("accountId" if cloud else "key") if isinstance(entry, dict) else None
+    if isinstance(ident, str) and 0 < len(ident) <= 255 and "\x00" not in ident:
+        return ident
+    digest = hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode())
+    return f"unidentified:{digest.hexdigest()[:24]}"
+
+
+def _keep(
+    jira: JiraClient, filters: Filters, raw: Iterable[Any], rejected: list[tuple[str, str]]
+) -> tuple[JiraUser, ...]:
     cloud = jira.flavor == "cloud"
-    return tuple(u for u in _users(jira, raw) if filters.keeps(u, cloud=cloud))
+    return tuple(u for u in _users(jira, raw, rejected) if filters.keeps(u, cloud=cloud))
 
 
 def _group_members(jira: JiraClient, filters: Filters, at: GroupPosition | None) -> Iterator[Page]:
@@ -250,10 +278,12 @@ def _group_members(jira: JiraClient, filters: Filters, at: GroupPosition | None)
         if page.get("isLast", True) or not values:
             index, start_at = index + 1, 0
         done = index >= len(filters.groups)
+        rejected: list[tuple[str, str]] = []
         yield Page(
-            _keep(jira, filters, values),
+            _keep(jira, filters, values, rejected),
             fetched_at,
             None if done else GroupPosition(index, start_at),
+            tuple(rejected),
         )
 
 
@@ -272,10 +302,12 @@ def _dc_list(
             raise JiraUnavailable(f"Jira sent {type(page).__name__} for {path}, not a page")
         cursor = page.get("nextCursor")
         done = page.get("isLast", True) or not isinstance(cursor, str) or not cursor
+        rejected: list[tuple[str, str]] = []
         yield Page(
-            _keep(jira, filters, _listing(page.get("values", []), path)),
+            _keep(jira, filters, _listing(page.get("values", []), path), rejected),
             fetched_at,
             None if done else ListPosition(str(cursor)),
+            tuple(rejected),
         )
         if done:
             return
@@ -292,11 +324,17 @@ def _cloud_users(
         # A short page may be short because Cloud dropped accounts after cutting it:
         # the next page then starts inside this one's window, never past it.
         start_at += len(values)
-        everyone = _users(jira, values)
+        rejected: list[tuple[str, str]] = []
+        everyone = _users(jira, values, rejected)
         users = [u for u in everyone if u.jira_id not in previous and filters.keeps(u, cloud=True)]
         ids = tuple(u.jira_id for u in everyone) if len(values) < size else ()
         previous = frozenset(ids)
-        yield Page(tuple(users), fetched_at, CloudPosition(start_at, ids) if values else None)
+        yield Page(
+            tuple(users),
+            fetched_at,
+            CloudPosition(start_at, ids) if values else None,
+            tuple(rejected),
+        )
         if not values:
             return
 
@@ -348,12 +386,15 @@ def _dc_search(
 ) -> Iterator[Page]:
     partition = _Partition(jira_lower(filters.prefix or ""), at)
     batch: list[JiraUser] = []
+    rejected: list[tuple[str, str]] = []
     batch_at: datetime | None = None
     requests = 0
     while (part := partition.next_part()) is not None:
         fetched_at = utc_now()
         values, capped, used = _search(jira, part, size)
-        users = _users(jira, values)
+        # A bad entry counts once: in the (uncapped) part its username is in.
+        owns = functools.partial(_owned_by, part=part) if not capped else _never
+        users = _users(jira, values, rejected, counts=owns)
         partition.learn(jira_lower(u.name or "") for u in users)
         if capped:
             partition.split(part)
@@ -365,9 +406,18 @@ def _dc_search(
         batch_at = batch_at or fetched_at
         requests += used
         if len(batch) >= size or requests >= REQUESTS_PER_PAGE:
-            yield Page(tuple(batch), batch_at, partition.position())
-            batch, batch_at, requests = [], None, 0
-    yield Page(tuple(batch), batch_at or utc_now(), None)
+            yield Page(tuple(batch), batch_at, partition.position(), tuple(rejected))
+            batch, rejected, batch_at, requests = [], [], None, 0
+    yield Page(tuple(batch), batch_at or utc_now(), None, tuple(rejected))
+
+
+def _never(entry: Any) -> bool:
+    return False
+
+
+def _owned_by(entry: Any, part: str) -> bool:
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return isinstance(name, str) and jira_lower(name).startswith(part)
 
 
 def _search(jira: JiraClient, part: str, size: int) -> tuple[list[dict[str, Any]], bool, int]:

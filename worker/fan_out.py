@@ -177,6 +177,7 @@ class FanOut:
                 if confirmed is not None:
                     runs.save_checkpoint(conn, run.id, confirmed)
                 todo = runs.add_matched(conn, run.id, [u.jira_id for u in page.users])
+                runs.add_rejected(conn, run.id, page.rejected)
             if number in ANALYZE_AT_PAGES:
                 with self.store.connection() as conn:
                     runs.analyze(conn)

@@ -95,6 +95,24 @@ def add_matched(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[
     return added
 
 
+def add_rejected(
+    conn: psycopg.Connection[Any], run_id: UUID, rejected: Sequence[tuple[str, str]]
+) -> int:
+    """Record users a listing described in a way that cannot be stored as failed in the
+    run, with the reason: counted once however often the page is read. Returns how many
+    are new."""
+    if not rejected:
+        return 0
+    added = conn.execute(
+        "INSERT INTO sync_run_users (run_id, jira_id, outcome, error)"
+        " SELECT %s, j, 'failed', e FROM unnest(%b::text[], %b::text[]) AS r (j, e)"
+        " ON CONFLICT (run_id, jira_id) DO NOTHING RETURNING jira_id",
+        [run_id, [j for j, _ in rejected], [e[:1000] for _, e in rejected]],
+    ).fetchall()
+    _count(conn, run_id, matched=len(added), done=len(added), failed=len(added))
+    return len(added)
+
+
 def save_checkpoint(conn: psycopg.Connection[Any], run_id: UUID, checkpoint: Checkpoint) -> None:
     conn.execute(
         "UPDATE sync_runs SET checkpoint = %s WHERE id = %s",

@@ -186,3 +186,28 @@ def test_a_database_that_comes_up_after_the_worker_is_waited_for(
     ):
         wait_for(lambda: "consuming" in worker.log(), timeout=60, what="the worker to start")
     assert "PoolClosed" not in worker.log()
+
+
+def test_a_user_jira_describes_badly_fails_alone_in_a_bulk_run(
+    start_worker, broker, jira, database
+):
+    """Seen: a user JSON without what we need was an "internal error" that failed the
+    whole scan. Now that user is counted failed, with the reason; everyone else syncs."""
+    from tests.support import counts, run_summary
+
+    jira.add_sample_users(30)
+    odd = jira.add_user("odd.one", display_name="x" * 5000)  # beyond any sane display name
+    start_worker(env={"ASSETSYNC_JIRA_PAGE_SIZE": "10"})
+    run = wait_run_finished(database, request_bulk(broker))
+
+    assert run["state"] == "done"
+    assert counts(run)["failed"] == 1
+    assert run["matched"] == run["done"] == 31
+    assert asset_of(database, odd["key"]) is None
+    with psycopg.connect(database) as conn:
+        (error,) = conn.execute(
+            "SELECT error FROM sync_run_users WHERE run_id = %s AND outcome = 'failed'",
+            [run["run_id"]],
+        ).fetchone()
+    assert "display_name" in error and odd["key"] in error
+    assert run_summary(database, str(run["run_id"]))["missing"] == 0
