@@ -1,4 +1,4 @@
-"""The HTTP side: ``POST /webhooks/jira`` and ``GET /healthz`` (Starlette).
+"""The HTTP side: ``POST /webhooks/jira``, ``GET /healthz`` and ``GET /metrics`` (Starlette).
 
 Per delivery: size limit (413), signature (401), delivery id already published (200,
 nothing published), body (400 with a one-line reason), publish and wait for the
@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -32,15 +33,33 @@ WEBHOOK_PATH = "/webhooks/jira"
 
 @dataclass
 class Counters:
-    """What /healthz reports: answers given since start, by outcome."""
+    """What /healthz reports, answers given since start by outcome, and the same for
+    Prometheus on /metrics (``assetsync_webhook_deliveries_total``)."""
 
     published: int = 0
     duplicate: int = 0
     skipped: int = 0
     refused: dict[int, int] = field(default_factory=dict)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self._deliveries = Counter(
+            "assetsync_webhook_deliveries_total",
+            "Jira webhook deliveries answered, by outcome (published, duplicate, skipped,"
+            " refused) and HTTP status.",
+            ["outcome", "status"],
+            registry=self.registry,
+        )
+
+    def count(self, outcome: str, status: int = 200) -> None:
+        if outcome == "refused":
+            self.refused[status] = self.refused.get(status, 0) + 1
+        else:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+        self._deliveries.labels(outcome, str(status)).inc()
 
     def refuse(self, status: int) -> None:
-        self.refused[status] = self.refused.get(status, 0) + 1
+        self.count("refused", status)
 
 
 class Receiver:
@@ -86,6 +105,7 @@ class Receiver:
             routes=[
                 Route(WEBHOOK_PATH, self.receive, methods=["POST"]),
                 Route("/healthz", self.health, methods=["GET"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
             ],
             lifespan=lifespan,
         )
@@ -102,6 +122,9 @@ class Receiver:
         }
         # Liveness only: a broker outage must not get every receiver restarted.
         return JSONResponse(body, status_code=200 if alive else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.counters.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def receive(self, request: Request) -> Response:
         client = request.client.host if request.client else "?"
@@ -120,14 +143,14 @@ class Receiver:
         try:
             delivery = payload.delivery_id(request.headers.get(payload.DELIVERY_HEADER))
             if delivery is not None and delivery in self.recent:
-                self.counters.duplicate += 1
+                self.counters.count("duplicate")
                 log.info("delivery %r was already published; not again", delivery)
                 return PlainTextResponse(f"duplicate delivery {delivery}, already published\n")
             event = payload.parse(body, delivery=delivery, received_at=utc_now())
         except payload.BadDelivery as exc:
             return self._refuse(400, str(exc), client)
         if isinstance(event, payload.Skipped):
-            self.counters.skipped += 1
+            self.counters.count("skipped")
             log.info("not syncing %s", event.reason)
             return PlainTextResponse(f"ignored: {event.reason}\n")
         return await self._publish(event, client)
@@ -144,7 +167,7 @@ class Receiver:
                 if not pending.cancelled():
                     raise  # this request itself is being cancelled
                 return self._refuse(503, "RabbitMQ did not confirm in time", client)
-            self.counters.duplicate += 1
+            self.counters.count("duplicate")
             return PlainTextResponse(f"duplicate delivery {delivery}, already published\n")
         confirm = self.publisher.submit(event)
         waiting = asyncio.wrap_future(confirm)
@@ -165,7 +188,7 @@ class Receiver:
                 self._in_flight.pop(delivery, None)
         if delivery:
             self.recent.add(delivery)
-        self.counters.published += 1
+        self.counters.count("published")
         log.info(
             "published user-changed %s %s%s",
             event.change,

@@ -296,5 +296,22 @@ def test_health_reports_the_broker_and_what_was_answered(receiver, broker):
     }
 
 
+def test_metrics_count_every_answer_by_outcome(receiver, broker):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    receiver.post(dc_event("user_updated"), delivery="d-1")
+    receiver.post(dc_event("user_updated"), delivery="d-1")
+    receiver.post(b"nope")
+
+    text = httpx.get(f"{receiver.base}/metrics").text
+    counted = {
+        (s.labels["outcome"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "assetsync_webhook_deliveries_total"
+    }
+    assert counted == {("published", "200"): 1, ("duplicate", "200"): 1, ("refused", "400"): 1}
+
+
 def test_stops_on_sigterm_with_exit_code_0(receiver):
     assert receiver.stop() == 0

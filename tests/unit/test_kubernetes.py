@@ -26,6 +26,8 @@ import yaml
 from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
 
 from producers.bulk_sync import request_parser
+from producers.runs import BulkSyncSettings
+from producers.webhooks.settings import WebhookSettings
 from schemas.topology import Topology
 from worker.settings import Settings
 
@@ -175,7 +177,7 @@ def test_the_validators_would_catch_a_misspelt_field_or_a_number_for_a_string():
     scaled["spec"]["maxReplicas"] = 10
     numeric = copy.deepcopy(the("ScaledObject"))
     numeric["spec"]["triggers"][0]["metadata"]["value"] = 1000
-    deployment = copy.deepcopy(the("Deployment"))
+    deployment = copy.deepcopy(the("Deployment", "assetsync-worker"))
     deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["paht"] = (
         "/"
     )
@@ -189,37 +191,56 @@ def test_the_validators_would_catch_a_misspelt_field_or_a_number_for_a_string():
 # ------------------------------------------------------------------ agree with code
 
 
-def test_every_setting_named_is_one_the_code_reads_and_its_value_is_valid(monkeypatch):
-    named = set(settings_map())
-    for _, container in containers():
-        named |= {e["name"] for e in container.get("env", [])}
-    fields = {f"ASSETSYNC_{name.upper()}" for name in Settings.model_fields}
+# The settings each command reads, by the module it runs.
+SETTINGS_OF = {
+    "worker": Settings,
+    "producers.bulk_sync": BulkSyncSettings,
+    "producers.jira_webhooks": WebhookSettings,
+}
 
-    assert named <= fields, named - fields
+
+def test_every_setting_named_is_one_the_code_reads_and_its_value_is_valid(monkeypatch):
+    for where, container in containers():
+        reads = SETTINGS_OF[container["command"][2]]
+        fields = {f"ASSETSYNC_{name.upper()}" for name in reads.model_fields}
+        named = {e["name"] for e in container.get("env", [])}
+        if container.get("envFrom"):
+            named |= set(settings_map())
+        assert named <= fields | set(settings_map()), (where, named - fields)
+    worker_fields = {f"ASSETSYNC_{name.upper()}" for name in Settings.model_fields}
+    assert set(settings_map()) <= worker_fields
     for name, value in settings_map().items():
         monkeypatch.setenv(name, value)
     Settings()  # raises on a value the worker would refuse at start
 
 
+SECRET_KEYS = {
+    "ASSETSYNC_AMQP_URL": "amqp-url",
+    "ASSETSYNC_DATABASE_URL": "database-url",
+    "ASSETSYNC_JIRA_TOKEN": "jira-token",
+    "ASSETSYNC_WEBHOOK_SECRET": "webhook-secret",
+}
+
+
 def test_secrets_stay_out_of_the_configmap_and_come_from_one_secret():
-    secret_fields = {"ASSETSYNC_AMQP_URL", "ASSETSYNC_DATABASE_URL", "ASSETSYNC_JIRA_TOKEN"}
-    assert not secret_fields & set(settings_map())
+    assert not set(SECRET_KEYS) & set(settings_map())
     refs = {
         (e["name"], e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
         for _, container in containers()
         for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
     }
-    [worker] = the("Deployment")["spec"]["template"]["spec"]["containers"]
-    assert {e["name"] for e in worker["env"]} == secret_fields
+    [worker] = the("Deployment", "assetsync-worker")["spec"]["template"]["spec"]["containers"]
+    assert {e["name"] for e in worker["env"]} == set(SECRET_KEYS) - {"ASSETSYNC_WEBHOOK_SECRET"}
     assert {secret for _, secret, _ in refs} == {"assetsync"}
     # Each setting comes from one key wherever it is used, and KEDA uses the workers' URL.
-    keys = {name: key for name, _, key in refs}
-    assert len(keys) == len(refs) == len(secret_fields)
+    assert {(name, key) for name, _, key in refs} <= set(SECRET_KEYS.items())
+    assert {name for name, _, _ in refs} == set(SECRET_KEYS)
     [auth] = the("TriggerAuthentication")["spec"]["secretTargetRef"]
     assert (auth["parameter"], auth["name"], auth["key"]) == (
         "host",
         "assetsync",
-        keys["ASSETSYNC_AMQP_URL"],
+        SECRET_KEYS["ASSETSYNC_AMQP_URL"],
     )
 
 
@@ -240,15 +261,18 @@ def test_autoscaling_follows_the_login_and_per_user_queues_of_this_prefix():
         )
         assert trigger["metadata"]["mode"] == "QueueLength"
         assert int(trigger["metadata"]["value"]) > 0
-    assert scaled["spec"]["scaleTargetRef"]["name"] == the("Deployment")["metadata"]["name"]
+    assert (
+        scaled["spec"]["scaleTargetRef"]["name"]
+        == the("Deployment", "assetsync-worker")["metadata"]["name"]
+    )
     # At least one replica must always be there to take bulk requests, which no trigger
     # follows; the Deployment leaves the count to KEDA.
     assert scaled["spec"]["minReplicaCount"] >= 1
-    assert "replicas" not in the("Deployment")["spec"]
+    assert "replicas" not in the("Deployment", "assetsync-worker")["spec"]
 
 
 def test_probes_and_metrics_port_match_the_settings():
-    pod = the("Deployment")["spec"]["template"]
+    pod = the("Deployment", "assetsync-worker")["spec"]["template"]
     [worker] = pod["spec"]["containers"]
     port = int(settings_map()["ASSETSYNC_METRICS_PORT"])
     ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
@@ -268,7 +292,9 @@ def test_probes_and_metrics_port_match_the_settings():
 
 
 def test_shutdown_grace_covers_the_sigterm_contract():
-    grace = the("Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    grace = the("Deployment", "assetsync-worker")["spec"]["template"]["spec"][
+        "terminationGracePeriodSeconds"
+    ]
     shutdown = re.search(r"\*\*Shutdown\.\*\*(.*?)\n\n", (ROOT / "README.md").read_text(), re.S)
     assert shutdown is not None, "README has a Shutdown paragraph"
     bound = re.search(r"within (\d+) s", " ".join(shutdown[1].split()))
@@ -314,7 +340,7 @@ def test_the_worker_can_write_its_health_file_on_a_read_only_root(monkeypatch):
     for name, value in settings_map().items():
         monkeypatch.setenv(name, value)
     health_file = Settings().health_file
-    [worker] = the("Deployment")["spec"]["template"]["spec"]["containers"]
+    [worker] = the("Deployment", "assetsync-worker")["spec"]["template"]["spec"]["containers"]
     writable = [Path(m["mountPath"]) for m in worker["volumeMounts"] if not m.get("readOnly")]
 
     assert health_file is not None
