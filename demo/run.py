@@ -3,14 +3,18 @@
 Migrates the database, starts the demo Jira stand-in (unless ``ASSETSYNC_JIRA_URL``
 names a real one), starts two worker replicas, asks for a bulk sync of every Jira user
 and follows it, shows the synced user assets, and keeps the workers running (syncing
-logins) until Ctrl-C.
+logins) until Ctrl-C. With the demo Jira it also starts the webhook receiver, registers
+it in the stand-in with a secret, and has the stand-in rename a user every 20 s: each
+rename reaches the asset through a signed webhook.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,9 +24,11 @@ from typing import Any
 import psycopg
 
 from demo.fake_jira import FakeJira
+from demo.fake_webhooks import DirectoryChanges
 from worker.settings import Settings
 
 DEMO_USERS = 40
+RENAME_EVERY = 20.0  # seconds between the stand-in's user changes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     workers = [
         subprocess.Popen([sys.executable, "-m", "worker"], env=env) for _ in range(args.replicas)
     ]
+    receiver = start_receiver(fake, env) if fake is not None else None
+    changes = DirectoryChanges(fake, every=RENAME_EVERY) if fake is not None else None
     stop = False
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -67,15 +75,42 @@ def main(argv: list[str] | None = None) -> int:
                 " USERNAME`; Ctrl-C stops them"
             )
             while not stop and all(w.poll() is None for w in workers):
+                if changes is not None:
+                    changes.tick()
                 time.sleep(0.5)
     finally:
-        for w in workers:
+        for w in [*workers, *([receiver] if receiver is not None else [])]:
             if w.poll() is None:
                 w.send_signal(signal.SIGTERM)
         codes = [w.wait(15) for w in workers]
+        if receiver is not None:
+            receiver.wait(15)
         if fake is not None:
             fake.stop()
     return 0 if all(c == 0 for c in codes) else 1
+
+
+def start_receiver(fake: FakeJira, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The webhook receiver on a free local port, registered in the stand-in as an
+    administrator would register it in Jira (with a secret)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    secret = secrets.token_hex(16)
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "producers.jira_webhooks"],
+        env={
+            **env,
+            "ASSETSYNC_WEBHOOK_LISTEN": f"127.0.0.1:{port}",
+            "ASSETSYNC_WEBHOOK_SECRET": secret,
+        },
+    )
+    fake.webhooks.register(f"http://127.0.0.1:{port}/webhooks/jira", secret=secret)
+    print(
+        f"webhook receiver on 127.0.0.1:{port}; the demo Jira renames a user every"
+        f" {RENAME_EVERY:g} s and tells it"
+    )
+    return receiver
 
 
 def show_assets(database_url: str, limit: int = 25) -> None:

@@ -51,6 +51,13 @@ POISON = [
         "over the limit of 1048576",
     ),
     (
+        "nested too deeply (once crashed the whole worker)",
+        b'{"type": "user-logged-in", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        "user-logged-in",
+        "application/json",
+        "nested too deeply",
+    ),
+    (
         "user Jira does not know",
         login_body(username="nobody"),
         "user-logged-in",
