@@ -10,9 +10,8 @@ from uuid import UUID
 
 import psycopg
 
-from schemas.messages import USER_SYNC, BulkSyncRequested, user_sync_bodies
+from schemas.messages import BulkSyncRequested, user_sync_bodies
 from worker import runs
-from worker.broker import Outgoing
 from worker.directory import Checkpoint, Filters, read_ahead, scan
 from worker.errors import PermanentError
 from worker.jira import JiraClient, Patience
@@ -21,7 +20,7 @@ from worker.metrics import Metrics
 from worker.missing import MissingUsers
 from worker.session import Failures, Session
 from worker.settings import MissingLimit
-from worker.signing import SIGNATURE_HEADER, Signer
+from worker.signing import Signer, signed_user_syncs
 from worker.store import Scheme, Store
 
 log = logging.getLogger(__name__)
@@ -190,17 +189,7 @@ class FanOut:
                 fetched_at=page.fetched_at,
                 users=[user for user in page.users if user.jira_id in todo],
             )
-            session.publish(
-                [
-                    Outgoing(
-                        body=b,
-                        exchange=self.exchange,
-                        routing_key=USER_SYNC,
-                        headers={SIGNATURE_HEADER: self.signer.sign(b)},
-                    )
-                    for b in bodies
-                ]
-            )
+            session.publish(signed_user_syncs(bodies, exchange=self.exchange, signer=self.signer))
             confirmed = page.checkpoint
             published += len(todo)
         log.info("bulk run %s: %d users fanned out", run.id, published)

@@ -19,7 +19,7 @@ from worker.logs import log_context
 from worker.mapping import MappingRules, plan_asset
 from worker.metrics import Metrics
 from worker.session import Failures, Session, one_by_one
-from worker.store import Change, Folders, Scheme, Store, apply_plans, mark_missing
+from worker.store import Change, Folders, Scheme, Store, apply_plans, assets_of, mark_missing
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,9 @@ class LoginSync:
                 )
                 return None
             with self.store.transaction() as conn:
-                marked = mark_missing(conn, self.scheme, [stable.value])
+                marked = mark_missing(
+                    conn, self.scheme, assets_of(conn, self.scheme, [stable.value])
+                )
             log.info(
                 "%s event: Jira has no user %s %r; %d asset(s) marked missing",
                 event.change,

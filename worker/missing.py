@@ -32,14 +32,13 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from schemas.messages import USER_SYNC, JiraUser, user_sync_bodies, utc_now
+from schemas.messages import JiraUser, user_sync_bodies, utc_now
 from worker import runs
-from worker.broker import Outgoing
 from worker.errors import InvalidMessage, JiraRejected, UserNotFound
 from worker.jira import JiraClient, RefKind, UserRef
 from worker.session import Session
 from worker.settings import MissingLimit
-from worker.signing import SIGNATURE_HEADER, Signer
+from worker.signing import Signer, signed_user_syncs
 from worker.store import Scheme, Store
 
 log = logging.getLogger(__name__)
@@ -169,17 +168,7 @@ class MissingUsers:
             fetched_at=fetched_at,
             users=[u for u in users if u.jira_id in todo],
         )
-        session.publish(
-            [
-                Outgoing(
-                    body=b,
-                    exchange=self.exchange,
-                    routing_key=USER_SYNC,
-                    headers={SIGNATURE_HEADER: self.signer.sign(b)},
-                )
-                for b in bodies
-            ]
-        )
+        session.publish(signed_user_syncs(bodies, exchange=self.exchange, signer=self.signer))
 
     def _limit_error(self, found: _Confirmed, *, dry_run: bool) -> str:
         limit = self.limit.of(found.assets)

@@ -22,6 +22,7 @@ from uuid import UUID
 import psycopg
 
 from schemas.messages import BulkSyncRequested
+from worker import store
 from worker.checkpoints import Checkpoint, decode_checkpoint, encode_checkpoint
 from worker.store import Change, Scheme
 
@@ -292,29 +293,12 @@ def count_assets(conn: psycopg.Connection[Any], scheme: Scheme) -> int:
 def mark_missing(
     conn: psycopg.Connection[Any], run_id: UUID, scheme: Scheme, asset_ids: Sequence[int]
 ) -> int:
-    """Give these assets state ``missing`` and their active field false; they are never
-    deleted, since hardware and tickets hang off them. An asset synced since the run
-    started (a login found its user) is left alone. Returns how many changed."""
-    if not asset_ids:
+    """``store.mark_missing`` for assets the run confirmed gone, leaving alone any synced
+    since the run started (a login found its user). Returns how many changed."""
+    row = conn.execute("SELECT started_at FROM sync_runs WHERE id = %s", [run_id]).fetchone()
+    if row is None:
         return 0
-    changed = [
-        r[0]
-        for r in conn.execute(
-            "UPDATE assets a SET sync_state = 'missing', updated_at = now() FROM sync_runs r"
-            " WHERE r.id = %s AND a.id = ANY(%s) AND a.sync_state = 'active'"
-            "   AND (a.jira_seen_at IS NULL OR a.jira_seen_at < r.started_at)"
-            " RETURNING a.id",
-            [run_id, list(asset_ids)],
-        )
-    ]
-    active = scheme.fields.get(scheme.active_field) if scheme.active_field else None
-    if active is not None and changed:
-        conn.execute(
-            "UPDATE asset_values SET value_bool = false"
-            " WHERE field_id = %s AND asset_id = ANY(%s) AND value_bool",
-            [active.id, changed],
-        )
-    return len(changed)
+    return len(store.mark_missing(conn, scheme, asset_ids, seen_before=row[0]))
 
 
 def record_missing(

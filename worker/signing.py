@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
 
+from schemas.messages import USER_SYNC
+from worker.broker import Outgoing
 from worker.errors import ConfigError, InvalidMessage
 
 SIGNATURE_HEADER = "assetsync-signature"
@@ -54,3 +56,16 @@ def load_key(conn: psycopg.Connection[Any]) -> bytes:
     if row is None:
         raise ConfigError("the asset store has no signing key: run `python -m worker migrate`")
     return bytes(row[0])
+
+
+def signed_user_syncs(bodies: Sequence[bytes], *, exchange: str, signer: Signer) -> list[Outgoing]:
+    """``user-sync`` bodies as messages to publish, each signed."""
+    return [
+        Outgoing(
+            body=b,
+            exchange=exchange,
+            routing_key=USER_SYNC,
+            headers={SIGNATURE_HEADER: signer.sign(b)},
+        )
+        for b in bodies
+    ]

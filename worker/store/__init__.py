@@ -9,7 +9,7 @@
 from worker.store.folders import Folders
 from worker.store.pool import Store
 from worker.store.scheme import FieldDef, Scheme, load_scheme
-from worker.store.upsert import Change, Outcome, apply_plans, mark_missing
+from worker.store.upsert import Change, Outcome, apply_plans, assets_of, mark_missing
 
 __all__ = [
     "Change",
@@ -19,6 +19,7 @@ __all__ = [
     "Scheme",
     "Store",
     "apply_plans",
+    "assets_of",
     "load_scheme",
     "mark_missing",
 ]

@@ -272,20 +272,26 @@ def diff_values(
 
 
 def mark_missing(
-    conn: psycopg.Connection[Any], scheme: Scheme, jira_ids: Sequence[str]
+    conn: psycopg.Connection[Any],
+    scheme: Scheme,
+    asset_ids: Sequence[int],
+    *,
+    seen_before: datetime | None = None,
 ) -> list[int]:
-    """Assets of these Jira users, confirmed gone from Jira: state ``missing`` and their
-    active field false. Never deleted: hardware and tickets hang off them. Returns the
+    """Assets whose Jira user is confirmed gone: state ``missing`` and their active field
+    false. Never deleted: hardware and tickets hang off them. With ``seen_before``, an
+    asset synced since then (a login found its user meanwhile) is left alone. Returns the
     assets changed (those already missing are left as they are)."""
+    if not asset_ids:
+        return []
     changed = [
         r[0]
         for r in conn.execute(
-            "UPDATE assets a SET sync_state = 'missing', updated_at = now()"
-            " FROM asset_values v"
-            " WHERE v.asset_id = a.id AND v.field_id = %s AND v.is_unique"
-            "   AND v.value_user = ANY(%s) AND a.sync_state <> 'missing'"
-            " RETURNING a.id",
-            [scheme.user_field.id, list(jira_ids)],
+            "UPDATE assets SET sync_state = 'missing', updated_at = now()"
+            " WHERE id = ANY(%s) AND sync_state = 'active'"
+            "   AND (%s::timestamptz IS NULL OR jira_seen_at IS NULL OR jira_seen_at < %s)"
+            " RETURNING id",
+            [list(asset_ids), seen_before, seen_before],
         )
     ]
     active = scheme.fields.get(scheme.active_field) if scheme.active_field else None
@@ -296,3 +302,8 @@ def mark_missing(
             [active.id, changed],
         )
     return changed
+
+
+def assets_of(conn: psycopg.Connection[Any], scheme: Scheme, jira_ids: Sequence[str]) -> list[int]:
+    """The ids of these Jira users' assets."""
+    return [c.asset_id for c in _find(conn, scheme, list(jira_ids), lock=False).values()]
