@@ -32,10 +32,10 @@ from kombu.connection import Connection
 from kombu.entity import Queue
 from kombu.messaging import Consumer as KombuConsumer
 
-from schemas.topology import ATTEMPT_HEADER, DELAY_HEADER, ERROR_HEADER, Topology
+from schemas.topology import Topology
 from worker import broker
 from worker.decoding import decode
-from worker.errors import BrokerLost, ConfigError, Interrupted, InvalidMessage
+from worker.errors import ConfigError, Interrupted, InvalidMessage
 from worker.logs import log_context
 from worker.metrics import Metrics, Timer
 from worker.probes import Health
@@ -43,15 +43,9 @@ from worker.session import GiveUp, Handler
 from worker.settle import (
     DeadLetter,
     Decision,
-    Reconnect,
-    Requeue,
-    Retry,
-    Stop,
-    attempt_of,
-    settle,
-    settle_unrecorded,
     worth_splitting,
 )
+from worker.settler import Settler, describe
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +161,7 @@ class Consumer:
         self._stop = stop
         self.fatal: ConfigError | None = None
         self._publisher: broker.ConfirmPublisher | None = None
+        self._settler: Settler | None = None
         self._session: LoopSession | None = None
         self._pending = {r.queue: _Pending() for r in self.routes}
         self._touched = 0.0
@@ -212,6 +207,12 @@ class Consumer:
     def _consume(self, conn: Connection) -> None:
         broker.declare(conn, self.topology)
         self._publisher = broker.ConfirmPublisher(conn)
+        self._settler = Settler(
+            topology=self.topology,
+            publisher=self._publisher,
+            metrics=self.metrics,
+            on_fatal=self._fatal,
+        )
         self._session = LoopSession(
             conn, self._publisher, self._stop, lambda: self.health.beat(self.name)
         )
@@ -294,7 +295,7 @@ class Consumer:
             except InvalidMessage as exc:
                 self._carry_out(route, message, None, DeadLetter(str(exc)))
             except Exception as exc:  # whatever a body does to a parser, never the loop
-                log.error("cannot decode %s", _describe(message), exc_info=exc)
+                log.error("cannot decode %s", describe(message), exc_info=exc)
                 reason = f"cannot decode: {type(exc).__name__}: {exc}"
                 self._carry_out(route, message, None, DeadLetter(reason))
         if not decoded:
@@ -348,80 +349,16 @@ class Consumer:
         )
 
     def _settle_failure(self, route: Route, message: Any, body: Any, exc: Exception) -> None:
-        decision = settle(
-            exc,
-            attempt=attempt_of(message.headers, ATTEMPT_HEADER),
-            delays=self.topology.retry_delays,
-        )
-        if isinstance(decision, DeadLetter) and decision.reason.startswith("internal error"):
-            log.error("unexpected error on %s", _describe(message), exc_info=exc)
-        self._carry_out(route, message, body, decision)
+        assert self._settler is not None
+        self._settler.failed(route.queue, message, body, exc, on_give_up=route.on_give_up)
 
     def _carry_out(self, route: Route, message: Any, body: Any, decision: Decision) -> None:
-        with log_context(
-            message_id=message.properties.get("message_id"),
-            message_type=message.delivery_info.get("routing_key"),
-        ):
-            self._carry_out_here(route, message, body, decision)
+        assert self._settler is not None
+        self._settler.carry_out(route.queue, message, body, decision, on_give_up=route.on_give_up)
 
-    def _carry_out_here(self, route: Route, message: Any, body: Any, decision: Decision) -> None:
-        if isinstance(decision, Reconnect):
-            raise BrokerLost(f"lost RabbitMQ while handling {_describe(message)}")
-        if isinstance(decision, Requeue | Stop):
-            self.metrics.messages.labels(route.queue, "requeued").inc()
-        if isinstance(decision, Requeue):
-            message.requeue()
-        elif isinstance(decision, Stop):
-            log.critical("%s", decision.error)
-            message.requeue()
-            self.fatal = decision.error
-            self._stop.set()
-        elif isinstance(decision, Retry):
-            log.info(
-                "%s failed; attempt %d in %.1fs",
-                _describe(message),
-                decision.attempt,
-                decision.delay,
-            )
-            headers = {
-                ATTEMPT_HEADER: decision.attempt,
-                DELAY_HEADER: self.topology.retry_key(decision.delay),
-                ERROR_HEADER: decision.reason[:1000],
-            }
-            self._republish(message, self.topology.delay_exchange, headers)
-            self.metrics.messages.labels(route.queue, "retried").inc()
-            self.metrics.retries.labels(route.queue, f"{decision.delay:g}").inc()
-        else:
-            self._dead_letter(route, message, body, decision)
-
-    def _dead_letter(self, route: Route, message: Any, body: Any, decision: DeadLetter) -> None:
-        if decision.record and body is not None and route.on_give_up is not None:
-            try:
-                route.on_give_up(body, decision.reason)
-            except Exception as exc:  # settled below: never requeued on the spot
-                log.warning("could not record the failure of %s: %r", _describe(message), exc)
-                self._carry_out_here(
-                    route,
-                    message,
-                    body,
-                    settle_unrecorded(
-                        exc,
-                        reason=decision.reason,
-                        attempt=attempt_of(message.headers, ATTEMPT_HEADER),
-                        delays=self.topology.retry_delays,
-                    ),
-                )
-                return
-        log.warning("dead-lettering %s: %s", _describe(message), decision.reason)
-        self._republish(
-            message, self.topology.dead_exchange, {ERROR_HEADER: decision.reason[:1000]}
-        )
-        self.metrics.messages.labels(route.queue, "dead_lettered").inc()
-
-    def _republish(self, message: Any, exchange: str, headers: dict[str, Any]) -> None:
-        assert self._publisher is not None
-        self._publisher.publish([broker.copy_of(message, exchange=exchange, headers=headers)])
-        message.ack()
+    def _fatal(self, error: ConfigError) -> None:
+        self.fatal = error
+        self._stop.set()
 
     def _touch(self) -> None:
         now = time.monotonic()
@@ -436,15 +373,3 @@ class Consumer:
             self._health_failing = True
         else:
             self._health_failing = False
-
-
-def _describe(message: Any) -> str:
-    """A delivery, for a log line: what it carries is quoted, and cut short."""
-    props = message.properties
-    rk = str(message.delivery_info.get("routing_key", "?"))[:100]
-    ident = props.get("message_id")
-    return (
-        f"{rk!r} message {str(ident)[:100]!r}"
-        if ident
-        else f"{rk!r} delivery {message.delivery_tag}"
-    )

@@ -1,0 +1,146 @@
+"""Carrying out how a failed delivery is settled (``worker.settle`` decides): republish to a
+delay queue or the dead queue, put back, stop the replica, or give up the connection.
+
+A republish is confirmed by the broker before the delivery is acked; if it fails, the
+delivery stays unacked and the broker redelivers it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from schemas.topology import ATTEMPT_HEADER, DELAY_HEADER, ERROR_HEADER, Topology
+from worker import broker
+from worker.errors import BrokerLost, ConfigError
+from worker.logs import log_context
+from worker.metrics import Metrics
+from worker.session import GiveUp
+from worker.settle import (
+    DeadLetter,
+    Decision,
+    Reconnect,
+    Requeue,
+    Retry,
+    Stop,
+    attempt_of,
+    settle,
+    settle_unrecorded,
+)
+
+log = logging.getLogger("worker.consumer")
+
+
+class Settler:
+    """Settles the failed deliveries of one consuming loop's connection.
+
+    :param topology: where delay queues and the dead queue are.
+    :param publisher: the connection's confirming publisher.
+    :param metrics: where settled deliveries are counted.
+    :param on_fatal: called with a configuration error that must stop the replica.
+    """
+
+    def __init__(
+        self,
+        *,
+        topology: Topology,
+        publisher: broker.ConfirmPublisher,
+        metrics: Metrics,
+        on_fatal: Callable[[ConfigError], None],
+    ) -> None:
+        self.topology = topology
+        self.publisher = publisher
+        self.metrics = metrics
+        self.on_fatal = on_fatal
+
+    def failed(
+        self, queue: str, message: Any, body: Any, exc: Exception, *, on_give_up: GiveUp | None
+    ) -> None:
+        """Settle a delivery whose handling raised ``exc``."""
+        decision = settle(
+            exc,
+            attempt=attempt_of(message.headers, ATTEMPT_HEADER),
+            delays=self.topology.retry_delays,
+        )
+        if isinstance(decision, DeadLetter) and decision.reason.startswith("internal error"):
+            log.error("unexpected error on %s", describe(message), exc_info=exc)
+        self.carry_out(queue, message, body, decision, on_give_up=on_give_up)
+
+    def carry_out(
+        self, queue: str, message: Any, body: Any, decision: Decision, *, on_give_up: GiveUp | None
+    ) -> None:
+        with log_context(
+            message_id=message.properties.get("message_id"),
+            message_type=message.delivery_info.get("routing_key"),
+        ):
+            self._carry_out(queue, message, body, decision, on_give_up)
+
+    def _carry_out(
+        self, queue: str, message: Any, body: Any, decision: Decision, on_give_up: GiveUp | None
+    ) -> None:
+        if isinstance(decision, Reconnect):
+            raise BrokerLost(f"lost RabbitMQ while handling {describe(message)}")
+        if isinstance(decision, Requeue | Stop):
+            self.metrics.messages.labels(queue, "requeued").inc()
+        if isinstance(decision, Requeue):
+            message.requeue()
+        elif isinstance(decision, Stop):
+            log.critical("%s", decision.error)
+            message.requeue()
+            self.on_fatal(decision.error)
+        elif isinstance(decision, Retry):
+            log.info(
+                "%s failed; attempt %d in %.1fs",
+                describe(message),
+                decision.attempt,
+                decision.delay,
+            )
+            headers = {
+                ATTEMPT_HEADER: decision.attempt,
+                DELAY_HEADER: self.topology.retry_key(decision.delay),
+                ERROR_HEADER: decision.reason[:1000],
+            }
+            self._republish(message, self.topology.delay_exchange, headers)
+            self.metrics.messages.labels(queue, "retried").inc()
+            self.metrics.retries.labels(queue, f"{decision.delay:g}").inc()
+        else:
+            self._dead_letter(queue, message, body, decision, on_give_up)
+
+    def _dead_letter(
+        self, queue: str, message: Any, body: Any, decision: DeadLetter, on_give_up: GiveUp | None
+    ) -> None:
+        if decision.record and body is not None and on_give_up is not None:
+            try:
+                on_give_up(body, decision.reason)
+            except Exception as exc:  # settled below: never requeued on the spot
+                log.warning("could not record the failure of %s: %r", describe(message), exc)
+                unrecorded = settle_unrecorded(
+                    exc,
+                    reason=decision.reason,
+                    attempt=attempt_of(message.headers, ATTEMPT_HEADER),
+                    delays=self.topology.retry_delays,
+                )
+                self._carry_out(queue, message, body, unrecorded, on_give_up)
+                return
+        log.warning("dead-lettering %s: %s", describe(message), decision.reason)
+        self._republish(
+            message, self.topology.dead_exchange, {ERROR_HEADER: decision.reason[:1000]}
+        )
+        self.metrics.messages.labels(queue, "dead_lettered").inc()
+
+    def _republish(self, message: Any, exchange: str, headers: dict[str, Any]) -> None:
+        self.publisher.publish([broker.copy_of(message, exchange=exchange, headers=headers)])
+        message.ack()
+
+
+def describe(message: Any) -> str:
+    """A delivery, for a log line: what it carries is quoted, and cut short."""
+    props = message.properties
+    rk = str(message.delivery_info.get("routing_key", "?"))[:100]
+    ident = props.get("message_id")
+    return (
+        f"{rk!r} message {str(ident)[:100]!r}"
+        if ident
+        else f"{rk!r} delivery {message.delivery_tag}"
+    )
