@@ -17,6 +17,7 @@ from demo.fake_jira import FakeJira
 from schemas.topology import Topology
 from tests.servers import Servers, servers
 from tests.support import Broker, WorkerProcess, worker_env
+from tests.webhook_support import ReceiverProcess, receiver_env
 from worker.migrate import migrate
 
 
@@ -99,3 +100,14 @@ def start_worker(
     yield start
     for process in started:
         process.kill()
+
+
+@pytest.fixture
+def receiver(broker: Broker, tmp_path: Path) -> Iterator[ReceiverProcess]:
+    """The webhook receiver (``python -m producers.jira_webhooks``) on this test's broker."""
+    process = ReceiverProcess(
+        env=receiver_env(amqp_url=broker.url, topology=broker.topology),
+        log_path=tmp_path / "receiver.log",
+    )
+    yield process.start()
+    process.stop()

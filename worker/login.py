@@ -69,11 +69,11 @@ class LoginSync:
     def changed(self, event: UserChanged) -> Change | None:
         """A user Jira says was created, updated or deleted: synced from Jira's current
         data if Jira still has them, marked missing if it confirms they are gone."""
-        stable = _stable_ref(event)
+        ref = ref_of(event)
         try:
-            return self._sync_ref(stable or _ref_of_change(event), "event")
+            return self._sync_ref(ref, "event")
         except UserNotFound:
-            if stable is None:
+            if ref.kind == "username":
                 # A username alone proves nothing once gone (it may have been renamed).
                 log.info(
                     "%s event for username %r, which Jira no longer has; no key to"
@@ -83,14 +83,12 @@ class LoginSync:
                 )
                 return None
             with self.store.transaction() as conn:
-                marked = mark_missing(
-                    conn, self.scheme, assets_of(conn, self.scheme, [stable.value])
-                )
+                marked = mark_missing(conn, self.scheme, assets_of(conn, self.scheme, [ref.value]))
             log.info(
                 "%s event: Jira has no user %s %r; %d asset(s) marked missing",
                 event.change,
-                stable.kind,
-                stable.value,
+                ref.kind,
+                ref.value,
                 len(marked),
             )
             return None
@@ -126,23 +124,12 @@ class LoginSync:
         return change
 
 
-def ref_of(event: UserLoggedIn) -> UserRef:
+def ref_of(event: UserLoggedIn | UserChanged) -> UserRef:
+    """How to ask Jira for the event's user: by its stable identity (accountId, user key)
+    when the event has one, else by username."""
     if event.account_id:
         return UserRef("account_id", event.account_id)
     if event.user_key:
         return UserRef("user_key", event.user_key)
-    assert event.username  # the model guarantees exactly one identifier
-    return UserRef("username", event.username)
-
-
-def _stable_ref(event: UserChanged) -> UserRef | None:
-    if event.account_id:
-        return UserRef("account_id", event.account_id)
-    if event.user_key:
-        return UserRef("user_key", event.user_key)
-    return None
-
-
-def _ref_of_change(event: UserChanged) -> UserRef:
-    assert event.username  # the model guarantees an identity
+    assert event.username  # the models guarantee an identifier
     return UserRef("username", event.username)

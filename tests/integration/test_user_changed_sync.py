@@ -4,24 +4,9 @@ user asset.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from demo.fake_jira import FakeJira
-from tests.support import Broker, asset_of, wait_for
-from tests.webhook_support import SECRET, ReceiverProcess, dc_event, receiver_env
-
-
-@pytest.fixture
-def receiver(broker: Broker, tmp_path: Path) -> Iterator[ReceiverProcess]:
-    process = ReceiverProcess(
-        env=receiver_env(amqp_url=broker.url, topology=broker.topology),
-        log_path=tmp_path / "receiver.log",
-    )
-    yield process.start()
-    process.stop()
+from tests.support import asset_of, wait_for
+from tests.webhook_support import SECRET, dc_event
 
 
 def test_a_created_user_gets_an_asset_without_logging_in(

@@ -8,8 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -141,16 +139,6 @@ def test_unreachable_jira_gets_one_clear_line(jira):
     assert done.returncode == 1
     assert done.stderr.startswith(f"{PROG}: cannot reach Jira at http://127.0.0.1:1 (")
     assert len(done.stderr.strip().splitlines()) == 1
-
-
-@pytest.fixture
-def receiver(broker: Broker, tmp_path: Path) -> Iterator[ReceiverProcess]:
-    process = ReceiverProcess(
-        env=receiver_env(amqp_url=broker.url, topology=broker.topology),
-        log_path=tmp_path / "receiver.log",
-    )
-    yield process.start()
-    process.stop()
 
 
 @pytest.mark.parametrize("flavor", ["datacenter", "cloud"])
