@@ -11,7 +11,7 @@ from uuid import UUID
 
 import psycopg
 
-from schemas.messages import JiraUser, UserSync, utc_now
+from schemas.messages import JiraUser, UserSync
 from worker import runs
 from worker.errors import BrokerLost, InvalidMessage, PermanentError, TransientError
 from worker.jira import JiraClient, UserRef
@@ -60,7 +60,7 @@ class UserSyncBatch:
         skipped. A snapshot never claims to be newer than its arrival. A user whose
         groups Jira would not give fails alone: a Jira fault costs one retry, not a batch's.
         """
-        received = utc_now()
+        received = self.store.now()  # the clock the fan-out stamped the snapshots with
         failures: dict[int, Exception] = {}
         if self.needs_groups:  # Jira is asked between two transactions, never inside one
             with self.store.transaction() as conn:
