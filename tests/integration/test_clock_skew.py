@@ -70,3 +70,4 @@ def test_newer_jira_data_wins_whichever_replicas_clock_is_off(
             " FROM assets"
         ).fetchone()
     assert not ahead and not behind
+    assert newer.terminate() == 0
