@@ -14,10 +14,10 @@ import psycopg
 from schemas.messages import JiraUser, UserSync, utc_now
 from worker import runs
 from worker.errors import BrokerLost, InvalidMessage, PermanentError, TransientError
+from worker.handling import Failures, Loop
 from worker.jira import JiraClient, UserRef
 from worker.mapping import AssetPlan, plan_asset
 from worker.metrics import Metrics
-from worker.session import Failures, Session
 from worker.store import Folders, Store, apply_plans
 from worker.sync_config import LiveSync, SyncConfig
 
@@ -49,7 +49,7 @@ class UserSyncBatch:
         self.sync_settings = sync_settings
         self.metrics = metrics
 
-    def handle(self, messages: Sequence[UserSync], session: Session) -> Failures:
+    def handle(self, messages: Sequence[UserSync], loop: Loop) -> Failures:
         """Sync the batch in one transaction.
 
         Only users their run matched and has not settled are written, and only while the

@@ -62,9 +62,7 @@ def test_a_running_worker_follows_stored_settings_within_10_seconds(
     assert asset_of(database, bob["key"]) is None
 
 
-def test_an_environment_variable_wins_over_the_stored_setting(
-    start_worker, broker, jira, database
-):
+def test_an_environment_variable_wins_over_the_stored_setting(start_worker, broker, jira, database):
     user = jira.add_user("jdoe", display_name="Jane Doe")
     worker = start_worker(env={"ASSETSYNC_FOLDER": "Pinned"})
     assert "set by the environment: ASSETSYNC_FOLDER" in worker.log()
@@ -83,8 +81,9 @@ def test_stored_settings_that_do_not_fit_the_store_are_not_applied(
     worker = start_worker()
     store(database, asset_type="Laptop")  # saved past the console, which would refuse it
     wait_for(
-        lambda: "stored sync settings version 1 not applied, version 0 stays in force"
-        in worker.log(),
+        lambda: (
+            "stored sync settings version 1 not applied, version 0 stays in force" in worker.log()
+        ),
         timeout=FOLLOW_WITHIN + 2,
         what="the refusal",
     )

@@ -31,7 +31,7 @@ def test_an_environment_variable_wins_over_the_stored_setting(monkeypatch):
 def test_a_stored_setting_that_is_not_valid_is_named():
     with pytest.raises(ValueError, match="missing_limit: must be a count"):
         check_stored({"missing_limit": "lots"})
-    with pytest.raises(ValueError, match="field_map: .*username mapping is mandatory"):
+    with pytest.raises(ValueError, match=r"field_map: .*username mapping is mandatory"):
         check_stored({"field_map": {"displayName": "Full name"}})
 
 
