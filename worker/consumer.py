@@ -36,9 +36,10 @@ from schemas.topology import Topology
 from worker import broker
 from worker.decoding import decode
 from worker.errors import ConfigError, Interrupted, InvalidMessage
-from worker.handling import GiveUp, Handler
+from worker.handling import Failures, GiveUp, Handler
 from worker.logs import log_context
 from worker.metrics import Metrics, Timer
+from worker.outages import handle_through_outages
 from worker.probes import Health
 from worker.settle import (
     DeadLetter,
@@ -133,6 +134,9 @@ class Consumer:
     :param name: the loop's name in probes and logs.
     :param metrics: where deliveries are counted.
     :param health: where the loop reports its progress and connection.
+    :param store_ready: whether the asset store takes writes now; given, an outage of
+        the store is waited out instead of spending the messages' retries
+        (``worker.outages``).
     """
 
     def __init__(
@@ -148,8 +152,10 @@ class Consumer:
         name: str = "loop",
         metrics: Metrics | None = None,
         health: Health | None = None,
+        store_ready: Callable[[], bool] | None = None,
     ) -> None:
         self.name = name
+        self.store_ready = store_ready
         self.metrics = metrics or Metrics()
         self.health = health or Health(stall_after=300)
         self.url = url
@@ -306,7 +312,7 @@ class Consumer:
             with Timer(
                 m.processing.labels(route.queue), m.in_progress.labels(route.queue), len(decoded)
             ):
-                failures = route.handle([d for _, d in decoded], self._loop)
+                failures = self._call(route, [d for _, d in decoded])
         except Exception as exc:  # every failure is settled below
             if len(decoded) > 1 and worth_splitting(exc):
                 # One bad message must not sink its batch: find it by going one by one.
@@ -326,10 +332,17 @@ class Consumer:
             self.handled += len(done)
             m.messages.labels(route.queue, "synced").inc(len(done))
 
-    def _handle_one(self, route: Route, message: Any, body: Any) -> None:
+    def _call(self, route: Route, bodies: list[Any]) -> Failures:
         assert self._loop is not None
+        if self.store_ready is None:
+            return route.handle(bodies, self._loop)
+        return handle_through_outages(
+            route.handle, bodies, self._loop, takes_writes=self.store_ready
+        )
+
+    def _handle_one(self, route: Route, message: Any, body: Any) -> None:
         try:
-            failures = route.handle([body], self._loop)
+            failures = self._call(route, [body])
         except Exception as exc:  # settled below
             self._settle_failure(route, message, body, exc)
             return

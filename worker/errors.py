@@ -12,7 +12,9 @@
     │   └── StaleSettings     a settings change based on a version someone replaced meanwhile
     ├── TransientError        may work later: retry with backoff, then dead-letter
     │   ├── JiraUnavailable   429, 5xx, timeouts, connection errors
-    │   ├── StoreUnavailable  lost database connection, deadlock, serialization failure
+    │   ├── StoreUnavailable  deadlock, serialization failure, a lock or statement timeout
+    │   │   └── StoreDown     the store takes no writes now (failover, read-only, shutdown,
+    │   │                     unreachable): the loop waits for it, the message's retries kept
     │   ├── BrokerRefused     RabbitMQ nacked what we published
     │   └── BrokerLost        the connection to RabbitMQ is gone or unresponsive: the
     │                         loop reconnects and the broker redelivers what is unacked
@@ -77,6 +79,11 @@ class JiraUnavailable(TransientError):
 
 class StoreUnavailable(TransientError):
     pass
+
+
+class StoreDown(StoreUnavailable):
+    """Not the message's fault: the asset store takes no writes from anyone now
+    (``worker.store.sqlstates``). The loop waits for it instead of spending retries."""
 
 
 class BrokerRefused(TransientError):

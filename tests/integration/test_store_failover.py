@@ -1,0 +1,99 @@
+"""The asset store's pool through a database that turns read-only and back, on the test's
+own database (``ALTER DATABASE ... SET default_transaction_read_only``, the cheap
+imitation of a switchover): what it raises, and that no read-only session is handed
+out again once the database takes writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from worker.errors import StoreDown
+from worker.store import Store
+
+
+def read_only(maintenance_url: str, database_url: str, on: bool) -> None:
+    """New sessions of the database read-only (or not), and its sessions ended."""
+    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    ident = sql.Identifier(str(name))
+    with psycopg.connect(maintenance_url, autocommit=True) as conn:
+        if on:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(ident)
+            )
+        else:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(ident)
+            )
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+
+
+@pytest.fixture
+def store_of(database: str) -> Iterator[type[Store]]:
+    opened: list[Store] = []
+
+    class Opened(Store):
+        def __init__(self, **kw: object) -> None:
+            super().__init__(url=kw.pop("url", database), **kw)  # type: ignore[arg-type]
+            opened.append(self)
+
+    yield Opened
+    for store in opened:
+        store.close()
+
+
+def write(store: Store) -> int:
+    """A write; the backend pid that made it."""
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO folders (name) VALUES (gen_random_uuid()::text)")
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_while_the_database_is_read_only_a_write_says_the_store_is_down(infra, database, store_of):
+    store = store_of()
+    store.open()
+    write(store)
+    read_only(infra.database_url, database, True)
+    try:
+        with pytest.raises(StoreDown):  # not "refused the change": nobody's fault
+            write(store)
+        assert not store.takes_writes()
+        assert not store.ping()  # the readiness probe: not ready, not dead
+    finally:
+        read_only(infra.database_url, database, False)
+    write(store)
+    assert store.takes_writes()
+
+
+def test_a_pooled_session_opened_read_only_is_not_handed_out_once_writes_are_back(
+    infra, database, store_of
+):
+    # A URL that lets read-only sessions in (the default asks libpq for read-write).
+    read_only(infra.database_url, database, True)
+    try:
+        store = store_of(url=f"{database} target_session_attrs=any")
+        store.open()  # its session is read-only, and stays so
+    finally:
+        read_only(infra.database_url, database, False)
+    for _ in range(3):
+        write(store)  # the pool's check drops the read-only session before use
+
+
+def test_a_session_that_met_a_read_only_error_is_dropped_from_the_pool(database, store_of):
+    store = store_of(max_size=1)
+    store.open()
+    first = write(store)
+    with pytest.raises(StoreDown), store.transaction() as conn:
+        # As a session whose server went read-only under it would answer (25006).
+        conn.execute("SET LOCAL transaction_read_only = on")
+        conn.execute("INSERT INTO folders (name) VALUES (gen_random_uuid()::text)")
+    assert write(store) != first  # a new session, not the one that met the error
