@@ -80,7 +80,7 @@ from worker.checkpoints import (
     Checkpoint as Checkpoint,  # re-exported: the fan-out's type for a scan position
 )
 from worker.checkpoints import CloudPosition, GroupPosition, ListPosition, SearchPosition
-from worker.errors import BadJiraUser, JiraUnavailable, UserNotFound
+from worker.errors import BadJiraUser, UserNotFound
 from worker.jira import JiraClient, UserRef
 
 log = logging.getLogger(__name__)
@@ -218,13 +218,6 @@ def read_ahead(
         stop.set()
 
 
-def _listing(answer: Any, path: str) -> list[dict[str, Any]]:
-    """Jira's list of users, checked: a non-list answer is not a listing."""
-    if not isinstance(answer, list):
-        raise JiraUnavailable(f"Jira sent {type(answer).__name__} for {path}, not a list of users")
-    return answer
-
-
 def _users(
     jira: JiraClient,
     raw: Iterable[Any],
@@ -270,22 +263,8 @@ def _group_members(
     index, start_at = (at.group, at.start_at) if at else (0, 0)
     while index < len(filters.groups):
         fetched_at = clock()
-        path = f"{jira.api}/group/member"
-        try:
-            page = jira.get(
-                path,
-                {
-                    "groupname": filters.groups[index],
-                    "includeInactiveUsers": "true",
-                    "startAt": start_at,
-                    "maxResults": GROUP_PAGE,
-                },
-            )
-        except UserNotFound:
-            raise UserNotFound(f"Jira has no group {filters.groups[index]!r}") from None
-        if not isinstance(page, dict):
-            raise JiraUnavailable(f"Jira sent {type(page).__name__} for {path}, not a page")
-        values = _listing(page.get("values", []), path)
+        page = jira.group_members(filters.groups[index], start_at=start_at, max_results=GROUP_PAGE)
+        values = page.get("values", [])
         start_at += len(values)
         if page.get("isLast", True) or not values:
             index, start_at = index + 1, 0
@@ -303,20 +282,14 @@ def _dc_list(
     jira: JiraClient, filters: Filters, at: ListPosition | None, size: int, clock: Clock
 ) -> Iterator[Page]:
     cursor = at.cursor if at else None
-    path = "/rest/api/2/user/list"
     while True:
         fetched_at = clock()
-        params: dict[str, Any] = {"maxResults": size}
-        if cursor:
-            params["cursor"] = cursor
-        page = jira.get(path, params)
-        if not isinstance(page, dict):
-            raise JiraUnavailable(f"Jira sent {type(page).__name__} for {path}, not a page")
+        page = jira.user_list(cursor=cursor, max_results=size)
         cursor = page.get("nextCursor")
         done = page.get("isLast", True) or not isinstance(cursor, str) or not cursor
         rejected: list[tuple[str, str]] = []
         yield Page(
-            _keep(jira, filters, _listing(page.get("values", []), path), rejected),
+            _keep(jira, filters, page.get("values", []), rejected),
             fetched_at,
             None if done else ListPosition(str(cursor)),
             tuple(rejected),
@@ -329,10 +302,9 @@ def _cloud_users(
     jira: JiraClient, filters: Filters, at: CloudPosition | None, size: int, clock: Clock
 ) -> Iterator[Page]:
     start_at, previous = (at.start_at, frozenset(at.previous)) if at else (0, frozenset[str]())
-    path = "/rest/api/3/users/search"
     while True:
         fetched_at = clock()
-        values = _listing(jira.get(path, {"startAt": start_at, "maxResults": size}), path)
+        values = jira.cloud_users(start_at=start_at, max_results=size)
         # A short page may be short because Cloud dropped accounts after cutting it:
         # the next page then starts inside this one's window, never past it.
         start_at += len(values)
@@ -434,22 +406,15 @@ def _owned_by(entry: Any, part: str) -> bool:
 
 def _search(jira: JiraClient, part: str, size: int) -> tuple[list[dict[str, Any]], bool, int]:
     """Every match of one part's query up to the cap: (matches, capped, requests)."""
-    path = "/rest/api/2/user/search"
     values: list[dict[str, Any]] = []
     requests = 0
     while True:
-        page = jira.get(
-            path,
-            {
-                "username": part or ".",  # "." is Jira's "everyone"
-                "startAt": len(values),
-                "maxResults": min(size, SEARCH_CAP - len(values)),
-                "includeActive": "true",
-                "includeInactive": "true",
-            },
+        page = jira.search_users(
+            part or ".",  # "." is Jira's "everyone"
+            start_at=len(values),
+            max_results=min(size, SEARCH_CAP - len(values)),
         )
         requests += 1
-        page = _listing(page, path)
         if not page:
             return values, False, requests
         values += page
