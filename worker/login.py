@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 from schemas.messages import UserChanged, UserLoggedIn, utc_now
 from worker.errors import UserNotFound
+from worker.handling import Failures, Loop, one_by_one
 from worker.jira import JiraClient, UserRef
 from worker.logs import log_context
 from worker.mapping import MappingRules, plan_asset
 from worker.metrics import Metrics
-from worker.session import Failures, Session, one_by_one
 from worker.store import Change, Folders, Scheme, Store, apply_plans, assets_of, mark_missing
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ class LoginSync:
         self.metrics = metrics
         self.needs_groups = "groups" in rules.field_map
 
-    def handle(self, events: Sequence[UserLoggedIn | UserChanged], session: Session) -> Failures:
-        return one_by_one(events, self.dispatch, session)
+    def handle(self, events: Sequence[UserLoggedIn | UserChanged], loop: Loop) -> Failures:
+        return one_by_one(events, self.dispatch, loop)
 
     def dispatch(self, event: UserLoggedIn | UserChanged) -> Change | None:
         ident = event.account_id or event.user_key or event.username

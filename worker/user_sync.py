@@ -14,10 +14,10 @@ import psycopg
 from schemas.messages import JiraUser, UserSync, utc_now
 from worker import runs
 from worker.errors import BrokerLost, InvalidMessage, PermanentError, TransientError
+from worker.handling import Failures, Loop
 from worker.jira import JiraClient, UserRef
 from worker.mapping import AssetPlan, MappingRules, plan_asset
 from worker.metrics import Metrics
-from worker.session import Failures, Session
 from worker.store import Folders, Scheme, Store, apply_plans
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class UserSyncBatch:
         self.metrics = metrics
         self.needs_groups = "groups" in rules.field_map
 
-    def handle(self, messages: Sequence[UserSync], session: Session) -> Failures:
+    def handle(self, messages: Sequence[UserSync], loop: Loop) -> Failures:
         """Sync the batch in one transaction.
 
         Only users their run matched and has not settled are written, and only while the
