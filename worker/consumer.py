@@ -329,8 +329,12 @@ class Consumer:
             message, body = decoded[i]
             self._settle_failure(route, message, body, failure)
         if done:
-            # Every earlier delivery of this batch is settled by now: a multiple ack.
-            done[-1].ack(multiple=True)
+            if any(queue == route.queue for _, queue, _ in self._held):
+                for message in done:  # a multiple ack would take the held ones too
+                    message.ack()
+            else:
+                # Every earlier delivery on this channel is settled by now: a multiple ack.
+                done[-1].ack(multiple=True)
             self.handled += len(done)
             m.messages.labels(route.queue, "synced").inc(len(done))
 
