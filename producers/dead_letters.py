@@ -39,7 +39,6 @@ from producers.dead_letter import (
     describe,
     header_values,
     preview,
-    printable,
     replay_headers,
 )
 from producers.dead_letter_output import (
@@ -52,6 +51,7 @@ from producers.dead_letter_output import (
 from producers.dead_queue import HIGH_DELIVERY_COUNT, DeadQueue, DeadQueueError, Taken
 from producers.publisher import ProducerSettings
 from schemas.messages import BULK_SYNC_REQUESTED
+from worker.text import printable
 
 PROG = "python -m producers.dead_letters"
 COMMANDS = ("list", "show", "replay", "purge")

@@ -13,7 +13,7 @@ from typing import Any
 
 from schemas.topology import ATTEMPT_HEADER, DELAY_HEADER, ERROR_HEADER, Topology
 from worker import broker
-from worker.errors import BrokerLost, ConfigError
+from worker.errors import BrokerLost, BrokerRefused, ConfigError
 from worker.logs import log_context
 from worker.metrics import Metrics
 from worker.session import GiveUp
@@ -28,6 +28,7 @@ from worker.settle import (
     settle,
     settle_unrecorded,
 )
+from worker.text import printable
 
 log = logging.getLogger("worker.consumer")
 
@@ -99,7 +100,7 @@ class Settler:
             headers = {
                 ATTEMPT_HEADER: decision.attempt,
                 DELAY_HEADER: self.topology.retry_key(decision.delay),
-                ERROR_HEADER: decision.reason[:1000],
+                ERROR_HEADER: printable(decision.reason, 1000),
             }
             self._republish(message, self.topology.delay_exchange, headers)
             self.metrics.messages.labels(queue, "retried").inc()
@@ -125,12 +126,28 @@ class Settler:
                 return
         log.warning("dead-lettering %s: %s", describe(message), decision.reason)
         self._republish(
-            message, self.topology.dead_exchange, {ERROR_HEADER: decision.reason[:1000]}
+            message, self.topology.dead_exchange, {ERROR_HEADER: printable(decision.reason, 1000)}
         )
         self.metrics.messages.labels(queue, "dead_lettered").inc()
 
     def _republish(self, message: Any, exchange: str, headers: dict[str, Any]) -> None:
-        self.publisher.publish([broker.copy_of(message, exchange=exchange, headers=headers)])
+        try:
+            self.publisher.publish([broker.copy_of(message, exchange=exchange, headers=headers)])
+        except (BrokerLost, BrokerRefused):
+            raise
+        except Exception as exc:  # the copy cannot be written (Unwritable, or py-amqp's own)
+            # Nothing was sent. The delivery itself can still go: rejected, RabbitMQ
+            # dead-letters it as it came, and this line says why.
+            log.error(
+                "rejecting %s to the dead queue, as it came: a copy cannot be written (%s: %s);"
+                " why it was given up on: %s",
+                describe(message),
+                type(exc).__name__,
+                exc,
+                headers.get(ERROR_HEADER, "a retry"),
+            )
+            message.reject(requeue=False)
+            return
         message.ack()
 
 
