@@ -15,9 +15,9 @@ from psycopg import sql
 from psycopg.rows import class_row, tuple_row
 from pydantic import SecretStr
 
-from producers.cli import one_line
 from producers.publisher import ProducerSettings
 from schemas.messages import BulkSyncRequested
+from worker.cli import one_line
 
 RECENT_RUNS = 20
 # Advisory lock that schedulers take turns on ("sch"; the worker's run locks use "run").

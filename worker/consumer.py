@@ -36,10 +36,10 @@ from schemas.topology import Topology
 from worker import broker, content_header, files
 from worker.decoding import decode
 from worker.errors import ConfigError, Interrupted, InvalidMessage
+from worker.handling import GiveUp, Handler
 from worker.logs import log_context
 from worker.metrics import Metrics, Timer
 from worker.probes import Health
-from worker.session import GiveUp, Handler
 from worker.settle import (
     DeadLetter,
     Decision,
@@ -55,8 +55,8 @@ HEALTH_TOUCH_EVERY = 5.0
 MAX_FRAMES_PER_TICK = 1000
 
 
-class LoopSession:
-    """The ``worker.session.Session`` of one consuming loop."""
+class ConnectedLoop:
+    """The ``worker.handling.Loop`` of one consuming loop."""
 
     def __init__(
         self,
@@ -162,7 +162,7 @@ class Consumer:
         self.fatal: ConfigError | None = None
         self._publisher: broker.ConfirmPublisher | None = None
         self._settler: Settler | None = None
-        self._session: LoopSession | None = None
+        self._loop: ConnectedLoop | None = None
         self._pending = {r.queue: _Pending() for r in self.routes}
         self._touched = 0.0
         self._health_failing = False
@@ -213,7 +213,7 @@ class Consumer:
             metrics=self.metrics,
             on_fatal=self._fatal,
         )
-        self._session = LoopSession(
+        self._loop = ConnectedLoop(
             conn, self._publisher, self._stop, lambda: self.health.beat(self.name)
         )
         consumers = [self._subscribe(conn, route) for route in self.routes]
@@ -279,8 +279,8 @@ class Consumer:
                     continue
                 if self._stop.is_set():
                     return  # the loop stops and finishes what is in hand
-                assert self._session is not None
-                self._session.keep_alive()  # between batches, and take in what arrived
+                assert self._loop is not None
+                self._loop.keep_alive()  # between batches, and take in what arrived
 
     def _handle(self, route: Route, deliveries: list[Any]) -> None:
         with log_context(queue=route.queue):
@@ -302,13 +302,13 @@ class Consumer:
                 self._carry_out(route, message, None, DeadLetter(reason))
         if not decoded:
             return
-        assert self._session is not None
+        assert self._loop is not None
         m = self.metrics
         try:
             with Timer(
                 m.processing.labels(route.queue), m.in_progress.labels(route.queue), len(decoded)
             ):
-                failures = route.handle([d for _, d in decoded], self._session)
+                failures = route.handle([d for _, d in decoded], self._loop)
         except Exception as exc:  # every failure is settled below
             if len(decoded) > 1 and worth_splitting(exc):
                 # One bad message must not sink its batch: find it by going one by one.
@@ -329,9 +329,9 @@ class Consumer:
             m.messages.labels(route.queue, "synced").inc(len(done))
 
     def _handle_one(self, route: Route, message: Any, body: Any) -> None:
-        assert self._session is not None
+        assert self._loop is not None
         try:
-            failures = route.handle([body], self._session)
+            failures = route.handle([body], self._loop)
         except Exception as exc:  # settled below
             self._settle_failure(route, message, body, exc)
             return

@@ -9,6 +9,7 @@
     │   ├── JiraRejected      Jira refused the request (400), or answered too much
     │   │   └── BadJiraUser   Jira's JSON for a user is not one we can store
     │   ├── StoreRejected     the database refused the data (a constraint, a bad value)
+    │   ├── StaleSettings     a settings change based on a version someone replaced meanwhile
     │   └── Unwritable        a message cannot be framed for the broker (a content
     │                         header over the frame size)
     ├── TransientError        may work later: retry with backoff, then dead-letter
@@ -54,6 +55,10 @@ class BadJiraUser(JiraRejected):
 
 
 class StoreRejected(PermanentError):
+    pass
+
+
+class StaleSettings(PermanentError):
     pass
 
 

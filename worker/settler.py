@@ -14,9 +14,9 @@ from typing import Any
 from schemas.topology import ATTEMPT_HEADER, DELAY_HEADER, ERROR_HEADER, Topology
 from worker import broker
 from worker.errors import BrokerLost, BrokerRefused, ConfigError
+from worker.handling import GiveUp
 from worker.logs import log_context
 from worker.metrics import Metrics
-from worker.session import GiveUp
 from worker.settle import (
     DeadLetter,
     Decision,

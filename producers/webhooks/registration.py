@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from producers.cli import one_line
 from producers.webhooks.payload import EVENTS
+from worker.cli import one_line
 
 RESOURCE = "/rest/webhooks/1.0/webhook"
 WANTED_EVENTS = tuple(EVENTS)

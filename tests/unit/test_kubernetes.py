@@ -25,7 +25,7 @@ import pytest
 import yaml
 from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
 
-from producers.bulk_sync import request_parser
+from producers.bulk_sync.__main__ import request_parser
 from producers.runs import BulkSyncSettings
 from producers.webhooks.settings import WebhookSettings
 from schemas.topology import Topology

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from producers.seclog.fold import QuietPeriod
-from producers.seclog.follow import Follower, load_position, save_position
-from producers.seclog.parse import Login, Skip, parse_line
+from producers.security_log.fold import QuietPeriod
+from producers.security_log.follow import Follower, load_position, save_position
+from producers.security_log.parse import Login, Skip, parse_line
 
 # Atlassian's own examples (Jira before 9.5, Log4j 1).
 PRE_95_PASSED = (

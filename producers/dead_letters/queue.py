@@ -27,11 +27,11 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from producers.cli import one_line
-from producers.dead_letter import Envelope
+from producers.dead_letters.letters import Envelope
 from producers.publisher import declare
 from schemas.topology import Topology
 from worker import content_header
+from worker.cli import one_line
 
 # Kept on a replayed copy. Not user_id (RabbitMQ checks it against the connection's
 # user) nor expiration (a copy could expire at once).

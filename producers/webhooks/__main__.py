@@ -1,4 +1,4 @@
-"""``python -m producers.jira_webhooks [register --url URL | unregister | status]``
+"""``python -m producers.webhooks [register --url URL | unregister | status]``
 
 Without a command: the webhook receiver. It takes Jira's admin webhooks for
 ``user_created``, ``user_updated`` and ``user_deleted`` on ``POST /webhooks/jira``
@@ -20,12 +20,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
-from producers.cli import EXIT_FAILED, EXIT_OK, Parser, fail, one_line
 from producers.publisher import Publisher
 from producers.webhooks.app import WEBHOOK_PATH, Receiver
 from producers.webhooks.publishing import Publishers
 from producers.webhooks.registration import JiraWebhooks, RegistrationError, Webhook
 from producers.webhooks.settings import WebhookSettings
+from worker.cli import EXIT_FAILED, EXIT_OK, Parser, fail, one_line
 
 PROG = "python -m producers.jira_webhooks"
 EXIT_CONFIG = 78

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from producers.cli import EXIT_OK, Parser, fail
 from producers.publisher import ProducerSettings, Publisher, PublishError, publish_user_logged_in
+from worker.cli import EXIT_OK, Parser, fail
 
 PROG = "python -m producers.login_event"
 

@@ -11,8 +11,8 @@ from datetime import UTC
 from typing import TextIO
 from uuid import UUID
 
-from producers.cli import fail, one_line
 from producers.runs import Run, RunStore
+from worker.cli import fail, one_line
 
 PROG = "python -m producers.bulk_sync"
 POLL_SECONDS = 0.5

@@ -18,7 +18,7 @@ ones recording its failure (``x-assetsync-error``, the attempt count, ``x-death`
 so it gets the full set of retries again; the old reason goes along as
 ``x-assetsync-replayed-from-reason``.
 
-Reading gives every message back that is not removed (see ``producers.dead_queue``).
+Reading gives every message back that is not removed (see ``producers.dead_letters.queue``).
 Exit codes: 0 done; 1 the broker could not be reached or refused, a selected message
 could not be replayed, or ``show`` found no such id; 2 usage.
 """
@@ -32,25 +32,25 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from producers.cli import EXIT_OK, Parser, fail
-from producers.dead_letter import (
-    DeadLetter,
+from producers.dead_letters.letters import (
+    Letter,
     Selection,
     describe,
     header_values,
     preview,
     replay_headers,
 )
-from producers.dead_letter_output import (
+from producers.dead_letters.output import (
     action_json,
     detail_text,
     letter_json,
     listing_text,
     summary_line,
 )
-from producers.dead_queue import HIGH_DELIVERY_COUNT, DeadQueue, DeadQueueError, Taken
+from producers.dead_letters.queue import HIGH_DELIVERY_COUNT, DeadQueue, DeadQueueError, Taken
 from producers.publisher import ProducerSettings
 from schemas.messages import BULK_SYNC_REQUESTED
+from worker.cli import EXIT_OK, Parser, fail
 from worker.text import printable
 
 PROG = "python -m producers.dead_letters"
@@ -151,7 +151,7 @@ def show_letter(queue: DeadQueue, wanted: str, *, limit: int, max_bytes: int, as
     queue.count()  # says so when there is no dead queue at all
     # Stops at the first match: every message read before it is given back, which
     # counts as a delivery; the fewer the better.
-    examined: list[DeadLetter] = []
+    examined: list[Letter] = []
     found: Taken | None = None
     for taken in queue.take(limit):
         examined.append(describe(taken.envelope))
@@ -191,9 +191,9 @@ def act(
     verb = {"replay": "replayed", "purge": "purged"}[action]
     verb = f"would {action}" if dry_run else verb
     say: Callable[[str], None] = (lambda line: None) if as_json else print
-    done: list[DeadLetter] = []
-    kept: list[DeadLetter] = []  # given back: not selected, not replayable, or a dry run
-    skipped: list[DeadLetter] = []
+    done: list[Letter] = []
+    kept: list[Letter] = []  # given back: not selected, not replayable, or a dry run
+    skipped: list[Letter] = []
     examined = 0
     try:
         for taken in queue.take(limit):
@@ -233,7 +233,7 @@ def act(
     return EXIT_OK
 
 
-def warn_about_delivery_counts(queue: DeadQueue, given_back: Sequence[DeadLetter]) -> None:
+def warn_about_delivery_counts(queue: DeadQueue, given_back: Sequence[Letter]) -> None:
     worn = [d for d in given_back if (d.delivery_count or 0) + 1 >= HIGH_DELIVERY_COUNT]
     if worn and queue.server_version >= (4,):
         print(

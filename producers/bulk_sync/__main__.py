@@ -38,9 +38,7 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
-from producers.cli import EXIT_FAILED, EXIT_OK, Parser, fail
-from producers.durations import parse_duration, short_duration
-from producers.progress import (
+from producers.bulk_sync.progress import (
     Progress,
     WaitTimeout,
     follow_run,
@@ -49,9 +47,11 @@ from producers.progress import (
     runs_table,
     summary_json,
 )
+from producers.durations import parse_duration, short_duration
 from producers.publisher import Publisher, PublishError
 from producers.runs import BulkSyncSettings, Run, RunStore, StoreError
 from schemas.messages import BulkSyncRequested, utc_now
+from worker.cli import EXIT_FAILED, EXIT_OK, Parser, fail
 
 PROG = "python -m producers.bulk_sync"
 # Message fields as the options that set them, for usage errors.

@@ -64,7 +64,7 @@ class Envelope:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class Letter:
     """What a person needs to decide about a dead letter. Every string is printable
     and bounded."""
 
@@ -81,10 +81,10 @@ class DeadLetter:
         return None if self.published_at is None else (now - self.published_at).total_seconds()
 
 
-def describe(envelope: Envelope) -> DeadLetter:
+def describe(envelope: Envelope) -> Letter:
     headers = envelope.headers
     kind = printable(envelope.routing_key or str(envelope.properties.get("type") or ""), 100)
-    return DeadLetter(
+    return Letter(
         id=letter_id(envelope),
         type=kind,
         reason=reason_of(envelope),
@@ -206,7 +206,7 @@ class Selection:
     def everything(self) -> bool:
         return not self.types and not self.ids and self.reason is None
 
-    def matches(self, letter: DeadLetter) -> bool:
+    def matches(self, letter: Letter) -> bool:
         return (
             (not self.types or letter.type in self.types)
             and (not self.ids or letter.id in self.ids)
