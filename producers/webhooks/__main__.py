@@ -25,7 +25,7 @@ from producers.webhooks.app import WEBHOOK_PATH, Receiver
 from producers.webhooks.publishing import Publishers
 from producers.webhooks.registration import JiraWebhooks, RegistrationError, Webhook
 from producers.webhooks.settings import WebhookSettings
-from worker.cli import EXIT_FAILED, EXIT_OK, Parser, fail, one_line
+from worker.cli import EXIT_FAILED, EXIT_OK, Parser, fail, one_line, say
 
 PROG = "python -m producers.jira_webhooks"
 EXIT_CONFIG = 78
@@ -162,7 +162,7 @@ def register(settings: WebhookSettings, *, name: str, url: str) -> int:
     except (RegistrationError, _NoJira) as exc:
         return fail(PROG, str(exc))
     signed = "signed with ASSETSYNC_WEBHOOK_SECRET" if secret else "UNSIGNED"
-    print(f"{action} webhook {_describe(hook)}, {signed}")
+    say(f"{action} webhook {_describe(hook)}, {signed}")
     return EXIT_OK
 
 
@@ -173,9 +173,9 @@ def unregister(settings: WebhookSettings, *, name: str) -> int:
     except (RegistrationError, _NoJira) as exc:
         return fail(PROG, str(exc))
     if not deleted:
-        print(f"no webhook named {name!r} in Jira; nothing to delete")
+        say(f"no webhook named {name!r} in Jira; nothing to delete")
     for hook in deleted:
-        print(f"deleted webhook {_describe(hook)}")
+        say(f"deleted webhook {_describe(hook)}")
     return EXIT_OK
 
 
@@ -187,7 +187,7 @@ def status(settings: WebhookSettings, *, name: str) -> int:
         return fail(PROG, str(exc))
     if hook is None:
         return fail(PROG, f"no webhook named {name!r} in Jira (run `register --url URL`)")
-    print(_describe(hook))
+    say(_describe(hook))
     if not hook.complete:
         return fail(PROG, "the webhook is disabled or lacks user events: run `register` again")
     return EXIT_OK
