@@ -445,7 +445,7 @@ def test_status_shows_what_a_request_said_escaped_never_raw(cli, worker):
     for done in (listed, shown):
         out = done.stdout + done.stderr
         assert not any(c in out for c in "\x1b\x07\r"), out
-    header, row = listed.stdout.splitlines()  # one run, one row
+    _header, row = listed.stdout.splitlines()  # one run, one row
     assert row.split()[:3] == [run_id, "failed", "eve\\x1b]0;pwned\\x07\\x1b[2J\\nrun"]
     assert shown.stderr.splitlines() == [f"{PROG}: run failed: Jira says\\x1b[31m no FORGED: ok"]
 
