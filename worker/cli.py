@@ -1,15 +1,22 @@
-"""What the producer command lines share: one-line errors, exit codes, and ``say``, the
-one way they print (nothing from outside reaches a terminal unescaped)."""
+"""What every command line shares: settings read once, one log setup, one-line errors,
+the same exit codes (0 done, 1 failed, 2 usage, 78 settings that cannot work), and
+``say``, the one way they print (nothing from outside reaches a terminal unescaped)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import NoReturn, TextIO
 
+from worker import logs
+from worker.errors import ConfigError
+from worker.settings import Settings, load_settings
 from worker.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_CONFIG = os.EX_CONFIG  # 78: the deployment is wrong; no retry helps until a person acts
 
 
 class Parser(argparse.ArgumentParser):
@@ -18,6 +25,20 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         say(printable(f"{self.prog}: {message} (see --help)"), file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def configure(prog: str, *, env_file: Path | None = None) -> Settings:
+    """Every command's first step: the settings, read once, and the log setup they ask
+    for (text or JSON lines on stderr, secrets masked).
+
+    :raises SystemExit: a setting is invalid: one line naming it, exit code 78.
+    """
+    try:
+        settings = load_settings(env_file)
+    except ConfigError as exc:
+        sys.exit(fail(prog, str(exc), EXIT_CONFIG))
+    logs.configure(settings)
+    return settings
 
 
 def fail(prog: str, message: str, code: int = EXIT_FAILED) -> int:

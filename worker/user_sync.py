@@ -11,7 +11,7 @@ from uuid import UUID
 
 import psycopg
 
-from schemas.messages import JiraUser, UserSync, utc_now
+from schemas.messages import JiraUser, UserSync
 from worker import runs
 from worker.errors import BrokerLost, InvalidMessage, PermanentError, TransientError
 from worker.handling import Failures, Loop
@@ -57,7 +57,8 @@ class UserSyncBatch:
         skipped. A snapshot never claims to be newer than its arrival. A user whose
         groups Jira would not give fails alone: a Jira fault costs one retry, not a batch's.
         """
-        received, config = utc_now(), self.sync_settings.current()
+        # The clock the fan-out stamped the snapshots with: the database's.
+        received, config = self.store.now(), self.sync_settings.current()
         failures: dict[int, Exception] = {}
         if config.needs_groups:  # Jira is asked between two transactions, never inside one
             with self.store.transaction() as conn:
