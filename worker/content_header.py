@@ -44,6 +44,7 @@ MAX_PROBLEMS = 5  # listed, each cut to 200 characters; the rest are counted
 PROBLEMS = "assetsync_undecodable"  # py-amqp: the key of the problems among properties
 _LAST_STAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime holds
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NESTED = (dict, list)
 
 # AMQP 0-9-1, class basic: the properties in flag order (bit 15 first), and their types.
 PROPERTIES = (
@@ -116,15 +117,20 @@ def read_properties(buf: bytes | bytearray | memoryview, offset: int = 0) -> Rea
     return read
 
 
-def too_deep(headers: object) -> bool:
+def too_deep(headers: dict[Any, Any]) -> bool:
     """Whether decoded headers nest tables or arrays deeper than ``MAX_DEPTH``."""
+    for value in headers.values():  # the usual case, on every delivery: kept cheap
+        if type(value) in _NESTED:
+            break
+    else:
+        return False
     level: list[Any] = [headers]
     for _ in range(MAX_DEPTH + 1):
         level = [
             child
             for item in level
             for child in (item.values() if isinstance(item, dict) else item)
-            if isinstance(child, dict | list)
+            if isinstance(child, _NESTED)
         ]
         if not level:
             return False
