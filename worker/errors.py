@@ -8,7 +8,8 @@
     │   ├── UserNotFound      Jira has no such user
     │   ├── JiraRejected      Jira refused the request (400), or answered too much
     │   │   └── BadJiraUser   Jira's JSON for a user is not one we can store
-    │   └── StoreRejected     the database refused the data (a constraint, a bad value)
+    │   ├── StoreRejected     the database refused the data (a constraint, a bad value)
+    │   └── StaleSettings     a settings change based on a version someone replaced meanwhile
     ├── TransientError        may work later: retry with backoff, then dead-letter
     │   ├── JiraUnavailable   429, 5xx, timeouts, connection errors
     │   ├── StoreUnavailable  lost database connection, deadlock, serialization failure
@@ -52,6 +53,10 @@ class BadJiraUser(JiraRejected):
 
 
 class StoreRejected(PermanentError):
+    pass
+
+
+class StaleSettings(PermanentError):
     pass
 
 

@@ -19,9 +19,9 @@ from worker.jira import JiraClient, Patience
 from worker.logs import log_context
 from worker.metrics import Metrics
 from worker.missing import MissingUsers
-from worker.settings import MissingLimit
 from worker.signing import Signer, signed_user_syncs
-from worker.store import Scheme, Store
+from worker.store import Store
+from worker.sync_config import LiveSync
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,10 @@ class FanOut:
     :param jira: the replica's Jira client; the scan waits out Jira's transient
         failures (``patience``) instead of failing the run.
     :param store: the replica's asset store.
-    :param scheme: the asset type being synced.
+    :param sync_settings: the sync settings in force: at the end of a scan, the asset type whose
+        assets' users may be gone, whether to mark them missing, and the limit.
     :param exchange: where per-user messages are published.
     :param page_size: users asked of Jira per page.
-    :param mark_missing: for unfiltered runs, mark assets whose Jira user is gone.
-    :param missing_limit: the most assets one run may mark missing.
     :param patience: waits between repeated Jira requests, and their total.
     :param signer: signs the per-user messages, which workers trust only signed.
     :param metrics: where finished runs are counted.
@@ -55,11 +54,9 @@ class FanOut:
         *,
         jira: JiraClient,
         store: Store,
-        scheme: Scheme,
+        sync_settings: LiveSync,
         exchange: str,
         page_size: int,
-        mark_missing: bool,
-        missing_limit: MissingLimit,
         patience: tuple[float, ...],
         signer: Signer,
         metrics: Metrics,
@@ -67,22 +64,13 @@ class FanOut:
     ) -> None:
         self.jira = jira
         self.store = store
-        self.scheme = scheme
+        self.sync_settings = sync_settings
         self.exchange = exchange
         self.page_size = page_size
-        self.mark_missing = mark_missing
         self.patience = patience
         self.signer = signer
         self.metrics = metrics
         self.retention_days = retention_days
-        self.missing = MissingUsers(
-            store=store,
-            scheme=scheme,
-            exchange=exchange,
-            mark=mark_missing,
-            limit=missing_limit,
-            signer=signer,
-        )
 
     def handle(self, requests: Sequence[BulkSyncRequested], loop: Loop) -> Failures:
         for request in requests:
@@ -165,7 +153,13 @@ class FanOut:
         jira = self.jira.with_patience(Patience(delays=self.patience, sleep=loop.sleep))
         published = 0
         confirmed: Checkpoint | None = None  # after the last page published, not saved yet
-        pages = scan(jira, filters, page_size=self.page_size, checkpoint=run.checkpoint)
+        pages = scan(
+            jira,
+            filters,
+            page_size=self.page_size,
+            checkpoint=run.checkpoint,
+            clock=self.store.now,  # the snapshots' stamps: the database's clock
+        )
         for number, page in enumerate(read_ahead(pages, idle=loop.tick), start=1):
             loop.tick()
             with self.store.transaction() as conn:
@@ -190,7 +184,16 @@ class FanOut:
             published += len(todo)
         log.info("bulk run %s: %d users fanned out", run.id, published)
         unfiltered = not filters.prefix and not filters.groups
-        self.missing.end_fan_out(
+        config = self.sync_settings.current()
+        missing = MissingUsers(
+            store=self.store,
+            scheme=config.scheme,
+            exchange=self.exchange,
+            mark=config.mark_missing,
+            limit=config.missing_limit,
+            signer=self.signer,
+        )
+        missing.end_fan_out(
             run.id, jira=jira, dry_run=request.dry_run, unfiltered=unfiltered, loop=loop
         )
         with self.store.connection() as conn:
