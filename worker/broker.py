@@ -29,7 +29,7 @@ from kombu.connection import Connection
 
 from schemas.topology import DEFAULT_RETRY_DELAYS, Topology
 from worker import content_header
-from worker.errors import BrokerLost, BrokerRefused, ConfigError, Unwritable
+from worker.errors import BrokerLost, BrokerRefused, ConfigError, Unroutable, Unwritable
 from worker.framing import Framer
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,9 @@ class Outgoing:
 
 
 class ConfirmPublisher:
-    """Publishes batches on a channel of its own in confirm mode.
+    """Publishes batches on a channel of its own in confirm mode, every message
+    mandatory: one that no queue takes comes back (``basic.return``) and counts as
+    refused, rather than being confirmed and dropped.
 
     :param connection: the consumer's connection; waiting for confirms reads from it,
         which may also take in deliveries for that connection's consumers (they are
@@ -214,16 +216,19 @@ class ConfirmPublisher:
         self._channel.confirm_select()
         self._channel.events["basic_ack"].add(self._on_ack)
         self._channel.events["basic_nack"].add(self._on_nack)
+        self._channel.events["basic_return"].add(self._on_return)
         self._timeout = timeout
         self._next_tag = 1
         self._unconfirmed: set[int] = set()
         self._floor = 1  # every tag below was settled by a multiple confirm
         self._refused = 0
+        self._returned: list[str] = []  # why, for each message the broker sent back
         self._lost: str | None = None
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish all, persistent; return once the broker has confirmed them all.
 
+        :raises Unroutable: the broker routed some to no queue (and took the rest).
         :raises BrokerRefused: the broker refused some.
         :raises BrokerLost: the connection failed, or the broker did not confirm in time.
         :raises Unwritable: one cannot be framed; none after it was sent.
@@ -277,7 +282,9 @@ class ConfirmPublisher:
             size = len(message._serialize_properties())
             if size > header_max:
                 raise Unwritable(f"its content header would take {size} bytes, over {header_max}")
-            self._channel.basic_publish(message, exchange=m.exchange, routing_key=m.routing_key)
+            self._channel.basic_publish(
+                message, exchange=m.exchange, routing_key=m.routing_key, mandatory=True
+            )
             self._unconfirmed.add(self._next_tag)
             self._next_tag += 1
 
@@ -291,13 +298,20 @@ class ConfirmPublisher:
                 self._lost = f"RabbitMQ did not confirm {len(self._unconfirmed)} messages in time"
                 self._unconfirmed.clear()
                 self._refused = 0
+                self._returned.clear()
                 raise BrokerLost(self._lost)
             with contextlib.suppress(TimeoutError):
                 self._connection.drain_events(timeout=min(left, 1.0))
             self._connection.heartbeat_check()
-        if self._refused:
-            refused, self._refused = self._refused, 0
+        # A returned message is confirmed too, after its return: by now all are in.
+        returned, self._returned = self._returned, []
+        refused, self._refused = self._refused, 0
+        if refused:
             raise BrokerRefused(f"RabbitMQ refused {refused} of {sent} messages")
+        if returned:
+            raise Unroutable(
+                f"RabbitMQ routed {len(returned)} of {sent} messages to no queue ({returned[0]})"
+            )
 
     def _settle(self, tag: int, multiple: bool) -> int:
         # Tags grow by one per message: a multiple confirm settles those from the lowest
@@ -314,6 +328,10 @@ class ConfirmPublisher:
 
     def _on_nack(self, tag: int, multiple: bool, *rest: object) -> None:
         self._refused += self._settle(tag, multiple)
+
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
+        text = getattr(exc, "reply_text", "") or type(exc).__name__
+        self._returned.append(f"{text} from exchange {exchange!r}, routing key {routing_key!r}")
 
 
 def _same(m: Outgoing, first: Outgoing) -> bool:

@@ -15,7 +15,8 @@
     ├── TransientError        may work later: retry with backoff, then dead-letter
     │   ├── JiraUnavailable   429, 5xx, timeouts, connection errors
     │   ├── StoreUnavailable  lost database connection, deadlock, serialization failure
-    │   ├── BrokerRefused     RabbitMQ nacked what we published
+    │   ├── BrokerRefused     RabbitMQ nacked what we published (a full queue)
+    │   │   └── Unroutable    RabbitMQ returned it: no queue is bound to take it
     │   └── BrokerLost        the connection to RabbitMQ is gone or unresponsive: the
     │                         loop reconnects and the broker redelivers what is unacked
     ├── ConfigError           the deployment is wrong: stop the worker with one clear line
@@ -87,6 +88,10 @@ class StoreUnavailable(TransientError):
 
 class BrokerRefused(TransientError):
     pass
+
+
+class Unroutable(BrokerRefused):
+    """A mandatory publish that no binding matched (a delay queue or its binding gone)."""
 
 
 class BrokerLost(TransientError):
