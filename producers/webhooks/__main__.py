@@ -32,6 +32,7 @@ from worker.cli import (
     configure,
     fail,
     one_line,
+    say,
 )
 from worker.errors import AssetSyncError, ConfigError
 from worker.jira import JiraClient, Webhook
@@ -158,7 +159,7 @@ def register(settings: Settings, *, name: str, url: str) -> int:
     def write(webhooks: Registration) -> int:
         action, hook = webhooks.register(name=name, url=target, secret=secret)
         signed = "signed with ASSETSYNC_WEBHOOK_SECRET" if secret else "UNSIGNED"
-        print(f"{action} webhook {_describe(hook)}, {signed}")
+        say(f"{action} webhook {_describe(hook)}, {signed}")
         return EXIT_OK
 
     return _in_jira(settings, write)
@@ -168,9 +169,9 @@ def unregister(settings: Settings, *, name: str) -> int:
     def delete(webhooks: Registration) -> int:
         deleted = webhooks.unregister(name)
         if not deleted:
-            print(f"no webhook named {name!r} in Jira; nothing to delete")
+            say(f"no webhook named {name!r} in Jira; nothing to delete")
         for hook in deleted:
-            print(f"deleted webhook {_describe(hook)}")
+            say(f"deleted webhook {_describe(hook)}")
         return EXIT_OK
 
     return _in_jira(settings, delete)
@@ -181,7 +182,7 @@ def status(settings: Settings, *, name: str) -> int:
         hook = webhooks.find(name)
         if hook is None:
             return fail(PROG, f"no webhook named {name!r} in Jira (run `register --url URL`)")
-        print(_describe(hook))
+        say(_describe(hook))
         if not complete(hook):
             return fail(PROG, "the webhook is disabled or lacks user events: run `register` again")
         return EXIT_OK
