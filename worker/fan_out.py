@@ -14,7 +14,7 @@ from schemas.messages import BulkSyncRequested, user_sync_bodies
 from worker import runs
 from worker.broker import Outgoing
 from worker.directory import Checkpoint, Filters, read_ahead, scan
-from worker.errors import PermanentError, StoreUnavailable
+from worker.errors import PermanentError, StoreDown, StoreUnavailable
 from worker.handling import Failures, Loop
 from worker.jira import JiraClient, Patience
 from worker.logs import log_context
@@ -22,6 +22,7 @@ from worker.metrics import Metrics
 from worker.missing import MissingUsers
 from worker.signing import Signer, signed_user_syncs
 from worker.store import Store
+from worker.store.pool import translate_errors
 from worker.sync_config import LiveSync
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,15 @@ class _Locked:
         self._loop, self._lock, self._run_id = loop, lock, run_id
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
-        if not runs.holds_run_lock(self._lock, self._run_id):
+        try:
+            with translate_errors():
+                held = runs.holds_run_lock(self._lock, self._run_id)
+        except StoreDown as exc:
+            raise StoreDown(
+                f"bulk run {self._run_id}: the session that holds its run lock is gone"
+                f" ({exc}); the scan stops"
+            ) from exc
+        if not held:
             raise StoreUnavailable(
                 f"bulk run {self._run_id}: this replica no longer holds the run lock;"
                 " the scan stops (it goes on from its checkpoint)"
