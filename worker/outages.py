@@ -5,7 +5,7 @@ read-only primary, a standby, a server shutting down, no server at all). That is
 fault of the messages a loop holds: retried through the delay queues, they would use up
 their retries (1 s + 5 s + 30 s + 2 min + 10 min) on an outage that outlasts them and be
 dead-lettered for a passing cause. So when a handler fails with ``StoreDown`` the loop
-keeps those deliveries (unacked), asks the store every 0.25 s, doubling to every 2 s,
+keeps those deliveries (unacked), asks the store every 0.25 s, doubling to every 1 s,
 whether it takes writes again, from a thread of its own while the loop's thread keeps
 the broker connection's heartbeats flowing, and then handles again what failed because
 of it, its attempt count unchanged. What the batch had done already stays done.
@@ -31,7 +31,7 @@ from worker.settle import hold_back
 
 log = logging.getLogger("worker.consumer")
 
-PROBE_DELAYS = (0.25, 0.5, 1.0, 2.0)  # between two questions to the store; then the last
+PROBE_DELAYS = (0.25, 0.5, 1.0)  # between two questions to the store; then the last
 KEEP_ALIVE_EVERY = 0.25  # seconds between heartbeats while a question is out
 
 

@@ -35,10 +35,11 @@ DEFAULT_DEADLINE = 60.0
 # database refuses new sessions (down, read-only); a consuming loop blocked longer than
 # a couple of heartbeats would lose its broker connection as well.
 POOL_WAIT = 2.0
-# psycopg_pool tries a failed connection again with doubling delays for as long as
-# this: at its default (5 minutes) the next try could come a minute after the database
-# is back. Past it, the next request for a connection starts a new round at once.
-RECONNECT_FOR = 5.0
+# psycopg_pool tries a failed connection again with doubling delays (1 s, 2 s, 4 s, ...)
+# for as long as this: at its default (5 minutes) the next try could come a minute after
+# the database is back. Past it, the next request for a connection (the loops ask every
+# second while the store is down) starts a new round at once.
+RECONNECT_FOR = 2.0
 
 
 class Store:
