@@ -13,6 +13,7 @@ that cannot work (the receiver does not start).
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import socket
 import sys
@@ -23,6 +24,8 @@ from pydantic import ValidationError
 from producers.cli import EXIT_FAILED, EXIT_OK, Parser, fail, one_line
 from producers.publisher import Publisher
 from producers.webhooks.app import WEBHOOK_PATH, Receiver
+from producers.webhooks.guard import SlowClientGuard
+from producers.webhooks.protocol import Limits, guarded_protocol
 from producers.webhooks.publishing import Publishers
 from producers.webhooks.registration import JiraWebhooks, RegistrationError, Webhook
 from producers.webhooks.settings import WebhookSettings
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = WebhookSettings()
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
+        if not first["loc"]:  # a rule across settings names them itself
+            return fail(PROG, str(first["msg"]).removeprefix("Value error, "), EXIT_CONFIG)
         where = "ASSETSYNC_" + str(first["loc"][0]).upper()
         return fail(PROG, f"{where}: {first['msg']}", EXIT_CONFIG)
     if args.command is None:
@@ -83,7 +88,7 @@ def serve(settings: WebhookSettings) -> int:
     if secret is None and not settings.webhook_insecure:
         return fail(PROG, NO_SECRET, EXIT_CONFIG)
     try:
-        sock = _listen(host, port)
+        sock = _listen(host, port, backlog=backlog(settings.webhook_max_connections))
     except OSError as exc:
         return fail(PROG, f"cannot listen on {host}:{port} ({one_line(exc)})", EXIT_FAILED)
     url = settings.amqp_url.get_secret_value()
@@ -96,13 +101,27 @@ def serve(settings: WebhookSettings) -> int:
         max_bytes=settings.webhook_max_bytes,
         confirm_timeout=settings.webhook_confirm_timeout,
     )
+    cap = _connection_cap(settings.webhook_max_connections)
+    guard: SlowClientGuard[object] = SlowClientGuard(
+        max_connections=cap,
+        body_budget=settings.webhook_body_budget,
+    )
+    limits = Limits(
+        header_timeout=settings.webhook_header_timeout,
+        body_timeout=settings.webhook_body_timeout,
+        max_body=settings.webhook_max_bytes,
+        count=receiver.counters.close,
+    )
     config = uvicorn.Config(
         receiver.app(),
+        # Bounds per connection and for all of them (protocol.py); not uvicorn's
+        # limit_concurrency, which counts idle connections and answers 503 to all.
+        http=guarded_protocol(guard, limits),
         log_config=None,  # our logging setup, one format for every line
         access_log=False,  # the receiver logs one line per delivery itself
-        limit_concurrency=1000,
         timeout_graceful_shutdown=15,
         server_header=False,
+        backlog=backlog(cap),
     )
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -127,7 +146,38 @@ def serve(settings: WebhookSettings) -> int:
     return EXIT_OK
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def backlog(cap: int) -> int:
+    """Connections the kernel queues until they are accepted, which asyncio also
+    accepts in one go. A quarter of the cap: a burst of newcomers accepted at once must
+    not push out a delivery that connected just before them and whose bytes are on their
+    way; a queue much shorter would make Jira's connections wait for a SYN retry (1 s)
+    under a flood."""
+    return max(64, min(1024, cap // 4))
+
+
+def _connection_cap(wanted: int) -> int:
+    """``wanted``, or fewer if the process may not open that many files: past the limit
+    accept() fails and nobody gets in, while the guard pushes slow clients out."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted + 64:
+        target = wanted + 64 if hard == resource.RLIM_INFINITY else min(wanted + 64, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    cap = wanted if soft == resource.RLIM_INFINITY else min(wanted, soft - 64)
+    if cap < wanted:
+        log.warning(
+            "ASSETSYNC_WEBHOOK_MAX_CONNECTIONS=%d: only %d, the open-file limit is %d",
+            wanted,
+            cap,
+            soft,
+        )
+    return max(cap, 16)
+
+
+def _listen(host: str, port: int, *, backlog: int) -> socket.socket:
     """The listening socket, bound here so that port 0 can be logged as the real port.
 
     Made with an explicit IPPROTO_TCP: asyncio turns Nagle's algorithm off only on
@@ -139,7 +189,7 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(1024)
+        sock.listen(backlog)  # uvicorn listens again with the same number
     except OSError:
         sock.close()
         raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from producers.publisher import ProducerSettings
 
@@ -15,6 +15,12 @@ class WebhookSettings(ProducerSettings):
     webhook_insecure: bool = False
     webhook_max_bytes: int = Field(default=262_144, ge=1024, le=16 * 1024 * 1024)
     webhook_confirm_timeout: float = Field(default=10.0, gt=0, le=60)
+    # Slow clients (README, Events from Jira): seconds for a request's headers and for
+    # its body, connections held at most, bytes all request bodies hold together.
+    webhook_header_timeout: float = Field(default=10.0, gt=0, le=300)
+    webhook_body_timeout: float = Field(default=10.0, gt=0, le=300)
+    webhook_max_connections: int = Field(default=2000, ge=16, le=100_000)
+    webhook_body_budget: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     webhook_name: str = Field(default=DEFAULT_NAME, min_length=1, max_length=255)
     # Registration talks to Jira with the worker's credentials names.
     jira_url: str | None = None
@@ -22,6 +28,14 @@ class WebhookSettings(ProducerSettings):
     jira_token: SecretStr | None = None
     jira_timeout: float = Field(default=10.0, gt=0)
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _budget_holds_a_body(self) -> WebhookSettings:
+        if self.webhook_body_budget < self.webhook_max_bytes:
+            raise ValueError(
+                "ASSETSYNC_WEBHOOK_BODY_BUDGET must be at least ASSETSYNC_WEBHOOK_MAX_BYTES"
+            )
+        return self
 
     @field_validator("webhook_secret")
     @classmethod
