@@ -71,6 +71,7 @@ from bench.infra import (
     DEFAULT_AMQP_URL,
     Child,
     CpuMeter,
+    Servers,
     checkpoint,
     delete_broker_objects,
     fresh_database,
@@ -78,6 +79,7 @@ from bench.infra import (
     wait_until,
 )
 from bench.logins import LoginProber, LoginStats
+from bench.statements import Statements, format_statements
 from bench.worker_profile import Recorder
 from demo.fake_jira import FakeJira
 from producers.publisher import Publisher
@@ -105,6 +107,8 @@ class Options:
     as_json: bool
     py_spy: Path | None = None
     metrics: bool = False
+    statements: int = 0
+    py_spy_on_cpu: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ class BulkResult:
     worker_peak_rss_mib: list[float]
     worker_exit_codes: list[int]
     cpu: CpuMeter
+    statements: list[dict[str, Any]]
     login_targets: dict[str, str] = field(default_factory=dict)  # jira_id -> last marker
 
 
@@ -249,6 +254,7 @@ class TimedRun:
     logins: LoginStats
     jira_requests: dict[str, int]
     cpu: CpuMeter
+    statements: list[dict[str, Any]]
 
 
 def measure_bulk(opts: Options, database_url: str, topology: Topology, log_dir: Path) -> BulkResult:
@@ -298,6 +304,7 @@ def measure_bulk(opts: Options, database_url: str, topology: Topology, log_dir: 
         worker_peak_rss_mib=rss,
         worker_exit_codes=codes,
         cpu=timed.cpu,
+        statements=timed.statements,
         login_targets={x.jira_id: x.marker for x in idle_logins.logins + timed.logins.logins},
     )
 
@@ -312,8 +319,10 @@ def time_bulk_run(
 ) -> TimedRun:
     """Publish the request and wait until done, with logins (and CPU meters) running."""
     requests_before = len(jira.request_log)
-    recorder = start_profiling(opts.py_spy, workers)
-    cpu = CpuMeter({"workers": [w.pid for w in workers]})
+    statements = Statements(database_url, opts.statements)
+    statements.reset()
+    recorder = start_profiling(opts.py_spy, workers, idle=not opts.py_spy_on_cpu)
+    cpu = CpuMeter({"workers": [w.pid for w in workers]}, Servers.find(database_url, opts.amqp_url))
     prober.start()
     cpu.start()
     started = time.perf_counter()
@@ -327,14 +336,14 @@ def time_bulk_run(
             recorder.stop()
         logins = prober.stop()
     requests = classify_requests(jira.request_log[requests_before:])
-    return TimedRun(run_id, elapsed, logins, requests, cpu)
+    return TimedRun(run_id, elapsed, logins, requests, cpu, statements.read())
 
 
-def start_profiling(out_dir: Path | None, workers: list[Child]) -> Recorder | None:
+def start_profiling(out_dir: Path | None, workers: list[Child], *, idle: bool) -> Recorder | None:
     """With ``--py-spy DIR``: record the workers, and this process (the fake Jira)."""
     if out_dir is None:
         return None
-    recorder = Recorder(out_dir)
+    recorder = Recorder(out_dir, idle=idle)
     recorder.start({w.name: w.pid for w in workers} | {"bench": os.getpid()})
     return recorder
 
@@ -439,6 +448,7 @@ def run(opts: Options) -> dict[str, Any]:
                     batch_size=opts.batch_size,
                     log_dir=log_dir,
                     sink=sink,
+                    statements_top=opts.statements,
                 )
             loads["bulk"] = _loadavg()
             bulk = measure_bulk(opts, database_url, topology, log_dir)
@@ -517,6 +527,11 @@ def build_report(
             "raw": loadavg["store"],
             "bulk": loadavg["bulk"],
         },
+        "statements": {
+            "bare": bare.statements,
+            "raw": raw.statements,
+            "bulk": bulk.statements,
+        },
         "checks": [asdict(c) for c in checks],
         "ok": all(c.ok for c in checks),
     }
@@ -576,6 +591,11 @@ def format_report(r: dict[str, Any]) -> str:
         ),
         "  load avg (1 min) before "
         + ", ".join(f"{k} {v:.2f}" for k, v in r["loadavg_1m_before"].items()),
+        *(
+            line
+            for phase in ("bare", "raw", "bulk")
+            for line in format_statements(phase, r.get("statements", {}).get(phase, []))
+        ),
         "  checks",
     ]
     lines += [
@@ -615,6 +635,18 @@ def parse_args(argv: list[str] | None) -> Options:
         metavar="DIR",
         help="record the workers with py-spy during the bulk run (see bench.worker_profile)",
     )
+    parser.add_argument(
+        "--py-spy-on-cpu",
+        action="store_true",
+        help="with --py-spy: record only samples on CPU (not waits)",
+    )
+    parser.add_argument(
+        "--statements",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the top N statements of each phase (needs pg_stat_statements; see bench.statements)",
+    )
     args = parser.parse_args(argv)
     if args.users < 1 or args.workers < 1:
         parser.error("--users and --workers must be at least 1")
@@ -630,6 +662,8 @@ def parse_args(argv: list[str] | None) -> Options:
         as_json=args.json,
         py_spy=args.py_spy,
         metrics=args.metrics,
+        statements=args.statements,
+        py_spy_on_cpu=args.py_spy_on_cpu,
     )
 
 

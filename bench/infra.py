@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -213,14 +214,65 @@ def process_cpu_s(pid: int, *, with_children: bool = False) -> float:
     return ticks / CLOCK_TICKS
 
 
-def pids_named(comm: str) -> list[int]:
+def _parent_of(pid: int) -> int:
+    return int(_stat_fields(pid)[1])
+
+
+def children_of(parent: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == comm:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if _parent_of(int(entry.name)) == parent:
                     found.append(int(entry.name))
     return found
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "0A":  # LISTEN
+                    inodes.add(cols[9])
+    return inodes
+
+
+def pid_listening_on(port: int) -> int | None:
+    """The process that listens on a local TCP port (this machine's, as root), or None."""
+    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in wanted:
+                        return int(entry.name)
+    return None
+
+
+@dataclass(frozen=True)
+class Servers:
+    """The PostgreSQL postmaster and the RabbitMQ node the bench talks to, whose CPU it
+    meters: on a machine with several clusters or nodes (a private one beside the shared
+    one), only these count."""
+
+    postmaster: int | None
+    rabbitmq: int | None
+
+    @classmethod
+    def find(cls, database_url: str, amqp_url: str) -> Servers:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        try:
+            postmaster: int | None = _parent_of(int(row[0]))
+        except OSError:  # not on this machine
+            postmaster = None
+        port = urllib.parse.urlsplit(amqp_url).port or 5672
+        return cls(postmaster=postmaster, rabbitmq=pid_listening_on(port))
 
 
 def machine_cpu_s() -> tuple[float, float]:
@@ -231,19 +283,22 @@ def machine_cpu_s() -> tuple[float, float]:
     return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
 
 
-def cpu_by_group(pids: dict[str, list[int]]) -> dict[str, float]:
+def cpu_by_group(pids: dict[str, list[int]], servers: Servers) -> dict[str, float]:
     """CPU seconds so far of given process groups, plus the servers and the machine.
 
-    ``postgres`` is every PostgreSQL process, exited backends included (via the
-    postmaster's children time); ``rabbitmq`` the Erlang VM; ``bench`` this process
-    (the fake Jira and the login probes); ``machine`` everything, all cores. The servers
-    are shared: another user's load shows up there too.
+    ``postgres`` is the postmaster of the bench's cluster and every backend of it,
+    exited ones included (via the postmaster's children time); ``rabbitmq`` the Erlang
+    VM of the bench's node; ``bench`` this process (the fake Jira and the login probes);
+    ``machine`` everything, all cores. A server shared with others shows their load too.
     """
     groups = {name: sum(process_cpu_s(p) for p in members) for name, members in pids.items()}
-    postgres = pids_named("postgres")
-    postmaster = min(postgres, default=0)  # started first: the lowest pid
-    groups["postgres"] = sum(process_cpu_s(p, with_children=p == postmaster) for p in postgres)
-    groups["rabbitmq"] = sum(process_cpu_s(p) for p in pids_named("beam.smp"))
+    pm = servers.postmaster
+    groups["postgres"] = (
+        process_cpu_s(pm, with_children=True) + sum(process_cpu_s(p) for p in children_of(pm))
+        if pm is not None
+        else 0.0
+    )
+    groups["rabbitmq"] = process_cpu_s(servers.rabbitmq) if servers.rabbitmq else 0.0
     groups["bench"] = process_cpu_s(os.getpid())
     groups["machine"] = machine_cpu_s()[0]
     return groups
@@ -254,6 +309,7 @@ class CpuMeter:
     """CPU seconds each group used between ``start`` and ``stop``, and the wall time."""
 
     pids: dict[str, list[int]]
+    servers: Servers
     _start: dict[str, float] = field(default_factory=dict)
     _started_at: float = 0.0
     used: dict[str, float] = field(default_factory=dict)
@@ -261,9 +317,9 @@ class CpuMeter:
 
     def start(self) -> None:
         self._started_at = time.monotonic()
-        self._start = cpu_by_group(self.pids)
+        self._start = cpu_by_group(self.pids, self.servers)
 
     def stop(self) -> None:
-        end = cpu_by_group(self.pids)
+        end = cpu_by_group(self.pids, self.servers)
         self.wall_s = time.monotonic() - self._started_at
         self.used = {k: end[k] - self._start.get(k, 0.0) for k in end}

@@ -61,6 +61,7 @@ from bench.infra import (
     DEFAULT_AMQP_URL,
     Child,
     CpuMeter,
+    Servers,
     checkpoint,
     delete_broker_objects,
     fresh_database,
@@ -68,6 +69,7 @@ from bench.infra import (
     unique_suffix,
     wait_until,
 )
+from bench.statements import Statements
 from worker.mapping import AssetPlan
 from worker.migrate import migrate
 from worker.settings import DEFAULT_FIELD_MAP, JIRA_FIELDS
@@ -94,6 +96,7 @@ class RawResult:
     consume_s: float
     consumer_peak_rss_mib: list[float]
     cpu: CpuMeter
+    statements: list[dict[str, Any]]
 
     @property
     def publish_per_s(self) -> float:
@@ -117,6 +120,8 @@ def measure(
     batch_size: int,
     log_dir: Path,
     sink: str = "table",
+    servers: Servers | None = None,
+    statements_top: int = 0,
 ) -> RawResult:
     """Pre-publish, then time ``workers`` consumer processes through all messages.
 
@@ -124,10 +129,13 @@ def measure(
     """
     target = SINKS[sink]
     target.prepare(database_url)
+    servers = servers or Servers.find(database_url, amqp_url)
     consumers: list[Child] = []
     try:
         publish_s = prepublish(amqp_url, queue, messages, target)
         checkpoint(database_url)
+        statements = Statements(database_url, statements_top)
+        statements.reset()
         consumers = [
             start_consumer(
                 amqp_url, database_url, queue, batch_size, sink, log_dir / f"raw-{sink}-{i}.log"
@@ -136,8 +144,9 @@ def measure(
         ]
         for c in consumers:
             c.wait_for_log("ready", timeout=30)
-        cpu = CpuMeter({"consumers": [c.pid for c in consumers]})
+        cpu = CpuMeter({"consumers": [c.pid for c in consumers]}, servers)
         go_at = time_consumption(consumers, cpu, amqp_url, database_url, queue, messages, target)
+        top = statements.read()
         rss = [c.peak_rss_mib() for c in consumers]
         consume_s = stop_consumers(consumers, messages) - go_at
     finally:
@@ -145,7 +154,7 @@ def measure(
             c.kill()
         delete_broker_objects(amqp_url, [queue], [])
         target.clean(database_url)
-    return RawResult(sink, messages, workers, batch_size, publish_s, consume_s, rss, cpu)
+    return RawResult(sink, messages, workers, batch_size, publish_s, consume_s, rss, cpu, top)
 
 
 class Sink(Protocol):

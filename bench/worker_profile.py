@@ -5,7 +5,8 @@ which serves the fake Jira) from the publish of the bulk request until the run i
 (``py-spy record --format raw --threads --idle``, 100 samples/s, ``--nonblocking`` so
 the workers are not paused), one collapsed-stack file per process in DIR. With
 ``--idle`` the samples are wall-clock time: waiting for PostgreSQL (psycopg's
-``Connection.wait``) or for deliveries (``drain_events``) shows up as such. Profiled runs are slower (py-spy takes CPU from the same two cores):
+``Connection.wait``) or for deliveries (``drain_events``) shows up as such;
+``--py-spy-on-cpu`` records only samples on CPU instead, i.e. where CPU time goes. Profiled runs are slower (py-spy takes CPU from the same two cores):
 read their shares, not their rates.
 
 ``python -m bench.worker_profile DIR/worker-0.txt [--thread NAME] [--top 25]`` sums a file
@@ -34,6 +35,7 @@ class Recorder:
     """py-spy recorders attached to running processes."""
 
     out_dir: Path
+    idle: bool = True  # False: only samples on CPU (where CPU time goes)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self, pids: dict[str, int]) -> None:
@@ -43,7 +45,7 @@ class Recorder:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for name, pid in pids.items():
             argv = [spy, "record", "--pid", str(pid), "--rate", str(RATE), "--format", "raw"]
-            argv += ["--threads", "--idle", "--nonblocking"]
+            argv += ["--threads", "--nonblocking", *(["--idle"] if self.idle else [])]
             argv += ["-o", str(self.out_dir / f"{name}.txt")]
             log = (self.out_dir / f"{name}.py-spy.log").open("wb")
             self.procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))

@@ -14,14 +14,14 @@ from schemas.messages import BulkSyncRequested, user_sync_bodies
 from worker import runs
 from worker.directory import Checkpoint, Filters, read_ahead, scan
 from worker.errors import PermanentError
+from worker.handling import Failures, Loop
 from worker.jira import JiraClient, Patience
 from worker.logs import log_context
 from worker.metrics import Metrics
 from worker.missing import MissingUsers
-from worker.session import Failures, Session
-from worker.settings import MissingLimit
 from worker.signing import Signer, signed_user_syncs
-from worker.store import Scheme, Store
+from worker.store import Store
+from worker.sync_config import LiveSync
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,10 @@ class FanOut:
     :param jira: the replica's Jira client; the scan waits out Jira's transient
         failures (``patience``) instead of failing the run.
     :param store: the replica's asset store.
-    :param scheme: the asset type being synced.
+    :param sync_settings: the sync settings in force: at the end of a scan, the asset type whose
+        assets' users may be gone, whether to mark them missing, and the limit.
     :param exchange: where per-user messages are published.
     :param page_size: users asked of Jira per page.
-    :param mark_missing: for unfiltered runs, mark assets whose Jira user is gone.
-    :param missing_limit: the most assets one run may mark missing.
     :param patience: waits between repeated Jira requests, and their total.
     :param signer: signs the per-user messages, which workers trust only signed.
     :param metrics: where finished runs are counted.
@@ -55,11 +54,9 @@ class FanOut:
         *,
         jira: JiraClient,
         store: Store,
-        scheme: Scheme,
+        sync_settings: LiveSync,
         exchange: str,
         page_size: int,
-        mark_missing: bool,
-        missing_limit: MissingLimit,
         patience: tuple[float, ...],
         signer: Signer,
         metrics: Metrics,
@@ -67,27 +64,18 @@ class FanOut:
     ) -> None:
         self.jira = jira
         self.store = store
-        self.scheme = scheme
+        self.sync_settings = sync_settings
         self.exchange = exchange
         self.page_size = page_size
-        self.mark_missing = mark_missing
         self.patience = patience
         self.signer = signer
         self.metrics = metrics
         self.retention_days = retention_days
-        self.missing = MissingUsers(
-            store=store,
-            scheme=scheme,
-            exchange=exchange,
-            mark=mark_missing,
-            limit=missing_limit,
-            signer=signer,
-        )
 
-    def handle(self, requests: Sequence[BulkSyncRequested], session: Session) -> Failures:
+    def handle(self, requests: Sequence[BulkSyncRequested], loop: Loop) -> Failures:
         for request in requests:
             with log_context(run_id=str(request.request_id), message_type=request.type):
-                self._fan_out(request, session)
+                self._fan_out(request, loop)
         return {}
 
     def failed(self, request: BulkSyncRequested, reason: str) -> None:
@@ -97,9 +85,9 @@ class FanOut:
             runs.fail_run(conn, request.request_id, reason)
         self.metrics.runs.labels("failed").inc()
 
-    def _fan_out(self, request: BulkSyncRequested, session: Session) -> None:
+    def _fan_out(self, request: BulkSyncRequested, loop: Loop) -> None:
         with self.store.connection() as lock:
-            if not self._wait_for_run_lock(lock, request.request_id, session):
+            if not self._wait_for_run_lock(lock, request.request_id, loop):
                 # That replica's own delivery is redelivered should it die.
                 log.info("bulk run %s is being fanned out by another replica", request.request_id)
                 return
@@ -110,8 +98,8 @@ class FanOut:
                 if run.state != "fanning_out":
                     log.info("bulk run %s is already %s; nothing to fan out", run.id, run.state)
                     return
-                self._prune_old_runs(session)
-                self._scan_and_publish(request, run, session)
+                self._prune_old_runs(loop)
+                self._scan_and_publish(request, run, loop)
             except PermanentError as exc:
                 with self.store.transaction() as conn:
                     runs.fail_run(conn, request.request_id, str(exc))
@@ -120,7 +108,7 @@ class FanOut:
                 if not lock.closed:
                     runs.unlock_run(lock, request.request_id)
 
-    def _prune_old_runs(self, session: Session) -> None:
+    def _prune_old_runs(self, loop: Loop) -> None:
         """Delete the per-user rows of runs that ended over ``retention_days`` ago, a
         chunk per transaction, before a new run adds its own: the table stays the size
         of the recent runs. Their counts, and so their summaries, stay."""
@@ -129,7 +117,7 @@ class FanOut:
         for run_id in old:
             deleted = PRUNE_CHUNK
             while deleted == PRUNE_CHUNK:
-                session.tick()
+                loop.tick()
                 with self.store.transaction() as conn:
                     deleted = runs.prune_users(conn, run_id, chunk=PRUNE_CHUNK)
             log.info(
@@ -138,9 +126,7 @@ class FanOut:
                 self.retention_days,
             )
 
-    def _wait_for_run_lock(
-        self, conn: psycopg.Connection[Any], run_id: UUID, session: Session
-    ) -> bool:
+    def _wait_for_run_lock(self, conn: psycopg.Connection[Any], run_id: UUID, loop: Loop) -> bool:
         """Take the run's lock, waiting up to ``RUN_LOCK_WAIT`` seconds for it.
 
         When a replica dies mid-scan, RabbitMQ hands its request to another, but
@@ -154,24 +140,28 @@ class FanOut:
         while not runs.try_lock_run(conn, run_id):
             if time.monotonic() > deadline:
                 return False
-            session.tick()
-            session.sleep(0.2)
+            loop.tick()
+            loop.sleep(0.2)
         return True
 
-    def _scan_and_publish(
-        self, request: BulkSyncRequested, run: runs.Run, session: Session
-    ) -> None:
+    def _scan_and_publish(self, request: BulkSyncRequested, run: runs.Run, loop: Loop) -> None:
         filters = Filters(prefix=request.username_prefix, groups=tuple(request.groups))
         log.info("bulk run %s: scanning Jira%s", run.id, " (resuming)" if run.checkpoint else "")
         # Jira's pages are read in a thread of their own; a page Jira fails to give is
         # asked for again there after a wait, while this thread keeps the broker
         # connection alive. Each failure costs one repeated request, never a rescan.
-        jira = self.jira.with_patience(Patience(delays=self.patience, sleep=session.sleep))
+        jira = self.jira.with_patience(Patience(delays=self.patience, sleep=loop.sleep))
         published = 0
         confirmed: Checkpoint | None = None  # after the last page published, not saved yet
-        pages = scan(jira, filters, page_size=self.page_size, checkpoint=run.checkpoint)
-        for number, page in enumerate(read_ahead(pages, idle=session.tick), start=1):
-            session.tick()
+        pages = scan(
+            jira,
+            filters,
+            page_size=self.page_size,
+            checkpoint=run.checkpoint,
+            clock=self.store.now,  # the snapshots' stamps: the database's clock
+        )
+        for number, page in enumerate(read_ahead(pages, idle=loop.tick), start=1):
+            loop.tick()
             with self.store.transaction() as conn:
                 if confirmed is not None:
                     runs.save_checkpoint(conn, run.id, confirmed)
@@ -189,13 +179,22 @@ class FanOut:
                 fetched_at=page.fetched_at,
                 users=[user for user in page.users if user.jira_id in todo],
             )
-            session.publish(signed_user_syncs(bodies, exchange=self.exchange, signer=self.signer))
+            loop.publish(signed_user_syncs(bodies, exchange=self.exchange, signer=self.signer))
             confirmed = page.checkpoint
             published += len(todo)
         log.info("bulk run %s: %d users fanned out", run.id, published)
         unfiltered = not filters.prefix and not filters.groups
-        self.missing.end_fan_out(
-            run.id, jira=jira, dry_run=request.dry_run, unfiltered=unfiltered, session=session
+        config = self.sync_settings.current()
+        missing = MissingUsers(
+            store=self.store,
+            scheme=config.scheme,
+            exchange=self.exchange,
+            mark=config.mark_missing,
+            limit=config.missing_limit,
+            signer=self.signer,
+        )
+        missing.end_fan_out(
+            run.id, jira=jira, dry_run=request.dry_run, unfiltered=unfiltered, loop=loop
         )
         with self.store.connection() as conn:
             for run_id, state in runs.finish_runs(conn, [run.id]):

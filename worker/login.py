@@ -14,12 +14,13 @@ from collections.abc import Sequence
 
 from schemas.messages import UserChanged, UserLoggedIn, utc_now
 from worker.errors import UserNotFound
+from worker.handling import Failures, Loop, one_by_one
 from worker.jira import JiraClient, UserRef
 from worker.logs import log_context
-from worker.mapping import MappingRules, plan_asset
+from worker.mapping import plan_asset
 from worker.metrics import Metrics
-from worker.session import Failures, Session, one_by_one
-from worker.store import Change, Folders, Scheme, Store, apply_plans, assets_of, mark_missing
+from worker.store import Change, Folders, Store, apply_plans, assets_of, mark_missing
+from worker.sync_config import LiveSync, SyncConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,8 @@ class LoginSync:
     :param jira: the replica's Jira client.
     :param store: the replica's asset store.
     :param folders: the replica's folder cache.
-    :param scheme: the asset type being synced, checked against the settings at start.
-    :param rules: folder and field mapping rules.
-    :param enabled: when off, login events are acknowledged and logged, not synced.
+    :param sync_settings: the sync settings in force (asset type, mapping, sync on login: when
+        off, login events are acknowledged and logged, not synced).
     :param metrics: where assets and login latency are counted.
     """
 
@@ -42,22 +42,17 @@ class LoginSync:
         jira: JiraClient,
         store: Store,
         folders: Folders,
-        scheme: Scheme,
-        rules: MappingRules,
-        enabled: bool,
+        sync_settings: LiveSync,
         metrics: Metrics,
     ) -> None:
         self.jira = jira
         self.store = store
         self.folders = folders
-        self.scheme = scheme
-        self.rules = rules
-        self.enabled = enabled
+        self.sync_settings = sync_settings
         self.metrics = metrics
-        self.needs_groups = "groups" in rules.field_map
 
-    def handle(self, events: Sequence[UserLoggedIn | UserChanged], session: Session) -> Failures:
-        return one_by_one(events, self.dispatch, session)
+    def handle(self, events: Sequence[UserLoggedIn | UserChanged], loop: Loop) -> Failures:
+        return one_by_one(events, self.dispatch, loop)
 
     def dispatch(self, event: UserLoggedIn | UserChanged) -> Change | None:
         ident = event.account_id or event.user_key or event.username
@@ -69,9 +64,9 @@ class LoginSync:
     def changed(self, event: UserChanged) -> Change | None:
         """A user Jira says was created, updated or deleted: synced from Jira's current
         data if Jira still has them, marked missing if it confirms they are gone."""
-        ref = ref_of(event)
+        ref, config = ref_of(event), self.sync_settings.current()
         try:
-            return self._sync_ref(ref, "event")
+            return self._sync_ref(ref, "event", config)
         except UserNotFound:
             if ref.kind == "username":
                 # A username alone proves nothing once gone (it may have been renamed).
@@ -83,7 +78,8 @@ class LoginSync:
                 )
                 return None
             with self.store.transaction() as conn:
-                marked = mark_missing(conn, self.scheme, assets_of(conn, self.scheme, [ref.value]))
+                scheme = config.scheme
+                marked = mark_missing(conn, scheme, assets_of(conn, scheme, [ref.value]))
             log.info(
                 "%s event: Jira has no user %s %r; %d asset(s) marked missing",
                 event.change,
@@ -94,24 +90,25 @@ class LoginSync:
             return None
 
     def sync(self, event: UserLoggedIn) -> Change | None:
-        ref = ref_of(event)
-        if not self.enabled:
+        ref, config = ref_of(event), self.sync_settings.current()
+        if not config.sync_on_login:
             log.info("sync on login is off: not syncing %s %r", ref.kind, ref.value)
             return None
-        change = self._sync_ref(ref, "login")
+        change = self._sync_ref(ref, "login", config)
         latency = (utc_now() - event.occurred_at).total_seconds()
         if latency >= 0:  # a producer's clock may run ahead
             self.metrics.login_latency.observe(latency)
         return change
 
-    def _sync_ref(self, ref: UserRef, why: str) -> Change:
+    def _sync_ref(self, ref: UserRef, why: str, config: SyncConfig) -> Change:
         # The snapshot time is taken before asking Jira, so it never claims to be newer
-        # than the data it carries.
-        seen_at = utc_now()
-        user = self.jira.fetch_user(ref, with_groups=self.needs_groups)
-        plan = plan_asset(user, self.rules, seen_at=seen_at)
+        # than the data it carries, and on the database's clock, which every replica
+        # shares.
+        seen_at = self.store.now()
+        user = self.jira.fetch_user(ref, with_groups=config.needs_groups)
+        plan = plan_asset(user, config.rules, seen_at=seen_at)
         with self.store.transaction() as conn:
-            change = apply_plans(conn, self.scheme, [plan], folders=self.folders)[user.jira_id]
+            change = apply_plans(conn, config.scheme, [plan], folders=self.folders)[user.jira_id]
         self.metrics.assets.labels(why, change.outcome).inc()
         log.info(
             "%s of %r: asset %s %s (%s)",

@@ -32,11 +32,11 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from schemas.messages import JiraUser, user_sync_bodies, utc_now
+from schemas.messages import JiraUser, user_sync_bodies
 from worker import runs
 from worker.errors import InvalidMessage, JiraRejected, UserNotFound
+from worker.handling import Loop
 from worker.jira import JiraClient, RefKind, UserRef
-from worker.session import Session
 from worker.settings import MissingLimit
 from worker.signing import Signer, signed_user_syncs
 from worker.store import Scheme, Store
@@ -84,7 +84,7 @@ class MissingUsers:
         self.signer = signer
 
     def end_fan_out(
-        self, run_id: UUID, *, jira: JiraClient, dry_run: bool, unfiltered: bool, session: Session
+        self, run_id: UUID, *, jira: JiraClient, dry_run: bool, unfiltered: bool, loop: Loop
     ) -> None:
         """Call once the scan is complete. A filtered run says nothing about users
         outside its filter: it goes straight on to processing.
@@ -96,7 +96,7 @@ class MissingUsers:
             with self.store.transaction() as conn:
                 runs.end_fan_out(conn, run_id)
             return
-        found = self._confirm(run_id, jira=jira, dry_run=dry_run, session=session)
+        found = self._confirm(run_id, jira=jira, dry_run=dry_run, loop=loop)
         if found.over_limit:
             error = self._limit_error(found, dry_run=dry_run)
             log.error("bulk run %s failed: %s", run_id, error)
@@ -117,9 +117,7 @@ class MissingUsers:
                 len(found.gone),
             )
 
-    def _confirm(
-        self, run_id: UUID, *, jira: JiraClient, dry_run: bool, session: Session
-    ) -> _Confirmed:
+    def _confirm(self, run_id: UUID, *, jira: JiraClient, dry_run: bool, loop: Loop) -> _Confirmed:
         with self.store.connection() as conn:
             assets = runs.count_assets(conn, self.scheme)
         limit = self.limit.of(assets)
@@ -132,10 +130,10 @@ class MissingUsers:
                 )
             if not batch:
                 return _Confirmed(gone, checked, assets, over_limit=False)
-            fetched_at = utc_now()  # before the look-ups: never newer than their answers
+            fetched_at = self.store.now()  # before the look-ups: never newer than their answers
             present: list[JiraUser] = []
             for asset_id, jira_id in batch:
-                session.tick()
+                loop.tick()
                 checked += 1
                 answer = _look_up(jira, jira_id)
                 if isinstance(answer, JiraUser):
@@ -144,9 +142,9 @@ class MissingUsers:
                     gone.append(asset_id)
                     if self.mark and len(gone) > limit:
                         # Nothing will be marked: asking about the rest is wasted work.
-                        self._publish(run_id, dry_run, fetched_at, present, session)
+                        self._publish(run_id, dry_run, fetched_at, present, loop)
                         return _Confirmed(gone, checked, assets, over_limit=True)
-            self._publish(run_id, dry_run, fetched_at, present, session)
+            self._publish(run_id, dry_run, fetched_at, present, loop)
             after = batch[-1][0]
 
     def _publish(
@@ -155,7 +153,7 @@ class MissingUsers:
         dry_run: bool,
         fetched_at: datetime,
         users: Sequence[JiraUser],
-        session: Session,
+        loop: Loop,
     ) -> None:
         """Sync the users Jira still has, as part of the run: recorded, then published."""
         if not users:
@@ -168,7 +166,7 @@ class MissingUsers:
             fetched_at=fetched_at,
             users=[u for u in users if u.jira_id in todo],
         )
-        session.publish(signed_user_syncs(bodies, exchange=self.exchange, signer=self.signer))
+        loop.publish(signed_user_syncs(bodies, exchange=self.exchange, signer=self.signer))
 
     def _limit_error(self, found: _Confirmed, *, dry_run: bool) -> str:
         limit = self.limit.of(found.assets)

@@ -21,12 +21,12 @@ from worker.errors import ConfigError, TransientError
 from worker.fan_out import FanOut
 from worker.jira import JiraClient
 from worker.login import LoginSync
-from worker.mapping import MappingRules
 from worker.metrics import Metrics, StoreCollector
 from worker.probes import Health, serve
-from worker.settings import JIRA_FIELDS, Settings
+from worker.settings import Settings
 from worker.signing import Signer, load_key
-from worker.store import Folders, Store, load_scheme
+from worker.store import Folders, Store
+from worker.sync_config import LiveSync
 from worker.user_sync import UserSyncBatch
 
 log = logging.getLogger("worker")
@@ -60,17 +60,7 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
             health=health,
             database=store.ping,
         )
-    jira = JiraClient(
-        base_url=settings.jira_url,
-        username=settings.jira_username,
-        token=settings.jira_token.get_secret_value() if settings.jira_token else None,
-        flavor=settings.jira_flavor,
-        timeout=settings.jira_timeout,
-        deadline=settings.jira_deadline,
-        max_response_bytes=settings.jira_max_response_bytes,
-        verify=str(settings.jira_ca_bundle) if settings.jira_ca_bundle else True,
-        observe=metrics.jira_observer(),
-    )
+    jira = JiraClient.from_settings(settings, observe=metrics.jira_observer())
     try:
         health.beat("startup")
         with_retries("asset store", store.open, on_wait=lambda: health.beat("startup"))
@@ -80,13 +70,8 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
                 if settings.signing_key
                 else load_key(conn)
             )
-            scheme = load_scheme(
-                conn,
-                asset_type=settings.asset_type,
-                user_field=settings.user_field,
-                field_map=settings.field_map,
-                kinds=JIRA_FIELDS,
-            )
+            sync = LiveSync(store=store, env=settings)
+            sync.start(conn)
         log.info(
             "connected to %s",
             with_retries("Jira", jira.check, on_wait=lambda: health.beat("startup")),
@@ -98,40 +83,26 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
         health.checked = True
         metrics.watch(StoreCollector(pool_stats=store.pool_stats, run_progress=_progress(store)))
         folders = Folders(store)
-        rules = MappingRules(
-            field_map=settings.field_map,
-            user_field=settings.user_field,
-            folder=settings.folder_path,
-            alphabetical=settings.alphabetical_subfolders,
-        )
         services = Services(
             login=LoginSync(
-                jira=jira,
-                store=store,
-                folders=folders,
-                scheme=scheme,
-                rules=rules,
-                enabled=settings.sync_on_login,
-                metrics=metrics,
+                jira=jira, store=store, folders=folders, sync_settings=sync, metrics=metrics
             ),
             user_sync=UserSyncBatch(
-                jira=jira, store=store, folders=folders, scheme=scheme, rules=rules, metrics=metrics
+                jira=jira, store=store, folders=folders, sync_settings=sync, metrics=metrics
             ),
             fan_out=FanOut(
                 jira=jira,
                 store=store,
-                scheme=scheme,
+                sync_settings=sync,
                 exchange=settings.topology.exchange,
                 page_size=settings.jira_page_size,
-                mark_missing=settings.missing_users == "mark",
-                missing_limit=settings.missing_limit_rule,
                 patience=settings.retry_delays,
                 signer=signer,
                 metrics=metrics,
                 retention_days=settings.run_retention_days,
             ),
         )
-        return consume(settings, services, metrics=metrics, health=health)
+        return consume(settings, services, metrics=metrics, health=health, sync=sync)
     finally:
         if stop_probes is not None:
             stop_probes()
@@ -139,7 +110,9 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
         store.close()
 
 
-def consume(settings: Settings, services: Services, *, metrics: Metrics, health: Health) -> int:
+def consume(
+    settings: Settings, services: Services, *, metrics: Metrics, health: Health, sync: LiveSync
+) -> int:
     """Run the replica's three consuming loops until SIGTERM/SIGINT or a fatal error.
 
     Logins, per-user bulk messages and bulk requests each get a loop (and connection) of
@@ -208,6 +181,7 @@ def consume(settings: Settings, services: Services, *, metrics: Metrics, health:
     ]
     for thread in threads:
         thread.start()
+    threading.Thread(target=sync.follow, args=(stop,), name="settings", daemon=True).start()
     try:
         main_loop.run()
     finally:

@@ -11,14 +11,15 @@ from uuid import UUID
 
 import psycopg
 
-from schemas.messages import JiraUser, UserSync, utc_now
+from schemas.messages import JiraUser, UserSync
 from worker import runs
 from worker.errors import BrokerLost, InvalidMessage, PermanentError, TransientError
+from worker.handling import Failures, Loop
 from worker.jira import JiraClient, UserRef
-from worker.mapping import AssetPlan, MappingRules, plan_asset
+from worker.mapping import AssetPlan, plan_asset
 from worker.metrics import Metrics
-from worker.session import Failures, Session
-from worker.store import Folders, Scheme, Store, apply_plans
+from worker.store import Folders, Store, apply_plans
+from worker.sync_config import LiveSync, SyncConfig
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,7 @@ class UserSyncBatch:
     :param jira: asked only when a mapped field needs what listing pages lack (groups).
     :param store: the replica's asset store.
     :param folders: the replica's folder cache.
-    :param scheme: the asset type being synced.
-    :param rules: folder and field mapping rules.
+    :param sync_settings: the sync settings in force (asset type, mapping), read once per batch.
     :param metrics: where assets and finished runs are counted.
     """
 
@@ -40,19 +40,16 @@ class UserSyncBatch:
         jira: JiraClient,
         store: Store,
         folders: Folders,
-        scheme: Scheme,
-        rules: MappingRules,
+        sync_settings: LiveSync,
         metrics: Metrics,
     ) -> None:
         self.jira = jira
         self.store = store
         self.folders = folders
-        self.scheme = scheme
-        self.rules = rules
+        self.sync_settings = sync_settings
         self.metrics = metrics
-        self.needs_groups = "groups" in rules.field_map
 
-    def handle(self, messages: Sequence[UserSync], session: Session) -> Failures:
+    def handle(self, messages: Sequence[UserSync], loop: Loop) -> Failures:
         """Sync the batch in one transaction.
 
         Only users their run matched and has not settled are written, and only while the
@@ -60,25 +57,27 @@ class UserSyncBatch:
         skipped. A snapshot never claims to be newer than its arrival. A user whose
         groups Jira would not give fails alone: a Jira fault costs one retry, not a batch's.
         """
-        received = utc_now()
+        # The clock the fan-out stamped the snapshots with: the database's.
+        received, config = self.store.now(), self.sync_settings.current()
         failures: dict[int, Exception] = {}
-        if self.needs_groups:  # Jira is asked between two transactions, never inside one
+        if config.needs_groups:  # Jira is asked between two transactions, never inside one
             with self.store.transaction() as conn:
                 wanted = self._wanted(conn, messages, failures)
             users = self._completed(messages, wanted, failures)
             with self.store.transaction() as conn:
-                run_ids = self._apply(conn, messages, users, received)
+                run_ids = self._apply(conn, config, messages, users, received)
         else:
             with self.store.transaction() as conn:
                 wanted = self._wanted(conn, messages, failures)
                 users = {i: messages[i].user for i in wanted}
-                run_ids = self._apply(conn, messages, users, received)
+                run_ids = self._apply(conn, config, messages, users, received)
         self._finish(run_ids)
         return failures
 
     def _apply(
         self,
         conn: psycopg.Connection[Any],
+        config: SyncConfig,
         messages: Sequence[UserSync],
         users: dict[int, JiraUser],
         received: datetime,
@@ -87,9 +86,9 @@ class UserSyncBatch:
         for index, user in users.items():
             m = messages[index]
             seen_at = min(m.fetched_at, received)
-            by_run[m.run_id, m.dry_run].append(plan_asset(user, self.rules, seen_at=seen_at))
+            by_run[m.run_id, m.dry_run].append(plan_asset(user, config.rules, seen_at=seen_at))
         for (run_id, dry_run), plans in by_run.items():
-            changes = apply_plans(conn, self.scheme, plans, folders=self.folders, dry_run=dry_run)
+            changes = apply_plans(conn, config.scheme, plans, folders=self.folders, dry_run=dry_run)
             runs.record_outcomes(conn, run_id, changes.values())
             source = "bulk dry run" if dry_run else "bulk"
             for outcome, n in Counter(c.outcome for c in changes.values()).items():
@@ -151,7 +150,7 @@ class UserSyncBatch:
 
     def _complete(self, user: JiraUser) -> JiraUser:
         # Listing pages carry no groups; fetch them only when a mapped field needs them.
-        if not self.needs_groups or user.groups is not None:
+        if user.groups is not None:
             return user
         ref = UserRef("account_id" if user.account_id else "user_key", user.jira_id)
         return self.jira.fetch_user(ref, with_groups=True)

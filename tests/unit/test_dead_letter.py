@@ -1,4 +1,4 @@
-"""``producers.dead_letter``: telling what a dead letter is from untrusted bytes and
+"""``producers.dead_letters.letters``: telling what a dead letter is from untrusted bytes and
 headers, without a broker."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from producers.dead_letter import (
+from producers.dead_letters.letters import (
     REPLAYED_FROM_HEADER,
     REPLAYS_HEADER,
     Envelope,

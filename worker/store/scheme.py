@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +37,14 @@ def load_scheme(
     conn: psycopg.Connection[Any],
     *,
     asset_type: str,
-    user_field: str,
+    user_field: str | None,
     field_map: Mapping[str, str],
     kinds: Mapping[str, str],
 ) -> Scheme:
     """Read and check the asset type against the sync settings.
 
+    :param user_field: the field holding the Jira identity; ``None``: the asset type's
+        unique field of type user (the first, should it have several).
     :param kinds: the kind of value each Jira field yields (``settings.JIRA_FIELDS``).
     :raises ConfigError: naming the first setting that does not fit the store.
     """
@@ -72,7 +74,15 @@ def load_scheme(
     return scheme
 
 
-def _user_field(fields: Mapping[str, FieldDef], asset_type: str, name: str) -> FieldDef:
+def _user_field(fields: Mapping[str, FieldDef], asset_type: str, name: str | None) -> FieldDef:
+    if name is None:
+        found = next(iter(user_fields(fields.values())), None)
+        if found is None:
+            raise ConfigError(
+                f"ASSETSYNC_ASSET_TYPE: asset type {asset_type!r} has no unique field of type"
+                " user to hold the Jira identity"
+            )
+        return found
     found = fields.get(name)
     if found is None:
         raise ConfigError(f"ASSETSYNC_USER_FIELD: asset type {asset_type!r} has no field {name!r}")
@@ -106,3 +116,8 @@ def _check_map(scheme: Scheme, field_map: Mapping[str, str], kinds: Mapping[str,
                 f"ASSETSYNC_FIELD_MAP: {jira_field} ({kinds[jira_field]}) cannot go into"
                 f" {asset_field!r}, a field of type {target.field_type}"
             )
+
+
+def user_fields(fields: Iterable[FieldDef]) -> list[FieldDef]:
+    """The fields that can match Jira users: unique, of type user."""
+    return [f for f in fields if f.field_type == "user" and f.is_unique]

@@ -18,7 +18,7 @@ ones recording its failure (``x-assetsync-error``, the attempt count, ``x-death`
 so it gets the full set of retries again; the old reason goes along as
 ``x-assetsync-replayed-from-reason``.
 
-Reading gives every message back that is not removed (see ``producers.dead_queue``).
+Reading gives every message back that is not removed (see ``producers.dead_letters.queue``).
 Exit codes: 0 done; 1 the broker could not be reached or refused, a selected message
 could not be replayed, or ``show`` found no such id; 2 usage.
 """
@@ -32,26 +32,25 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from producers.cli import EXIT_OK, Parser, fail
-from producers.dead_letter import (
-    DeadLetter,
+from producers.dead_letters.letters import (
+    Letter,
     Selection,
     describe,
     header_values,
     preview,
-    printable,
     replay_headers,
 )
-from producers.dead_letter_output import (
+from producers.dead_letters.output import (
     action_json,
     detail_text,
     letter_json,
     listing_text,
     summary_line,
 )
-from producers.dead_queue import HIGH_DELIVERY_COUNT, DeadQueue, DeadQueueError, Taken
-from producers.publisher import ProducerSettings
+from producers.dead_letters.queue import HIGH_DELIVERY_COUNT, DeadQueue, DeadQueueError, Taken
 from schemas.messages import BULK_SYNC_REQUESTED
+from worker.cli import EXIT_OK, Parser, configure, fail, say
+from worker.text import printable
 
 PROG = "python -m producers.dead_letters"
 COMMANDS = ("list", "show", "replay", "purge")
@@ -131,7 +130,7 @@ def list_letters(queue: DeadQueue, chosen: Selection, *, limit: int, as_json: bo
     shown = [letter for letter in letters if chosen.matches(letter)]
     now = datetime.now(UTC)
     if as_json:
-        print(
+        say(
             json.dumps(
                 {
                     "queue": queue.topology.dead_queue,
@@ -142,7 +141,7 @@ def list_letters(queue: DeadQueue, chosen: Selection, *, limit: int, as_json: bo
             )
         )
     else:
-        print(listing_text(queue.topology.dead_queue, ready, letters, shown, limit, now))
+        say(listing_text(queue.topology.dead_queue, ready, letters, shown, limit, now))
     warn_about_delivery_counts(queue, letters)
     return EXIT_OK
 
@@ -151,7 +150,7 @@ def show_letter(queue: DeadQueue, wanted: str, *, limit: int, max_bytes: int, as
     queue.count()  # says so when there is no dead queue at all
     # Stops at the first match: every message read before it is given back, which
     # counts as a delivery; the fewer the better.
-    examined: list[DeadLetter] = []
+    examined: list[Letter] = []
     found: Taken | None = None
     for taken in queue.take(limit):
         examined.append(describe(taken.envelope))
@@ -168,9 +167,9 @@ def show_letter(queue: DeadQueue, wanted: str, *, limit: int, max_bytes: int, as
     properties = header_values(envelope.properties)
     if as_json:
         detail = {**letter_json(letter, now), "properties": properties, "headers": headers}
-        print(json.dumps({**detail, "body_preview": body, "body_truncated": cut}))
+        say(json.dumps({**detail, "body_preview": body, "body_truncated": cut}))
     else:
-        print(detail_text(letter, now, properties, headers, body, cut, max_bytes))
+        say(detail_text(letter, now, properties, headers, body, cut, max_bytes))
     return EXIT_OK
 
 
@@ -190,10 +189,10 @@ def act(
         queue.prepare_replay()
     verb = {"replay": "replayed", "purge": "purged"}[action]
     verb = f"would {action}" if dry_run else verb
-    say: Callable[[str], None] = (lambda line: None) if as_json else print
-    done: list[DeadLetter] = []
-    kept: list[DeadLetter] = []  # given back: not selected, not replayable, or a dry run
-    skipped: list[DeadLetter] = []
+    tell: Callable[[str], None] = (lambda line: None) if as_json else say
+    done: list[Letter] = []
+    kept: list[Letter] = []  # given back: not selected, not replayable, or a dry run
+    skipped: list[Letter] = []
     examined = 0
     try:
         for taken in queue.take(limit):
@@ -205,7 +204,7 @@ def act(
             if replaying and not letter.replayable:
                 skipped.append(letter)
                 kept.append(letter)
-                say(f"not replayed {letter.id}: {letter.reason} (purge it instead)")
+                tell(f"not replayed {letter.id}: {letter.reason} (purge it instead)")
                 continue
             if dry_run:
                 kept.append(letter)
@@ -214,15 +213,15 @@ def act(
                     queue.republish(taken, replay_headers(taken.envelope, letter.reason))
                 queue.remove(taken)
             done.append(letter)
-            say(f"{verb} {letter.id}  {letter.type}  {letter.identity}".rstrip())
+            tell(f"{verb} {letter.id}  {letter.type}  {letter.identity}".rstrip())
     finally:
         queue.release_all()
     if as_json:
-        print(json.dumps(action_json(action, dry_run, examined, done, skipped, len(kept))))
+        say(json.dumps(action_json(action, dry_run, examined, done, skipped, len(kept))))
     else:
-        print(summary_line(action, verb, done, skipped, len(kept), queue.topology.dead_queue))
+        say(summary_line(action, verb, done, skipped, len(kept), queue.topology.dead_queue))
     if replaying and not dry_run and any(d.type == BULK_SYNC_REQUESTED for d in done):
-        print(
+        say(
             f"{PROG}: note: a replayed bulk-sync-requested does not restart a run already"
             " marked failed; request a new run for that",
             file=sys.stderr,
@@ -233,10 +232,10 @@ def act(
     return EXIT_OK
 
 
-def warn_about_delivery_counts(queue: DeadQueue, given_back: Sequence[DeadLetter]) -> None:
+def warn_about_delivery_counts(queue: DeadQueue, given_back: Sequence[Letter]) -> None:
     worn = [d for d in given_back if (d.delivery_count or 0) + 1 >= HIGH_DELIVERY_COUNT]
     if worn and queue.server_version >= (4,):
-        print(
+        say(
             f"{PROG}: warning: {len(worn)} dead letter(s) have now been read and given back"
             f" {HIGH_DELIVERY_COUNT} times or more; RabbitMQ 4 drops a quorum-queue message"
             f" given back 20 times unless {queue.topology.dead_queue} has its delivery"
@@ -255,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     top = parser()
     args = top.parse_args(argv)
     chosen = selection(top, args) if args.command != "show" else Selection()
-    settings = ProducerSettings()
+    settings = configure(PROG)
     try:
         with DeadQueue(url=settings.amqp_url.get_secret_value(), topology=settings.topology) as q:
             if args.command == "list":

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from producers.cli import EXIT_OK, Parser, fail
-from producers.publisher import ProducerSettings, Publisher, PublishError, publish_user_logged_in
+from producers.publisher import Publisher, PublishError, publish_user_logged_in
+from worker.cli import EXIT_OK, Parser, configure, fail, say
 
 PROG = "python -m producers.login_event"
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give exactly one of USERNAME, --key, --account-id")
     if not next(iter(given.values())).strip():
         parser.error("the user identifier is empty")
-    settings = ProducerSettings()
+    settings = configure(PROG)
     try:
         with Publisher(
             url=settings.amqp_url.get_secret_value(), topology=settings.topology
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     except PublishError as exc:
         return fail(PROG, str(exc))
-    print(f"published user-logged-in {event.event_id}")
+    say(f"published user-logged-in {event.event_id}")
     return EXIT_OK
 
 

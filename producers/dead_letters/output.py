@@ -1,19 +1,20 @@
 """How ``python -m producers.dead_letters`` shows dead letters: a table, a detail view,
 one-line summaries, and the JSON forms of each. Every string from a message arrives
-here already bounded and printable (``producers.dead_letter``)."""
+here already bounded and printable (``producers.dead_letters.letters``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from producers.dead_letter import DeadLetter, printable
+from producers.dead_letters.letters import Letter
 from producers.durations import short_duration
+from worker.text import printable
 
 REASON_COLUMN = 60
 
 
-def letter_json(letter: DeadLetter, now: datetime) -> dict[str, Any]:
+def letter_json(letter: Letter, now: datetime) -> dict[str, Any]:
     age = letter.age_seconds(now)
     return {
         "id": letter.id,
@@ -32,8 +33,8 @@ def action_json(
     action: str,
     dry_run: bool,
     examined: int,
-    done: list[DeadLetter],
-    skipped: list[DeadLetter],
+    done: list[Letter],
+    skipped: list[Letter],
     given_back: int,
 ) -> dict[str, Any]:
     return {
@@ -49,8 +50,8 @@ def action_json(
 def listing_text(
     queue_name: str,
     ready: int,
-    examined: list[DeadLetter],
-    shown: list[DeadLetter],
+    examined: list[Letter],
+    shown: list[Letter],
     limit: int,
     now: datetime,
 ) -> str:
@@ -76,7 +77,7 @@ def listing_text(
 
 
 def detail_text(
-    letter: DeadLetter,
+    letter: Letter,
     now: datetime,
     properties: dict[str, str],
     headers: dict[str, str],
@@ -110,8 +111,8 @@ def detail_text(
 def summary_line(
     action: str,
     verb: str,
-    done: list[DeadLetter],
-    skipped: list[DeadLetter],
+    done: list[Letter],
+    skipped: list[Letter],
     given_back: int,
     queue_name: str,
 ) -> str:

@@ -15,7 +15,7 @@ from worker.errors import BrokerLost, Interrupted, PermanentError, TransientErro
 T = TypeVar("T")
 
 
-class Session(Protocol):
+class Loop(Protocol):
     """The loop's connection, as a handler sees it while it works."""
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
@@ -37,13 +37,13 @@ class Session(Protocol):
 # A handler takes a batch of decoded messages and returns the failures among them, by
 # index; every other message of the batch is done (committed). Raising fails them all.
 Failures = Mapping[int, Exception]
-Handler = Callable[[Sequence[Any], Session], Failures]
+Handler = Callable[[Sequence[Any], Loop], Failures]
 # Records that a decoded message is being given up on (dead-lettered), with the reason.
 GiveUp = Callable[[Any, str], None]
 
 
 def one_by_one(
-    items: Sequence[T], handle: Callable[[T], object], session: Session
+    items: Sequence[T], handle: Callable[[T], object], loop: Loop
 ) -> dict[int, Exception]:
     """Call ``handle`` on each item; an item that fails with an ``AssetSyncError`` of its
     own (a bad user, Jira briefly down) is reported by index and the rest go on. Errors
@@ -53,7 +53,7 @@ def one_by_one(
     for index, item in enumerate(items):
         if index:
             try:
-                session.tick()
+                loop.tick()
             except Interrupted as exc:  # what is done stays done; the rest goes back
                 failures.update((i, exc) for i in range(index, len(items)))
                 break

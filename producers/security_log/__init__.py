@@ -1,0 +1,7 @@
+"""``python -m producers.security_log``: logins from Jira Data Center's security log.
+
+Flow, one module each: ``follow`` (the file, across rotation and truncation, and the
+saved position) -> ``parse`` (a line -> a login or not, pure) -> ``fold`` (one event
+per user per quiet period, pure) -> ``source`` (publish with confirms, then save the
+position); ``__main__`` is the command.
+"""
