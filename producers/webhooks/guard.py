@@ -1,24 +1,32 @@
 """Who gives way when slow clients crowd the receiver: a pure decision, no sockets.
 
-Every connection is in one of four phases, each kept in the order connections entered it:
+Every connection is in one of five phases, each kept in the order connections entered it:
 
 - *idle*: connected (or kept alive after an answer), nothing of a request sent yet;
 - *waiting*: part of a request's headers has arrived, not all;
+- *queued*: headers in, but its body does not fit the budget now: it is not read (the
+  kernel holds what the client sends) until room is free;
 - *receiving*: headers in, body not finished; it holds a reservation of the bytes its
   body may take (the declared ``Content-Length``, at most the receiver's body limit);
 - *handling*: the whole request is in and the app works on it (waits for RabbitMQ's
   confirm); its body is still held, so its reservation stays until it is answered.
 
 Two bounds: at most ``max_connections`` connections, and at most ``body_budget`` bytes
-reserved by unfinished and handled bodies together. When a new connection does not
-fit, the *oldest* connection that is waiting (else idle, else receiving) gives way (is
-closed), never one being handled: a client that stops in the middle of its headers is
-the first to go, one that has not sent its first bytes yet (a delivery just connected,
-whose request is on its way) after those. When a new body does not fit, the oldest
-unfinished bodies *larger* than it give way; if that is not enough, the newcomer is
-refused. A client that sends its request at once, as Jira does, leaves the slow phases
-within milliseconds with a body of a few KiB, so it is the newest there, the last to
-go, and the one that fits; slow clients push out only each other.
+reserved by unfinished and handled bodies together.
+
+When a new connection does not fit, the *oldest* connection that is waiting (else
+queued, else idle, else receiving) gives way (is closed), never one being handled: a
+client that stops in the middle of its headers is the first to go, one that has not
+sent its first bytes yet (a delivery just connected, whose request is on its way)
+nearly the last.
+
+When a new body does not fit, the oldest unfinished bodies *larger* than it give way,
+if that makes room; otherwise it is queued, and admitted (oldest first, any that fits)
+as reservations are released. So a small delivery pushes out a large stalled upload,
+large uploads wait for each other instead of being refused and sent again at once, and
+the deadlines of the protocol end whatever waits too long. A client that sends its
+request at once, as Jira does, leaves the slow phases within milliseconds with a body of
+a few KiB: it is the newest there, the last to go, and the one that fits.
 """
 
 from __future__ import annotations
@@ -33,13 +41,14 @@ C = TypeVar("C", bound=Hashable)
 @dataclass
 class _Slot:
     reserved: int = 0
+    need: int = 0
     answered: bool = False
 
 
 class SlowClientGuard(Generic[C]):
     """
     :param max_connections: connections held at most; a newcomer past it pushes out
-        the oldest waiting (else idle, else receiving) connection.
+        the oldest slow connection (waiting, else queued, else idle, else receiving).
     :param body_budget: bytes all unfinished and handled request bodies may hold
         together; at least one body's worth.
     """
@@ -53,8 +62,10 @@ class SlowClientGuard(Generic[C]):
         # dicts keep insertion order: the first key is the oldest in its phase.
         self._idle: dict[C, _Slot] = {}
         self._waiting: dict[C, _Slot] = {}
+        self._queued: dict[C, _Slot] = {}
         self._receiving: dict[C, _Slot] = {}
         self._handling: dict[C, _Slot] = {}
+        self._admitted: list[C] = []
 
     @property
     def connections(self) -> int:
@@ -86,34 +97,25 @@ class SlowClientGuard(Generic[C]):
         if slot is not None:
             self._waiting[conn] = slot
 
-    def request(self, conn: C, body_bytes: int) -> list[C] | None:
+    def request(self, conn: C, body_bytes: int) -> tuple[list[C], bool]:
         """``conn``'s headers are in and its body may take ``body_bytes``. Returns the
-        connections to close to make room, or None when there is none to make (then
-        nothing was reserved or closed).
-
-        Room is made by closing the oldest unfinished bodies that reserved *more* than
-        this one needs: a small delivery pushes out a large stalled upload, but large
-        uploads do not push out each other (the newcomer is refused: its bytes need
-        not even be read).
-        """
+        connections to close to make room for it, and whether it was admitted (False:
+        it is queued; do not read its body until ``admitted`` names it)."""
         slot = self._take(conn)
-        need = max(0, body_bytes)
-        larger = [c for c, s in self._receiving.items() if s.reserved > need]
+        slot.need, slot.answered = max(0, body_bytes), False
+        larger = [c for c, s in self._receiving.items() if s.reserved > slot.need]
         freeable = sum(self._receiving[c].reserved for c in larger)
-        if need > self.body_budget - self.reserved + freeable:
-            # Answered 503 and closed; until then the first to go (its reading stopped).
-            self._waiting[conn] = slot
-            return None
+        if slot.need > self._room() + freeable:
+            self._queued[conn] = slot
+            return [], False
         victims: list[C] = []
         for victim in larger:
-            if need <= self.body_budget - self.reserved:
+            if slot.need <= self._room():
                 break
-            self.closed(victim)
+            self._forget(victim)
             victims.append(victim)
-        slot.reserved, slot.answered = need, False
-        self.reserved += need
-        self._receiving[conn] = slot
-        return victims
+        self._reserve(conn, slot)
+        return victims, True
 
     def body_complete(self, conn: C) -> bool:
         """``conn``'s body has all arrived. True when it was answered already (it is
@@ -132,36 +134,70 @@ class SlowClientGuard(Generic[C]):
         """The app answered ``conn``'s request: its body is no longer held. True when the
         connection is now idle, kept alive for its next request (False: its body is still
         arriving, to be discarded)."""
-        for phase in (self._handling, self._receiving):
+        for phase in (self._handling, self._receiving, self._queued):
             slot = phase.get(conn)
-            if slot is not None:
-                self.reserved -= slot.reserved
-                slot.reserved, slot.answered = 0, True
-                if phase is self._handling:
-                    del self._handling[conn]
-                    self._idle[conn] = slot
-                    return True
-                return False
+            if slot is None:
+                continue
+            self._release(slot)
+            self._admit()
+            slot.answered = True
+            if phase is self._handling:
+                del self._handling[conn]
+                self._idle[conn] = slot
+                return True
+            if phase is self._queued:  # answered unread (413): let the rest arrive
+                del self._queued[conn]
+                self._receiving[conn] = slot
+                self._admitted.append(conn)
+            return False
         return conn in self._idle or conn in self._waiting
 
     def closed(self, conn: C) -> None:
         """``conn`` is gone (or being closed): forget it, free what it reserved."""
+        self._forget(conn)
+        self._admit()
+
+    def admitted(self) -> list[C]:
+        """Queued connections admitted since the last call: read their bodies now."""
+        found, self._admitted = self._admitted, []
+        return found
+
+    def _forget(self, conn: C) -> None:
         for _, phase in self._phases():
             slot = phase.pop(conn, None)
             if slot is not None:
-                self.reserved -= slot.reserved
+                self._release(slot)
                 return
 
     def _take(self, conn: C) -> _Slot:
         for _, phase in self._phases():
             slot = phase.pop(conn, None)
             if slot is not None:
-                self.reserved -= slot.reserved
+                self._release(slot)
                 return slot
         return _Slot()
 
+    def _room(self) -> int:
+        return self.body_budget - self.reserved
+
+    def _reserve(self, conn: C, slot: _Slot) -> None:
+        slot.reserved = slot.need
+        self.reserved += slot.need
+        self._receiving[conn] = slot
+
+    def _release(self, slot: _Slot) -> None:
+        self.reserved -= slot.reserved
+        slot.reserved = 0
+
+    def _admit(self) -> None:
+        for conn, slot in list(self._queued.items()):
+            if slot.need <= self._room():
+                del self._queued[conn]
+                self._reserve(conn, slot)
+                self._admitted.append(conn)
+
     def _oldest_slow(self) -> C | None:
-        for phase in (self._waiting, self._idle, self._receiving):
+        for phase in (self._waiting, self._queued, self._idle, self._receiving):
             if phase:
                 return next(iter(phase))
         return None
@@ -170,6 +206,7 @@ class SlowClientGuard(Generic[C]):
         return (
             ("idle", self._idle),
             ("waiting", self._waiting),
+            ("queued", self._queued),
             ("receiving", self._receiving),
             ("handling", self._handling),
         )

@@ -8,8 +8,9 @@ the previous answer) and one for the body (from the headers), and shares one
 ``SlowClientGuard`` that bounds the connections and the bytes all request bodies hold
 (see ``guard.py`` for who gives way). It sees the request through h11's own events:
 an ``h11.Connection`` whose ``next_event`` reports each event here before uvicorn
-handles it. A request that would overdraw the body budget, with nothing left to push
-out, is answered 503 by ``busy`` instead of the app.
+handles it. A request whose body does not fit the budget yet is not read (its
+transport's reading is paused, below uvicorn's own flow control, which never paused
+it) until the guard admits it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ HEADER_TIMEOUT = "header_timeout"
 BODY_TIMEOUT = "body_timeout"
 PUSHED_OUT = "pushed_out"
 TOO_MANY = "too_many_connections"
-BUSY = "body_budget"
 READ_SIZE = 4 * 1024
 # A request line and headers bigger than this are refused (400); Jira's are under 2 KiB,
 # and each connection waiting for its headers may hold this much (h11's default: 16 KiB).
@@ -72,7 +72,6 @@ class GuardedH11Protocol(H11Protocol, asyncio.BufferedProtocol):
         super().__init__(*args, **kwargs)
         self.conn = _ObservedConnection(self._on_event, h11.SERVER, MAX_HEADER_BYTES)
         self._deadline: asyncio.TimerHandle | None = None
-        self._asgi_app = self.app
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -93,24 +92,21 @@ class GuardedH11Protocol(H11Protocol, asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self.guard.closed(self)
+        self._wake_admitted()
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
         if self.guard.answered(self) and not self.transport.is_closing():
             self._arm(self.limits.header_timeout, HEADER_TIMEOUT)
+        self._wake_admitted()
         super().on_response_complete()
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, h11.Request):
             self._disarm()
-            self.app = self._asgi_app
-            victims = self.guard.request(self, self._body_bytes(event))
-            if victims is None:
-                self.limits.count(BUSY)
-                # Read no more of a body that is refused: uvicorn would buffer 64 KiB.
-                self.transport.pause_reading()
-                self.app = busy  # uvicorn runs self.app for the request it just parsed
-                return
+            victims, admitted = self.guard.request(self, self._body_bytes(event))
+            if not admitted:
+                self.transport.pause_reading()  # until the guard admits it
             self._close_all(victims, PUSHED_OUT)
             self._arm(self.limits.body_timeout, BODY_TIMEOUT)
         elif isinstance(event, h11.EndOfMessage):
@@ -142,12 +138,19 @@ class GuardedH11Protocol(H11Protocol, asyncio.BufferedProtocol):
         if not self.transport.is_closing():
             self.limits.count(reason)
             self._close(self)
+            self._wake_admitted()
 
     def _close_all(self, victims: list[GuardedH11Protocol], reason: str) -> None:
         for victim in victims:
             if victim is not self:
                 self.limits.count(reason)
             victim._close(victim)
+        self._wake_admitted()
+
+    def _wake_admitted(self) -> None:
+        for conn in self.guard.admitted():
+            if not conn.transport.is_closing():
+                conn.transport.resume_reading()
 
     @staticmethod
     def _close(conn: GuardedH11Protocol) -> None:
@@ -168,21 +171,3 @@ class _ObservedConnection(h11.Connection):
         event = super().next_event()
         self._observe(event)
         return event
-
-
-async def busy(scope: Any, receive: Any, send: Any) -> None:
-    """503 for a request whose body would not fit the budget; Jira delivers it again."""
-    body = b"receiver busy: too many request bodies in flight, try again later\n"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", b"10"),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -36,7 +36,7 @@ def test_connections_being_handled_are_never_pushed_out_and_receiving_ones_go_af
     g.request("uploading", 50 * KIB)
 
     assert g.opened("a") == ["idle"]
-    assert g.request("a", 10 * KIB) == []
+    assert g.request("a", 10 * KIB) == ([], True)
     assert g.opened("b") == ["uploading"]  # no one waits any more: the oldest upload
     assert g.opened("c") == ["b"]
     assert g.phase("handled") == "handling"
@@ -54,35 +54,49 @@ def test_when_every_connection_is_being_handled_the_newcomer_is_refused():
     assert g.connections == 2
 
 
-def test_bodies_reserve_the_budget_until_answered_and_a_large_one_that_does_not_fit_is_refused():
+def test_bodies_reserve_the_budget_until_answered_and_one_that_does_not_fit_waits_unread():
     g = guard(budget=100 * KIB)
     for name in ("up-1", "up-2", "up-3"):
         g.opened(name)
-    assert g.request("up-1", 40 * KIB) == []
-    assert g.request("up-2", 40 * KIB) == []
+    assert g.request("up-1", 40 * KIB) == ([], True)
+    assert g.request("up-2", 40 * KIB) == ([], True)
 
-    assert g.request("up-3", 40 * KIB) is None  # large ones do not push out each other
-    assert g.reserved == 80 * KIB
-    assert g.phase("up-3") == "waiting"  # answered 503, and pushed out before the idle
+    assert g.request("up-3", 40 * KIB) == ([], False)  # large ones do not push out each other
+    assert (g.reserved, g.phase("up-3")) == (80 * KIB, "queued")
 
     g.body_complete("up-1")
     assert g.reserved == 80 * KIB  # the app still holds the body it is handling
+    assert g.admitted() == []
     assert g.answered("up-1") is True
-    assert g.reserved == 40 * KIB
     assert g.phase("up-1") == "idle"  # kept alive for its next request
+    assert g.admitted() == ["up-3"]  # its room is free now: read its body
+    assert (g.reserved, g.phase("up-3")) == (80 * KIB, "receiving")
+    assert g.admitted() == []
 
 
-def test_a_small_delivery_pushes_out_the_oldest_larger_unfinished_bodies_as_far_as_needed():
+def test_queued_bodies_are_admitted_oldest_first_as_room_frees_and_any_that_fits_goes():
     g = guard(budget=100 * KIB)
-    for name in ("stall-1", "stall-2", "small-stall", "jira"):
+    for name in ("big", "q-large", "q-small", "q-small-2"):
         g.opened(name)
-    g.request("stall-1", 45 * KIB)
-    g.request("stall-2", 45 * KIB)
-    g.request("small-stall", 9 * KIB)
+    g.request("big", 95 * KIB)
+    assert g.request("q-large", 95 * KIB)[1] is False  # as large: it waits
+    assert g.request("q-small", 10 * KIB) == (["big"], True)  # smaller pushes out larger
 
-    assert g.request("jira", 2 * KIB) == ["stall-1"]
-    assert g.reserved == (45 + 9 + 2) * KIB
-    assert g.phase("small-stall") == "receiving"
+    g.closed("q-small")
+
+    assert g.admitted() == ["q-large"]
+    assert g.request("q-small-2", 10 * KIB) == (["q-large"], True)
+
+
+def test_queued_connections_go_before_idle_ones_when_too_many_connect():
+    g = guard(connections=3, budget=10 * KIB)
+    for name in ("just-connected", "uploading", "queued"):
+        g.opened(name)
+    g.request("uploading", 10 * KIB)
+    g.request("queued", 10 * KIB)
+
+    assert g.opened("jira") == ["queued"]
+    assert g.opened("jira-2") == ["just-connected"]
 
 
 def test_a_body_answered_before_it_arrived_holds_nothing_and_then_waits_for_the_next_request():
