@@ -31,11 +31,13 @@ a few KiB: it is the newest there, the last to go, and the one that fits.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 C = TypeVar("C", bound=Hashable)
+LOOK_AHEAD = 64
 
 
 @dataclass
@@ -154,20 +156,23 @@ class SlowClientGuard(Generic[C]):
 
     def closed(self, conn: C) -> None:
         """``conn`` is gone (or being closed): forget it, free what it reserved."""
-        self._forget(conn)
-        self._admit()
+        if self._forget(conn):
+            self._admit()
 
     def admitted(self) -> list[C]:
         """Queued connections admitted since the last call: read their bodies now."""
         found, self._admitted = self._admitted, []
         return found
 
-    def _forget(self, conn: C) -> None:
+    def _forget(self, conn: C) -> int:
+        """Drop ``conn``; returns the bytes it had reserved."""
         for _, phase in self._phases():
             slot = phase.pop(conn, None)
             if slot is not None:
+                freed = slot.reserved
                 self._release(slot)
-                return
+                return freed
+        return 0
 
     def _take(self, conn: C) -> _Slot:
         for _, phase in self._phases():
@@ -190,11 +195,19 @@ class SlowClientGuard(Generic[C]):
         slot.reserved = 0
 
     def _admit(self) -> None:
-        for conn, slot in list(self._queued.items()):
-            if slot.need <= self._room():
-                del self._queued[conn]
-                self._reserve(conn, slot)
-                self._admitted.append(conn)
+        # The oldest that fit, looking at most LOOK_AHEAD deep: under a flood the queue
+        # is long and rooms free up a body at a time.
+        fits = []
+        room = self._room()
+        for conn, slot in itertools.islice(self._queued.items(), LOOK_AHEAD):
+            if room <= 0:
+                break
+            if slot.need <= room:
+                fits.append(conn)
+                room -= slot.need
+        for conn in fits:
+            self._reserve(conn, self._queued.pop(conn))
+            self._admitted.append(conn)
 
     def _oldest_slow(self) -> C | None:
         for phase in (self._waiting, self._queued, self._idle, self._receiving):
