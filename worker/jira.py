@@ -26,6 +26,7 @@ from worker.errors import (
     ConfigError,
     InvalidMessage,
     JiraAuthError,
+    JiraCaptcha,
     JiraRejected,
     JiraUnavailable,
     UserNotFound,
@@ -148,6 +149,33 @@ class JiraClient:
             ) from exc
         who = me.get("name") or me.get("emailAddress") or me.get("accountId") or "?"
         return f"Jira {self.flavor} at {self._http.base_url} as {who}"
+
+    def myself(self) -> dict[str, Any]:
+        """The account this client signs in as (``/myself``).
+
+        :raises JiraCaptcha: Jira wants a CAPTCHA answered before it checks the password.
+        :raises JiraAuthError: Jira refused the credentials.
+        """
+        me = self._get(f"{self.api}/myself")
+        if not isinstance(me, dict):
+            raise JiraUnavailable(f"Jira sent {type(me).__name__} for {self.api}/myself")
+        return me
+
+    def may_administer(self) -> bool:
+        """Whether the account this client signs in as holds Jira's global ADMINISTER
+        permission (``/mypermissions`` answers for the caller, so ask as the person)."""
+        answer = self._get(f"{self.api}/mypermissions", {"permissions": "ADMINISTER"})
+        found = (
+            answer.get("permissions", {}).get("ADMINISTER") if isinstance(answer, dict) else None
+        )
+        return isinstance(found, dict) and found.get("havePermission") is True
+
+    def group_exists(self, name: str) -> bool:
+        try:
+            self._get(f"{self.api}/group/member", {"groupname": name, "maxResults": 1})
+        except UserNotFound:
+            return False
+        return True
 
     def fetch_user(self, ref: UserRef, *, with_groups: bool = False) -> JiraUser:
         if self.flavor == "cloud":
@@ -281,6 +309,11 @@ def _raise_for_status(response: httpx.Response, path: str) -> None:
     status = response.status_code
     if status < 400:
         return
+    if status in (401, 403) and _captcha(response.headers):
+        raise JiraCaptcha(
+            f"Jira answered {status} to {path} without checking the password: after failed"
+            " sign-ins it wants a CAPTCHA answered; sign in to Jira once in a browser"
+        )
     if status in (401, 403):
         raise JiraAuthError(
             f"Jira answered {status} to {path}: check ASSETSYNC_JIRA_USERNAME/ASSETSYNC_JIRA_TOKEN"
@@ -294,6 +327,15 @@ def _raise_for_status(response: httpx.Response, path: str) -> None:
             f"Jira answered {status} to {path}", retry_after=retry_after(response.headers)
         )
     raise JiraRejected(f"Jira answered {status} to {path}")
+
+
+def _captcha(headers: Mapping[str, str]) -> bool:
+    # Data Center's Seraph says AUTHENTICATED_FAILED for a wrong password, and
+    # AUTHENTICATION_DENIED (with the reason CAPTCHA_CHALLENGE) once it wants a CAPTCHA.
+    reason = headers.get("x-seraph-loginreason", "")
+    return "AUTHENTICATION_DENIED" in reason or "CAPTCHA" in headers.get(
+        "x-authentication-denied-reason", ""
+    )
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

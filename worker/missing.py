@@ -40,6 +40,7 @@ from worker.jira import JiraClient, RefKind, UserRef
 from worker.settings import MissingLimit
 from worker.signing import Signer, signed_user_syncs
 from worker.store import Scheme, Store
+from worker.store.run_missing import record_gone
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ LOOKUPS_PER_BATCH = 100  # unreached assets read, looked up and published at a t
 
 @dataclass(frozen=True)
 class _Confirmed:
-    gone: list[int]  # asset ids whose user Jira answered 404 for
+    gone: list[tuple[int, str]]  # (asset id, Jira identity) of users Jira answered 404 for
     checked: int  # look-ups made
     assets: int  # assets of the type when the look-ups began
     over_limit: bool  # stopped early: more than the limit are gone
@@ -102,11 +103,14 @@ class MissingUsers:
             log.error("bulk run %s failed: %s", run_id, error)
             with self.store.transaction() as conn:
                 runs.record_missing(conn, run_id, missing=len(found.gone), checked=found.checked)
+                record_gone(conn, run_id, found.gone, marked=())
                 runs.end_fan_out(conn, run_id, error=error)
             return
         with self.store.transaction() as conn:
+            marked: list[int] = []
             if self.mark and not dry_run:
-                runs.mark_missing(conn, run_id, self.scheme, found.gone)
+                marked = runs.mark_missing(conn, run_id, self.scheme, [a for a, _ in found.gone])
+            record_gone(conn, run_id, found.gone, marked=marked)
             runs.record_missing(conn, run_id, missing=len(found.gone), checked=found.checked)
             runs.end_fan_out(conn, run_id)
         if found.checked:
@@ -121,7 +125,7 @@ class MissingUsers:
         with self.store.connection() as conn:
             assets = runs.count_assets(conn, self.scheme)
         limit = self.limit.of(assets)
-        gone: list[int] = []
+        gone: list[tuple[int, str]] = []
         checked, after = 0, 0
         while True:
             with self.store.connection() as conn:
@@ -139,7 +143,7 @@ class MissingUsers:
                 if isinstance(answer, JiraUser):
                     present.append(answer)
                 elif answer == "gone":
-                    gone.append(asset_id)
+                    gone.append((asset_id, jira_id))
                     if self.mark and len(gone) > limit:
                         # Nothing will be marked: asking about the rest is wasted work.
                         self._publish(run_id, dry_run, fetched_at, present, loop)

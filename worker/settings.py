@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     # /healthz calls it stuck.
     stall_seconds: float = Field(default=300.0, gt=0)
 
+    # The console (``python -m console``): where it listens, how long a session lasts
+    # without use, and the key its session cookies are signed with (unset: a random key
+    # per process, so sessions end when it restarts and replicas cannot share them).
+    console_bind: str = "127.0.0.1"
+    console_port: int = Field(default=8080, ge=0, le=65535)
+    console_session_minutes: float = Field(default=60.0, gt=0, le=7 * 24 * 60)
+    console_secret: SecretStr | None = None
+
     # Sync (what the admin page configures)
     sync_on_login: bool = True
     asset_type: str = "Employee"
@@ -167,7 +175,14 @@ class Settings(BaseSettings):
             raise ValueError("must be the Jira base URL, without a query or fragment")
         return value
 
-    @field_validator("health_file", "metrics_port", mode="before")
+    @field_validator("console_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("must be at least 16 bytes (or unset: a random key per process)")
+        return value
+
+    @field_validator("health_file", "metrics_port", "console_secret", mode="before")
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
         return None if value == "" else value  # e.g. ASSETSYNC_HEALTH_FILE= turns it off

@@ -48,6 +48,7 @@ class UserSyncBatch:
         self.folders = folders
         self.sync_settings = sync_settings
         self.metrics = metrics
+        self._runs_seen: set[UUID] = set()
 
     def handle(self, messages: Sequence[UserSync], loop: Loop) -> Failures:
         """Sync the batch in one transaction.
@@ -57,7 +58,11 @@ class UserSyncBatch:
         skipped. A snapshot never claims to be newer than its arrival. A user whose
         groups Jira would not give fails alone: a Jira fault costs one retry, not a batch's.
         """
-        received, config = utc_now(), self.sync_settings.current()
+        # A run requested after a settings change is synced with it, on every replica:
+        # the first batch of a run this replica has not seen looks at the newest version.
+        new_runs = {m.run_id for m in messages} - self._runs_seen
+        self._runs_seen = (self._runs_seen | new_runs) if len(self._runs_seen) < 1000 else new_runs
+        received, config = utc_now(), self.sync_settings.current(fresh=bool(new_runs))
         failures: dict[int, Exception] = {}
         if config.needs_groups:  # Jira is asked between two transactions, never inside one
             with self.store.transaction() as conn:

@@ -232,7 +232,7 @@ def _decide(
             # A newer snapshot (say, a login during a bulk run) already landed.
             changes[jira_id] = Change(jira_id, cur.asset_id, "unchanged")
             continue
-        set_, unset = diff_values(cur.values, plan.values)
+        set_, unset = diff_values(cur.values, as_stored(scheme, plan.values))
         for name, value in set_.items():
             f = scheme.fields[name]
             cols = [value if COLUMN[f.field_type] == c else None for c in COLUMN.values()]
@@ -255,6 +255,17 @@ def _decide(
         )
         changes[jira_id] = Change(jira_id, cur.asset_id, outcome, deactivated)
     return changes, writes
+
+
+def as_stored(scheme: Scheme, values: Mapping[str, Value]) -> dict[str, Value]:
+    """Planned values as their fields store them: a boolean mapped onto a text field is
+    the text "true" or "false" (so that an unchanged one compares equal)."""
+    return {
+        name: ("true" if value else "false")
+        if isinstance(value, bool) and scheme.fields[name].field_type == "text"
+        else value
+        for name, value in values.items()
+    }
 
 
 def diff_values(
