@@ -14,8 +14,6 @@ from uuid import uuid4
 
 import pika
 import pika.exceptions
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.messages import UserLoggedIn, _Message, to_body, utc_now
 from schemas.topology import Topology
@@ -23,19 +21,6 @@ from schemas.topology import Topology
 
 class PublishError(Exception):
     """The broker did not take the message; it was not published."""
-
-
-class ProducerSettings(BaseSettings):
-    """The producer side reads the same ``ASSETSYNC_*`` names as the worker."""
-
-    model_config = SettingsConfigDict(env_prefix="ASSETSYNC_", extra="ignore")
-
-    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
-    amqp_prefix: str = "assetsync"
-
-    @property
-    def topology(self) -> Topology:
-        return Topology(prefix=self.amqp_prefix)
 
 
 class Publisher:

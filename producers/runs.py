@@ -13,9 +13,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row, tuple_row
-from pydantic import SecretStr
 
-from producers.publisher import ProducerSettings
 from schemas.messages import BulkSyncRequested
 from worker.cli import one_line
 
@@ -23,12 +21,6 @@ RECENT_RUNS = 20
 # Advisory lock that schedulers take turns on ("sch"; the worker's run locks use "run").
 SCHEDULE_LOCK = (0x736368, 1)
 FINAL_STATES = frozenset({"done", "failed"})
-
-
-class BulkSyncSettings(ProducerSettings):
-    """Adds the asset store, where the workers record each run's progress."""
-
-    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/assetsync")
 
 
 # ---------------------------------------------------------------------------- runs

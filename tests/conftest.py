@@ -72,7 +72,8 @@ def start_worker(
     """Start ``python -m worker`` processes; each is stopped when the test ends.
 
     Call with ``jira_url=`` to point at another fake, ``env={...}`` to add settings,
-    ``wait=False`` not to wait until it consumes.
+    ``wait=False`` not to wait until it consumes, ``module=`` to run a launcher of the
+    worker (``tests.skewed_clock``).
     """
     started: list[WorkerProcess] = []
 
@@ -82,6 +83,7 @@ def start_worker(
         env: dict[str, str] | None = None,
         wait: bool = True,
         args: tuple[str, ...] = (),
+        module: str = "worker",
     ) -> WorkerProcess:
         process = WorkerProcess(
             env=worker_env(
@@ -93,6 +95,7 @@ def start_worker(
             ),
             log_path=tmp_path / f"worker-{len(started)}.log",
             args=args,
+            module=module,
         )
         started.append(process)
         return process.start(wait=wait)

@@ -50,6 +50,7 @@ class SecurityLogProcess:
     topology: Topology
     log_path: Path
     args: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)  # more ASSETSYNC_* settings
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self, *, wait: bool = True) -> SecurityLogProcess:
@@ -59,6 +60,7 @@ class SecurityLogProcess:
             ASSETSYNC_AMQP_PREFIX=self.topology.prefix,
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.env)
         self._out = self.log_path.open("ab")
         self._mark = self.log_path.stat().st_size
         self.proc = subprocess.Popen(

@@ -119,12 +119,13 @@ class WorkerProcess:
     env: dict[str, str]
     log_path: Path
     args: tuple[str, ...] = ()
+    module: str = "worker"  # what ``python -m`` runs (a launcher of the worker)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self, *, wait: bool = True) -> WorkerProcess:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker", *self.args],
+            [sys.executable, "-m", self.module, *self.args],
             env=self.env,
             cwd=ROOT,
             stdout=self._log,

@@ -94,6 +94,7 @@ BASE_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789._-@'+"
 # fan-out gets to keep its broker connection alive.
 REQUESTS_PER_PAGE = 20
 T = TypeVar("T")
+Clock = Callable[[], datetime]  # what a page's fetched_at is read from
 
 
 def jira_lower(text: str) -> str:
@@ -131,21 +132,30 @@ class Page:
 
 
 def scan(
-    jira: JiraClient, filters: Filters, *, page_size: int, checkpoint: Checkpoint | None = None
+    jira: JiraClient,
+    filters: Filters,
+    *,
+    page_size: int,
+    checkpoint: Checkpoint | None = None,
+    clock: Clock = utc_now,
 ) -> Iterator[Page]:
-    """Every matching user, a page at a time, from ``checkpoint`` on."""
+    """Every matching user, a page at a time, from ``checkpoint`` on. Each page's
+    ``fetched_at`` is read from ``clock`` before its first request (the fan-out's is
+    the database's, shared by every replica)."""
     if filters.groups:
-        yield from _group_members(jira, filters, _resumable(checkpoint, GroupPosition))
+        yield from _group_members(jira, filters, _resumable(checkpoint, GroupPosition), clock)
     elif jira.flavor == "cloud":
-        yield from _cloud_users(jira, filters, _resumable(checkpoint, CloudPosition), page_size)
+        at = _resumable(checkpoint, CloudPosition)
+        yield from _cloud_users(jira, filters, at, page_size, clock)
     elif isinstance(checkpoint, SearchPosition):
-        yield from _dc_search(jira, filters, checkpoint, page_size)
+        yield from _dc_search(jira, filters, checkpoint, page_size, clock)
     else:
         try:
-            yield from _dc_list(jira, filters, _resumable(checkpoint, ListPosition), page_size)
+            at_list = _resumable(checkpoint, ListPosition)
+            yield from _dc_list(jira, filters, at_list, page_size, clock)
         except UserNotFound:
             # No /user/list before DC 10.3: fall back to the partitioned search.
-            yield from _dc_search(jira, filters, None, page_size)
+            yield from _dc_search(jira, filters, None, page_size, clock)
 
 
 def _resumable(checkpoint: Checkpoint | None, kind: type[T]) -> T | None:
@@ -254,10 +264,12 @@ def _keep(
     return tuple(u for u in _users(jira, raw, rejected) if filters.keeps(u, cloud=cloud))
 
 
-def _group_members(jira: JiraClient, filters: Filters, at: GroupPosition | None) -> Iterator[Page]:
+def _group_members(
+    jira: JiraClient, filters: Filters, at: GroupPosition | None, clock: Clock
+) -> Iterator[Page]:
     index, start_at = (at.group, at.start_at) if at else (0, 0)
     while index < len(filters.groups):
-        fetched_at = utc_now()
+        fetched_at = clock()
         path = f"{jira.api}/group/member"
         try:
             page = jira.get(
@@ -288,12 +300,12 @@ def _group_members(jira: JiraClient, filters: Filters, at: GroupPosition | None)
 
 
 def _dc_list(
-    jira: JiraClient, filters: Filters, at: ListPosition | None, size: int
+    jira: JiraClient, filters: Filters, at: ListPosition | None, size: int, clock: Clock
 ) -> Iterator[Page]:
     cursor = at.cursor if at else None
     path = "/rest/api/2/user/list"
     while True:
-        fetched_at = utc_now()
+        fetched_at = clock()
         params: dict[str, Any] = {"maxResults": size}
         if cursor:
             params["cursor"] = cursor
@@ -314,12 +326,12 @@ def _dc_list(
 
 
 def _cloud_users(
-    jira: JiraClient, filters: Filters, at: CloudPosition | None, size: int
+    jira: JiraClient, filters: Filters, at: CloudPosition | None, size: int, clock: Clock
 ) -> Iterator[Page]:
     start_at, previous = (at.start_at, frozenset(at.previous)) if at else (0, frozenset[str]())
     path = "/rest/api/3/users/search"
     while True:
-        fetched_at = utc_now()
+        fetched_at = clock()
         values = _listing(jira.get(path, {"startAt": start_at, "maxResults": size}), path)
         # A short page may be short because Cloud dropped accounts after cutting it:
         # the next page then starts inside this one's window, never past it.
@@ -382,7 +394,7 @@ class _Partition:
 
 
 def _dc_search(
-    jira: JiraClient, filters: Filters, at: SearchPosition | None, size: int
+    jira: JiraClient, filters: Filters, at: SearchPosition | None, size: int, clock: Clock
 ) -> Iterator[Page]:
     partition = _Partition(jira_lower(filters.prefix or ""), at)
     batch: list[JiraUser] = []
@@ -390,7 +402,7 @@ def _dc_search(
     batch_at: datetime | None = None
     requests = 0
     while (part := partition.next_part()) is not None:
-        fetched_at = utc_now()
+        fetched_at = clock()
         values, capped, used = _search(jira, part, size)
         # A bad entry counts once: in the (uncapped) part its username is in.
         owns = functools.partial(_owned_by, part=part) if not capped else _never
@@ -408,7 +420,7 @@ def _dc_search(
         if len(batch) >= size or requests >= REQUESTS_PER_PAGE:
             yield Page(tuple(batch), batch_at, partition.position(), tuple(rejected))
             batch, rejected, batch_at, requests = [], [], None, 0
-    yield Page(tuple(batch), batch_at or utc_now(), None, tuple(rejected))
+    yield Page(tuple(batch), batch_at or clock(), None, tuple(rejected))
 
 
 def _never(entry: Any) -> bool:

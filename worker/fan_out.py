@@ -153,7 +153,13 @@ class FanOut:
         jira = self.jira.with_patience(Patience(delays=self.patience, sleep=loop.sleep))
         published = 0
         confirmed: Checkpoint | None = None  # after the last page published, not saved yet
-        pages = scan(jira, filters, page_size=self.page_size, checkpoint=run.checkpoint)
+        pages = scan(
+            jira,
+            filters,
+            page_size=self.page_size,
+            checkpoint=run.checkpoint,
+            clock=self.store.now,  # the snapshots' stamps: the database's clock
+        )
         for number, page in enumerate(read_ahead(pages, idle=loop.tick), start=1):
             loop.tick()
             with self.store.transaction() as conn:

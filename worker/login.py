@@ -102,8 +102,9 @@ class LoginSync:
 
     def _sync_ref(self, ref: UserRef, why: str, config: SyncConfig) -> Change:
         # The snapshot time is taken before asking Jira, so it never claims to be newer
-        # than the data it carries.
-        seen_at = utc_now()
+        # than the data it carries, and on the database's clock, which every replica
+        # shares.
+        seen_at = self.store.now()
         user = self.jira.fetch_user(ref, with_groups=config.needs_groups)
         plan = plan_asset(user, config.rules, seen_at=seen_at)
         with self.store.transaction() as conn:

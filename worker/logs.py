@@ -34,6 +34,9 @@ from pythonjsonlogger.json import JsonFormatter
 
 # Libraries that log a line per request or frame at INFO/DEBUG; ours say what matters.
 CHATTY = ("httpx", "httpcore", "yoyo", "amqp", "kombu", "pika")
+# pika logs every failed connection step at ERROR, then raises; the producers report what
+# it raises in one line of their own, so its lines would only say the same thing, worse.
+SILENT = ("pika",)
 MAX_FIELD_CHARS = 200  # a context value comes from a message: bound what it can add
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _CONTEXT_ATTR = "assetsync_context"  # where the context filter leaves the fields
@@ -238,6 +241,8 @@ def configure(settings: LogSettings, *, stream: TextIO | None = None) -> logging
     root.setLevel(settings.log_level.upper())
     for name in CHATTY:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    for name in SILENT:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     return handler
 
 

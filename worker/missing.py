@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from schemas.messages import JiraUser, user_sync_bodies, utc_now
+from schemas.messages import JiraUser, user_sync_bodies
 from worker import runs
 from worker.errors import InvalidMessage, JiraRejected, UserNotFound
 from worker.handling import Loop
@@ -134,7 +134,7 @@ class MissingUsers:
                 )
             if not batch:
                 return _Confirmed(gone, checked, assets, over_limit=False)
-            fetched_at = utc_now()  # before the look-ups: never newer than their answers
+            fetched_at = self.store.now()  # before the look-ups: never newer than their answers
             present: list[JiraUser] = []
             for asset_id, jira_id in batch:
                 loop.tick()

@@ -1,8 +1,9 @@
-"""Every setting, infrastructure and sync alike, read once from ``ASSETSYNC_*``.
+"""The one settings model: every ``ASSETSYNC_*`` setting of every component.
 
-Built in ``__main__`` and passed down; nothing reads the environment elsewhere. An
-optional env file (``--env-file``) supplies the same names; real environment variables
-win over it.
+Each command builds it once at start (``load_settings``, in its ``__main__``) and passes
+down what the parts it builds need; nothing reads the environment elsewhere. An optional
+env file (``--env-file``) supplies the same names; real environment variables win over
+it. A bad value stops any command with the same one line and exit code 78.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from schemas.topology import DEFAULT_RETRY_DELAYS, Topology
+from worker.errors import ConfigError
 
 # Jira user fields that can be mapped, and the kind of value each yields.
 JIRA_FIELDS: dict[str, str] = {
@@ -81,39 +84,111 @@ DEFAULT_FIELD_MAP = {
 }
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def setting(default: Any = PydanticUndefined, *, group: str, doc: str, **constraints: Any) -> Any:
+    """A field of ``Settings``: its ``doc`` and ``group`` make the settings reference
+    (``docs/settings.md``, generated from this model by ``python -m worker.settings``)."""
+    return Field(default, description=doc, json_schema_extra={"group": group}, **constraints)
+
+
 class Settings(BaseSettings):
+    """Every ``ASSETSYNC_*`` setting of every component: the worker, the producers, the
+    webhook receiver, the security-log source, the console. Each process builds it once
+    (``load_settings``) and takes the part it needs: a setting is checked the same way
+    wherever it is read."""
+
     model_config = SettingsConfigDict(env_prefix="ASSETSYNC_", extra="ignore")
 
-    # Infrastructure
-    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
-    amqp_prefix: str = Field(default="assetsync", pattern=r"^[A-Za-z0-9_.-]+$")
-    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/assetsync")
-    database_timeout: float = Field(default=60.0, gt=0, le=3600)
-    jira_url: str | None = None
-    jira_username: str | None = None
-    jira_token: SecretStr | None = None
-    jira_flavor: Literal["auto", "datacenter", "cloud"] = "auto"
-    jira_timeout: float = Field(default=10.0, gt=0, le=60)
-    jira_deadline: float = Field(default=60.0, gt=0, le=600)
-    jira_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
-    jira_ca_bundle: Path | None = None
-    # Authenticates the per-user messages of bulk runs between workers (HMAC-SHA256);
-    # unset, the workers share a random key kept in the asset store.
-    signing_key: SecretStr | None = None
-    jira_page_size: int = Field(default=1000, ge=1, le=1000)
-    max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
-    heartbeat: int = Field(default=30, ge=0)
-    login_prefetch: int = Field(default=10, ge=1, le=1000)
-    batch_size: int = Field(default=200, ge=1, le=5000)
-    retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
-    log_level: str = "INFO"
-    log_format: Literal["text", "json"] = "text"
-    health_file: Path | None = Path("/tmp/assetsync-worker.alive")
-    # Port of the replica's metrics and probe endpoints; unset (or empty) serves none.
-    metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    # Seconds a consuming loop may go without progress (or a normal wait) before
-    # /healthz calls it stuck.
-    stall_seconds: float = Field(default=300.0, gt=0)
+    # RabbitMQ
+    amqp_url: SecretStr = setting(
+        SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F"),
+        group="RabbitMQ",
+        doc="RabbitMQ (write vhost `/` as `%2F`)",
+    )
+    amqp_prefix: str = setting(
+        "assetsync",
+        group="RabbitMQ",
+        doc="prefix of every exchange and queue name (letters, digits, `_ . -`)",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+    )
+    heartbeat: int = setting(30, group="RabbitMQ", doc="AMQP heartbeat, seconds", ge=0)
+    max_message_bytes: int = setting(
+        1024 * 1024,
+        group="RabbitMQ",
+        doc="larger message bodies are dead-lettered unread",
+        ge=1024,
+    )
+    login_prefetch: int = setting(
+        10, group="RabbitMQ", doc="login events in flight per replica", ge=1, le=1000
+    )
+    batch_size: int = setting(
+        200, group="RabbitMQ", doc="per-user bulk messages upserted per transaction", ge=1, le=5000
+    )
+    retry_delays: tuple[float, ...] = setting(
+        DEFAULT_RETRY_DELAYS,
+        group="RabbitMQ",
+        doc="JSON list: seconds before each retry of a transient failure; then dead-lettered",
+    )
+
+    # PostgreSQL
+    database_url: SecretStr = setting(
+        SecretStr("postgresql://postgres@127.0.0.1:5432/assetsync"),
+        group="PostgreSQL",
+        doc="the asset store; created by `migrate` if missing",
+    )
+    database_timeout: float = setting(
+        60.0,
+        group="PostgreSQL",
+        doc="seconds any one round trip to PostgreSQL may take; a silent database is noticed"
+        " within it",
+        gt=0,
+        le=3600,
+    )
+
+    # Jira
+    jira_url: str | None = setting(
+        None, group="Jira", doc="Jira base URL (required by the worker and `webhooks register`)"
+    )
+    jira_username: str | None = setting(
+        None,
+        group="Jira",
+        doc="basic-auth user (Cloud: the account e-mail); unset = the token is a personal"
+        " access token (Bearer)",
+    )
+    jira_token: SecretStr | None = setting(
+        None, group="Jira", doc="API token or personal access token"
+    )
+    jira_flavor: Literal["auto", "datacenter", "cloud"] = setting(
+        "auto",
+        group="Jira",
+        doc="`auto` (from `deploymentType` of `/rest/api/2/serverInfo`), `datacenter` or `cloud`",
+    )
+    jira_timeout: float = setting(
+        10.0, group="Jira", doc="seconds, for connecting and for each read", gt=0, le=60
+    )
+    jira_deadline: float = setting(
+        60.0,
+        group="Jira",
+        doc="seconds a whole Jira request may take, answer included",
+        gt=0,
+        le=600,
+    )
+    jira_max_response_bytes: int = setting(
+        32 * 1024 * 1024,
+        group="Jira",
+        doc="larger Jira answers are refused (counted after decompression)",
+        ge=64 * 1024,
+    )
+    jira_ca_bundle: Path | None = setting(
+        None,
+        group="Jira",
+        doc="a CA bundle to check Jira's certificate against (default: the system's)",
+    )
+    jira_page_size: int = setting(
+        1000, group="Jira", doc="users per Jira page in bulk scans (group pages: 50)", ge=1, le=1000
+    )
 
     # The console (``python -m console``): where it listens, how long a session lasts
     # without use, and the key its session cookies are signed with (unset: a random key
@@ -124,16 +199,122 @@ class Settings(BaseSettings):
     console_secret: SecretStr | None = None
 
     # Sync (what the admin page configures)
-    sync_on_login: bool = True
-    asset_type: str = "Employee"
-    folder: str = "Employees"
-    alphabetical_subfolders: bool = True
-    user_field: str = "User"
-    field_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FIELD_MAP))
-    missing_users: Literal["mark", "ignore"] = "mark"
-    # Days after which an ended run's per-user rows are deleted (its counts are kept).
-    run_retention_days: float = Field(default=30.0, ge=0)
-    missing_limit: str = DEFAULT_MISSING_LIMIT.text
+    sync_on_login: bool = setting(
+        True, group="Sync", doc="when false, login events are logged and acknowledged, not synced"
+    )
+    asset_type: str = setting("Employee", group="Sync", doc="the asset type of user assets")
+    folder: str = setting("Employees", group="Sync", doc="target folder path, e.g. `People/Staff`")
+    alphabetical_subfolders: bool = setting(
+        True,
+        group="Sync",
+        doc="file under the first letter of the display name (else the username),"
+        " upper-cased; non-letters go to `#`",
+    )
+    user_field: str = setting(
+        "User", group="Sync", doc="the unique field of type user that matches Jira users"
+    )
+    field_map: dict[str, str] = setting(
+        default_factory=lambda: dict(DEFAULT_FIELD_MAP),
+        group="Sync",
+        doc="JSON: Jira user field -> asset field. Jira fields: `name` (mandatory), `key`,"
+        " `accountId`, `displayName`, `emailAddress`, `active`, `timeZone`, `locale`,"
+        " `groups`, `avatarUrl`. Fields not mapped are never touched.",
+    )
+    missing_users: Literal["mark", "ignore"] = setting(
+        "mark",
+        group="Sync",
+        doc="unfiltered bulk runs: `mark` assets whose Jira user is confirmed gone (404) as"
+        " missing (Active false), or `ignore` them (only counted)",
+    )
+    missing_limit: str = setting(
+        DEFAULT_MISSING_LIMIT.text,
+        group="Sync",
+        doc="the most assets one run may mark missing: a count (`50`) or a percentage of the"
+        " asset type's assets (`5%`, rounded down); above it the run marks none and fails",
+    )
+    run_retention_days: float = setting(
+        30.0,
+        group="Sync",
+        doc="an ended run's per-user rows are deleted after this many days, when the next run"
+        " starts; its summary and counts stay",
+        ge=0,
+    )
+    signing_key: SecretStr | None = setting(
+        None,
+        group="Sync",
+        doc="key (16+ bytes) the workers sign their `user-sync` messages with; unset, the"
+        " random key `migrate` keeps in the asset store",
+    )
+
+    # Operations
+    log_level: str = setting(
+        "INFO", group="Operations", doc="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`"
+    )
+    log_format: Literal["text", "json"] = setting(
+        "text",
+        group="Operations",
+        doc="`text` (one line per record, context appended as `[key=value ...]`) or `json`"
+        " (one JSON object per line)",
+    )
+    health_file: Path | None = setting(
+        Path("/tmp/assetsync-worker.alive"),
+        group="Operations",
+        doc="touched by the consuming loop; `assetsync worker healthcheck` checks it; empty"
+        " turns it off",
+    )
+    metrics_port: int | None = setting(
+        None,
+        group="Operations",
+        doc="port of the replica's `/metrics`, `/healthz` and `/readyz`; unset or empty serves"
+        " none",
+        ge=1,
+        le=65535,
+    )
+    stall_seconds: float = setting(
+        300.0,
+        group="Operations",
+        doc="seconds a consuming loop may go without progress before `/healthz` calls it stuck",
+        gt=0,
+    )
+
+    # Webhook receiver
+    webhook_secret: SecretStr | None = setting(
+        None,
+        group="Webhook receiver",
+        doc="the webhook's secret; without it the receiver refuses to start...",
+    )
+    webhook_insecure: bool = setting(
+        False,
+        group="Webhook receiver",
+        doc="...unless this is `true`: unsigned deliveries are accepted (a receiver on a"
+        " private network only; said at start)",
+    )
+    webhook_listen: str = setting(
+        "0.0.0.0:8090",
+        group="Webhook receiver",
+        doc="`HOST:PORT` to listen on (`[::]:8090` for IPv6; port 0 picks a free one)",
+    )
+    webhook_max_bytes: int = setting(
+        262_144,
+        group="Webhook receiver",
+        doc="larger bodies get 413 unread",
+        ge=1024,
+        le=16 * 1024 * 1024,
+    )
+    webhook_confirm_timeout: float = setting(
+        10.0,
+        group="Webhook receiver",
+        doc="seconds a request waits for RabbitMQ before 503 (Cloud waits ~20 s for an answer)",
+        gt=0,
+        le=60,
+    )
+    webhook_name: str = setting(
+        "assetsync users",
+        group="Webhook receiver",
+        doc="the webhook's name in Jira, for `register` / `unregister` / `status`",
+        min_length=1,
+        max_length=255,
+    )
 
     @field_validator("field_map")
     @classmethod
@@ -202,6 +383,28 @@ class Settings(BaseSettings):
             raise ValueError("retry_delays must be a non-empty list of positive seconds")
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.strip().upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.strip().upper()
+
+    @field_validator("webhook_listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host.strip("[]") or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _blank_is_no_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
     @property
     def topology(self) -> Topology:
         return Topology(prefix=self.amqp_prefix, retry_delays=self.retry_delays)
@@ -214,9 +417,32 @@ class Settings(BaseSettings):
     def folder_path(self) -> tuple[str, ...]:
         return tuple(self.folder.split("/"))
 
+    @property
+    def webhook_address(self) -> tuple[str, int]:
+        """``ASSETSYNC_WEBHOOK_LISTEN`` as (host, port); IPv6 hosts without brackets."""
+        host, _, port = self.webhook_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
 
 def load_settings(env_file: Path | None = None) -> Settings:
-    """Read settings from the environment, and from ``env_file`` if one is given."""
+    """Read settings from the environment, and from ``env_file`` if one is given (the
+    environment wins).
+
+    :raises ConfigError: a setting is invalid, or the file is missing; the message is one
+        line naming the setting (``invalid setting ASSETSYNC_X: ...``), never its value.
+    """
     if env_file is not None and not env_file.is_file():
-        raise FileNotFoundError(f"settings file not found: {env_file}")
-    return Settings(_env_file=env_file)
+        raise ConfigError(f"settings file not found: {env_file}")
+    try:
+        return Settings(_env_file=env_file)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = "ASSETSYNC_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigError(
+            f"invalid setting {name}: {first['msg'].removeprefix('Value error, ')}"
+        ) from None
+    except SettingsError as exc:
+        # pydantic-settings names the field only in its message; JSON is the usual culprit.
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = "ASSETSYNC_" + found.group(1).upper() if found else "settings"
+        raise ConfigError(f"invalid setting {name}: not valid JSON") from None

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import psycopg
 
-from schemas.messages import JiraUser, UserSync, utc_now
+from schemas.messages import JiraUser, UserSync
 from worker import runs
 from worker.errors import BrokerLost, InvalidMessage, PermanentError, TransientError
 from worker.handling import Failures, Loop
@@ -62,7 +62,9 @@ class UserSyncBatch:
         # the first batch of a run this replica has not seen looks at the newest version.
         new_runs = {m.run_id for m in messages} - self._runs_seen
         self._runs_seen = (self._runs_seen | new_runs) if len(self._runs_seen) < 1000 else new_runs
-        received, config = utc_now(), self.sync_settings.current(fresh=bool(new_runs))
+        # The clock the fan-out stamped the snapshots with: the database's.
+        received = self.store.now()
+        config = self.sync_settings.current(fresh=bool(new_runs))
         failures: dict[int, Exception] = {}
         if config.needs_groups:  # Jira is asked between two transactions, never inside one
             with self.store.transaction() as conn:

@@ -49,9 +49,9 @@ from producers.bulk_sync.progress import (
 )
 from producers.durations import parse_duration, short_duration
 from producers.publisher import Publisher, PublishError
-from producers.runs import BulkSyncSettings, Run, RunStore, StoreError
+from producers.runs import Run, RunStore, StoreError
 from schemas.messages import BulkSyncRequested, utc_now
-from worker.cli import EXIT_FAILED, EXIT_OK, Parser, fail
+from worker.cli import EXIT_FAILED, EXIT_OK, Parser, configure, fail
 
 PROG = "python -m producers.bulk_sync"
 # Message fields as the options that set them, for usage errors.
@@ -108,7 +108,7 @@ def request(argv: list[str]) -> int:
     if scheduled and (args.prefix is not None or args.group or args.dry_run):
         parser.error("--unless-recent requests real runs of every user: no filters, no --dry-run")
     message = build_request(parser, args)
-    settings = BulkSyncSettings()
+    settings = configure(PROG)
     try:
         # Open the store first: a run that cannot be followed (or, scheduled, checked and
         # recorded) had better not start.
@@ -199,7 +199,7 @@ def wait_and_report(store: RunStore, run_id: UUID, *, as_json: bool, timeout: fl
 
 def status(argv: list[str]) -> int:
     args = status_parser().parse_args(argv)
-    settings = BulkSyncSettings()
+    settings = configure(PROG)
     try:
         with RunStore(url=settings.database_url.get_secret_value()) as store:
             if args.run_id is None:

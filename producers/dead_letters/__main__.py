@@ -49,9 +49,8 @@ from producers.dead_letters.output import (
     summary_line,
 )
 from producers.dead_letters.queue import HIGH_DELIVERY_COUNT, DeadQueue, DeadQueueError, Taken
-from producers.publisher import ProducerSettings
 from schemas.messages import BULK_SYNC_REQUESTED
-from worker.cli import EXIT_OK, Parser, fail
+from worker.cli import EXIT_OK, Parser, configure, fail
 
 PROG = "python -m producers.dead_letters"
 COMMANDS = ("list", "show", "replay", "purge")
@@ -255,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     top = parser()
     args = top.parse_args(argv)
     chosen = selection(top, args) if args.command != "show" else Selection()
-    settings = ProducerSettings()
+    settings = configure(PROG)
     try:
         with DeadQueue(url=settings.amqp_url.get_secret_value(), topology=settings.topology) as q:
             if args.command == "list":

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from producers.publisher import ProducerSettings, Publisher, PublishError, publish_user_logged_in
-from worker.cli import EXIT_OK, Parser, fail
+from producers.publisher import Publisher, PublishError, publish_user_logged_in
+from worker.cli import EXIT_OK, Parser, configure, fail
 
 PROG = "python -m producers.login_event"
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give exactly one of USERNAME, --key, --account-id")
     if not next(iter(given.values())).strip():
         parser.error("the user identifier is empty")
-    settings = ProducerSettings()
+    settings = configure(PROG)
     try:
         with Publisher(
             url=settings.amqp_url.get_secret_value(), topology=settings.topology

@@ -19,11 +19,11 @@ import sys
 import threading
 from pathlib import Path
 
-from producers.publisher import ProducerSettings, Publisher
+from producers.publisher import Publisher
 from producers.security_log.fold import QuietPeriod
 from producers.security_log.follow import Follower, LogUnreadable, load_position
 from producers.security_log.source import DEFAULT_MIN_INTERVAL, SecurityLogSource
-from worker.cli import EXIT_OK, Parser, fail, one_line
+from worker.cli import EXIT_OK, Parser, configure, fail, one_line
 
 PROG = "python -m producers.security_log"
 log = logging.getLogger("producers.security_log")
@@ -52,12 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.min_interval < 0:
         parser.error("--min-interval must not be negative")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("pika").setLevel(logging.WARNING)
-
-    settings = ProducerSettings()
+    settings = configure(PROG)
     if args.state_file is not None:
         where = args.state_file.parent
         if not (where.is_dir() and os.access(where, os.W_OK)):

@@ -18,17 +18,14 @@ import socket
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import ValidationError
-
 from producers.publisher import Publisher
 from producers.webhooks.app import WEBHOOK_PATH, Receiver
 from producers.webhooks.publishing import Publishers
 from producers.webhooks.registration import JiraWebhooks, RegistrationError, Webhook
-from producers.webhooks.settings import WebhookSettings
-from worker.cli import EXIT_FAILED, EXIT_OK, Parser, fail, one_line
+from worker.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Parser, configure, fail, one_line
+from worker.settings import Settings
 
 PROG = "python -m producers.jira_webhooks"
-EXIT_CONFIG = 78
 log = logging.getLogger("producers.jira_webhooks")
 
 NO_SECRET = (
@@ -48,12 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.error = parser.error  # type: ignore[method-assign]  # one line, exit 2
         sub.add_argument("--name", help="the webhook's name in Jira (ASSETSYNC_WEBHOOK_NAME)")
     args = parser.parse_args(argv)
-    try:
-        settings = WebhookSettings()
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = "ASSETSYNC_" + str(first["loc"][0]).upper()
-        return fail(PROG, f"{where}: {first['msg']}", EXIT_CONFIG)
+    settings = configure(PROG)
     if args.command is None:
         return serve(settings)
     name = args.name or settings.webhook_name
@@ -67,19 +59,13 @@ def main(argv: list[str] | None = None) -> int:
 # -- the receiver ------------------------------------------------------------------------
 
 
-def serve(settings: WebhookSettings) -> int:
+def serve(settings: Settings) -> int:
     import uvicorn  # only the receiver needs the ASGI server
 
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    host, port = settings.webhook_address
+    secret = (
+        settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
     )
-    logging.getLogger("pika").setLevel(logging.WARNING)  # a line per connection step
-    try:
-        host, port = settings.listen
-    except ValueError as exc:
-        return fail(PROG, str(exc), EXIT_CONFIG)
-    secret = settings.secret_bytes
     if secret is None and not settings.webhook_insecure:
         return fail(PROG, NO_SECRET, EXIT_CONFIG)
     try:
@@ -149,7 +135,7 @@ def _listen(host: str, port: int) -> socket.socket:
 # -- registration in Jira ----------------------------------------------------------------
 
 
-def register(settings: WebhookSettings, *, name: str, url: str) -> int:
+def register(settings: Settings, *, name: str, url: str) -> int:
     target = _receiver_url(url)
     if target is None:
         return fail(PROG, f"--url {url!r} is not an http(s) URL", 2)
@@ -166,7 +152,7 @@ def register(settings: WebhookSettings, *, name: str, url: str) -> int:
     return EXIT_OK
 
 
-def unregister(settings: WebhookSettings, *, name: str) -> int:
+def unregister(settings: Settings, *, name: str) -> int:
     try:
         with _jira(settings) as jira:
             deleted = jira.unregister(name)
@@ -179,7 +165,7 @@ def unregister(settings: WebhookSettings, *, name: str) -> int:
     return EXIT_OK
 
 
-def status(settings: WebhookSettings, *, name: str) -> int:
+def status(settings: Settings, *, name: str) -> int:
     try:
         with _jira(settings) as jira:
             hook = jira.find(name)
@@ -197,7 +183,7 @@ class _NoJira(Exception):
     pass
 
 
-def _jira(settings: WebhookSettings) -> JiraWebhooks:
+def _jira(settings: Settings) -> JiraWebhooks:
     if not settings.jira_url or settings.jira_token is None:
         raise _NoJira("set ASSETSYNC_JIRA_URL and ASSETSYNC_JIRA_TOKEN (and the username)")
     return JiraWebhooks(

@@ -26,8 +26,6 @@ import yaml
 from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
 
 from producers.bulk_sync.__main__ import request_parser
-from producers.runs import BulkSyncSettings
-from producers.webhooks.settings import WebhookSettings
 from schemas.topology import Topology
 from worker.settings import Settings
 
@@ -194,8 +192,8 @@ def test_the_validators_would_catch_a_misspelt_field_or_a_number_for_a_string():
 # The settings each command reads, by the module it runs.
 SETTINGS_OF = {
     "worker": Settings,
-    "producers.bulk_sync": BulkSyncSettings,
-    "producers.jira_webhooks": WebhookSettings,
+    "producers.bulk_sync": Settings,
+    "producers.jira_webhooks": Settings,
 }
 
 

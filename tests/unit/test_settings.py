@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
-from worker.__main__ import EX_CONFIG, describe_settings_error, main
+from worker.__main__ import main
+from worker.cli import EXIT_CONFIG
+from worker.errors import ConfigError
 from worker.settings import DEFAULT_FIELD_MAP, Settings, load_settings
 
 
@@ -25,9 +26,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def settings_error(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> str:
     monkeypatch.setenv(name, value)
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(ConfigError) as caught:
         load_settings()
-    return describe_settings_error(caught.value)
+    return str(caught.value)
 
 
 def test_defaults_without_any_environment() -> None:
@@ -149,10 +150,10 @@ def test_environment_wins_over_env_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
 def test_missing_env_file_is_an_error_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.env"
 
-    with pytest.raises(FileNotFoundError) as caught:
+    with pytest.raises(ConfigError) as caught:
         load_settings(missing)
 
-    assert describe_settings_error(caught.value) == f"settings file not found: {missing}"
+    assert str(caught.value) == f"settings file not found: {missing}"
 
 
 @pytest.mark.parametrize(
@@ -178,7 +179,9 @@ def test_field_map_that_is_not_json_gives_one_line_and_config_exit_code(
 ) -> None:
     monkeypatch.setenv("ASSETSYNC_FIELD_MAP", "{name: Username}")
 
-    assert main(["check"]) == EX_CONFIG
+    with pytest.raises(SystemExit) as exited:
+        main(["check"])
+    assert exited.value.code == EXIT_CONFIG
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "ASSETSYNC_FIELD_MAP" in err
@@ -198,10 +201,12 @@ def test_credentials_in_the_jira_url_are_refused_without_repeating_them(
     # context-path error and the settings' repr.
     monkeypatch.setenv("ASSETSYNC_JIRA_URL", "https://bob:hunter2@jira.example.com")
 
-    assert main(["check"]) == EX_CONFIG
+    with pytest.raises(SystemExit) as exited:
+        main(["check"])
+    assert exited.value.code == EXIT_CONFIG
     err = capsys.readouterr().err
     assert err.strip() == (
-        "assetsync: invalid setting ASSETSYNC_JIRA_URL: must not contain credentials: set"
+        "python -m worker: invalid setting ASSETSYNC_JIRA_URL: must not contain credentials: set"
         " ASSETSYNC_JIRA_USERNAME and ASSETSYNC_JIRA_TOKEN instead"
     )
     assert "hunter2" not in err
@@ -212,5 +217,46 @@ def test_a_jira_url_that_is_not_a_base_url_is_refused(
     monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:
     monkeypatch.setenv("ASSETSYNC_JIRA_URL", url)
-    with pytest.raises(ValidationError, match=r"jira_url"):
+    with pytest.raises(ConfigError, match=r"ASSETSYNC_JIRA_URL"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ("0.0.0.0:8090", ("0.0.0.0", 8090)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+        ("[::]:8090", ("::", 8090)),
+        ("hooks.internal:443", ("hooks.internal", 443)),
+    ],
+)
+def test_the_receivers_listen_address_is_host_and_port(monkeypatch, listen, expected) -> None:
+    monkeypatch.setenv("ASSETSYNC_WEBHOOK_LISTEN", listen)
+
+    assert load_settings().webhook_address == expected
+
+
+@pytest.mark.parametrize("listen", ["8090", ":8090", "host:", "host:http", "host:70000", "[]:80"])
+def test_a_listen_address_that_is_not_host_port_is_refused(monkeypatch, listen) -> None:
+    line = settings_error(monkeypatch, "ASSETSYNC_WEBHOOK_LISTEN", listen)
+
+    assert line == f"invalid setting ASSETSYNC_WEBHOOK_LISTEN: {listen!r} is not HOST:PORT"
+
+
+def test_a_blank_webhook_secret_counts_as_no_secret(monkeypatch) -> None:
+    monkeypatch.setenv("ASSETSYNC_WEBHOOK_SECRET", "  ")
+
+    assert load_settings().webhook_secret is None
+
+
+@pytest.mark.parametrize(("value", "level"), [("debug", "DEBUG"), (" Warning ", "WARNING")])
+def test_the_log_level_is_read_in_any_case(monkeypatch, value, level) -> None:
+    monkeypatch.setenv("ASSETSYNC_LOG_LEVEL", value)
+
+    assert load_settings().log_level == level
+
+
+def test_an_unknown_log_level_is_refused_before_anything_logs(monkeypatch) -> None:
+    line = settings_error(monkeypatch, "ASSETSYNC_LOG_LEVEL", "verbose")
+
+    assert line.startswith("invalid setting ASSETSYNC_LOG_LEVEL: must be one of DEBUG, INFO")

@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import psycopg
 import psycopg_pool
 
 from worker.errors import StoreRejected, StoreUnavailable
+from worker.store.clock import DatabaseClock
 
 DEFAULT_DEADLINE = 60.0
 
@@ -33,6 +35,7 @@ class Store:
     def __init__(self, *, url: str, max_size: int = 6, deadline: float = DEFAULT_DEADLINE) -> None:
         self._url, self._max_size, self._deadline = url, max_size, deadline
         self._pool = self._new_pool()
+        self._clock = DatabaseClock(self._read_clock)
 
     def _new_pool(self) -> psycopg_pool.ConnectionPool[Any]:
         deadline = self._deadline
@@ -65,6 +68,17 @@ class Store:
     def pool_stats(self) -> dict[str, int]:
         """The pool's own counters (``pool_size``, ``pool_available``, ...)."""
         return dict(self._pool.get_stats())
+
+    def now(self) -> datetime:
+        """The database's time, shared by every replica: what a Jira snapshot is stamped
+        with (``jira_seen_at``), so that no replica's clock decides which data wins."""
+        return self._clock.now()
+
+    def _read_clock(self) -> datetime:
+        with self.connection() as conn:
+            row = conn.execute("SELECT clock_timestamp()").fetchone()
+        assert row is not None
+        return row[0]  # type: ignore[no-any-return]
 
     def ping(self, timeout: float = 2.0) -> bool:
         """Whether the database answers now (for the readiness probe)."""
