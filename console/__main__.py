@@ -19,20 +19,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
-
 from console.app import create_app, templates
 from console.pages import Console
 from console.sessions import SessionCodec
 from producers.publisher import Publisher
 from schemas.messages import BulkSyncRequested
-from worker import logs
-from worker.__main__ import EX_CONFIG, describe_settings_error
+from worker.cli import EXIT_CONFIG, EXIT_FAILED, configure
 from worker.errors import ConfigError, TransientError
 from worker.jira import JiraClient
 from worker.replica import with_retries
-from worker.settings import Settings, load_settings
+from worker.settings import Settings
 from worker.store import Store
 from worker.store.sync_settings import settings_version
 
@@ -44,20 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--env-file", type=Path, help="read ASSETSYNC_* settings from this file")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.env_file)
-    except (ValidationError, SettingsError, FileNotFoundError) as exc:
-        print(f"{PROG}: {describe_settings_error(exc)}", file=sys.stderr)
-        return EX_CONFIG
-    logs.configure(settings)
+    settings = configure(PROG, env_file=args.env_file)
     try:
         return serve(settings)
     except ConfigError as exc:
         log.critical("%s", exc)
-        return EX_CONFIG
+        return EXIT_CONFIG
     except TransientError as exc:
         log.critical("giving up: %s", exc)
-        return 1
+        return EXIT_FAILED
 
 
 def serve(settings: Settings) -> int:
@@ -109,7 +100,7 @@ def serve(settings: Settings) -> int:
             sock = _listen(host, port)
         except OSError as exc:
             log.critical("cannot listen on %s:%d (%s)", host, port, exc)
-            return 1
+            return EXIT_FAILED
         bound = sock.getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         log.info(

@@ -190,13 +190,26 @@ class Settings(BaseSettings):
         1000, group="Jira", doc="users per Jira page in bulk scans (group pages: 50)", ge=1, le=1000
     )
 
-    # The console (``python -m console``): where it listens, how long a session lasts
-    # without use, and the key its session cookies are signed with (unset: a random key
-    # per process, so sessions end when it restarts and replicas cannot share them).
-    console_bind: str = "127.0.0.1"
-    console_port: int = Field(default=8080, ge=0, le=65535)
-    console_session_minutes: float = Field(default=60.0, gt=0, le=7 * 24 * 60)
-    console_secret: SecretStr | None = None
+    # The console
+    console_bind: str = setting(
+        "127.0.0.1", group="Console", doc="the address `python -m console` listens on"
+    )
+    console_port: int = setting(
+        8080, group="Console", doc="its port (0: a free one, logged)", ge=0, le=65535
+    )
+    console_session_minutes: float = setting(
+        60.0,
+        group="Console",
+        doc="a console session ends after this many minutes without use",
+        gt=0,
+        le=7 * 24 * 60,
+    )
+    console_secret: SecretStr | None = setting(
+        None,
+        group="Console",
+        doc="key (16+ bytes) signing the console's session cookies; unset, a random key per"
+        " process: sessions end when it restarts and replicas cannot share them",
+    )
 
     # Sync (what the admin page configures)
     sync_on_login: bool = setting(
@@ -211,7 +224,10 @@ class Settings(BaseSettings):
         " upper-cased; non-letters go to `#`",
     )
     user_field: str = setting(
-        "User", group="Sync", doc="the unique field of type user that matches Jira users"
+        "User",
+        group="Sync",
+        doc="the unique field of type user that matches Jira users; unset, the asset type's"
+        " own (`User` in the default scheme)",
     )
     field_map: dict[str, str] = setting(
         default_factory=lambda: dict(DEFAULT_FIELD_MAP),
