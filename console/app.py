@@ -71,6 +71,7 @@ def create_app(console: pages.Console, *, secure_cookies: bool) -> Starlette:
     web = _Web(console, secure_cookies=secure_cookies)
     routes = [
         Route("/healthz", web.healthz),
+        Route("/readyz", web.readyz),
         Route("/", web.page(pages.home, signed_in=False)),
         Route("/sign-in", web.page(pages.sign_in, signed_in=False), methods=["POST"]),
         Route("/sign-out", web.page(pages.sign_out), methods=["POST"]),
@@ -79,6 +80,9 @@ def create_app(console: pages.Console, *, secure_cookies: bool) -> Starlette:
         Route("/runs", web.page(pages.runs_list)),
         Route("/runs/{run_id}", web.page(pages.run_page)),
         Route("/runs/{run_id}/progress", web.page(pages.run_progress)),
+        Route("/runs/{run_id}/approve", web.page(pages.approve), methods=["GET", "POST"]),
+        Route("/runs/{run_id}/preview", web.page(pages.preview)),
+        Route("/runs/{run_id}/preview.csv", web.page(pages.preview_csv)),
         Route("/runs/{run_id}/{which}.csv", web.page(pages.run_csv)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
@@ -118,6 +122,10 @@ class _Web:
     async def healthz(self, request: Request) -> Response:
         up = await run_in_threadpool(self.console.store.ping)
         return PlainTextResponse(f"console: ok\ndatabase: {'ok' if up else 'down'}\n")
+
+    async def readyz(self, request: Request) -> Response:
+        up = await run_in_threadpool(self.console.store.ping)
+        return PlainTextResponse(f"database: {'ok' if up else 'down'}\n", 200 if up else 503)
 
     def page(self, handler: Handler, *, signed_in: bool = True) -> Any:
         """An endpoint around ``handler``: the session read (or begun), a POST's origin

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 from uuid import UUID
 
 from jinja2 import Environment
@@ -28,6 +29,7 @@ from starlette.responses import (
 )
 
 from console import runs_form, settings_form
+from console.approval import approvable, mark_approved
 from console.sessions import Session, SessionCodec
 from console.sign_in import SignInRefused, check_administrator
 from producers.publisher import PublishError
@@ -37,6 +39,8 @@ from worker.jira import JiraClient
 from worker.settings import JIRA_FIELDS, Settings
 from worker.store import Store
 from worker.store import console_reads as reads
+from worker.store.preview import preview_rows
+from worker.store.run_missing import pending
 from worker.store.sync_settings import (
     StoredSettings,
     audit,
@@ -298,8 +302,141 @@ def run_page(request: Request, session: Session, form: dict[str, str]) -> Respon
             if run and run.missing
             else []
         )
+        waiting = len(pending(conn, run_id)) if run and run.missing else 0
     return console.render(
-        "run.html", session=session, run=run, run_id=run_id, failed=failed, missing=missing
+        "run.html",
+        session=session,
+        run=run,
+        run_id=run_id,
+        failed=failed,
+        missing=missing,
+        waiting=waiting if approvable(run, waiting) else 0,
+        approved=request.query_params.get("approved"),
+    )
+
+
+def approve(request: Request, session: Session, form: dict[str, str]) -> Response:
+    """GET: what marking would do, and the confirmation; POST: do it (each user looked
+    up in Jira again first)."""
+    console = console_of(request)
+    run_id = _uuid(request.path_params["run_id"])
+    with console.store.transaction() as conn:
+        run = reads.run(conn, run_id) if run_id else None
+        waiting = pending(conn, run_id) if run_id else []
+    if run_id is None or not approvable(run, len(waiting)):
+        return console.render(
+            "refused.html",
+            404,
+            session=session,
+            message="This run has no users waiting for approval.",
+        )
+    if request.method == "GET":
+        return console.render(
+            "approve.html", session=session, run=run, run_id=run_id, waiting=waiting
+        )
+    done = mark_approved(
+        store=console.store,
+        jira=console.jira,
+        env=console.settings,
+        run_id=run_id,
+        actor=session.user or "",
+    )
+    log.info(
+        "%r approved run %s: %d marked missing, %d came back, %d not confirmed",
+        session.user,
+        run_id,
+        len(done.marked),
+        len(done.came_back),
+        len(done.unsure),
+    )
+    summary = (
+        f"{len(done.marked)} marked missing, {len(done.came_back)} came back,"
+        f" {len(done.unsure)} not confirmed"
+    )
+    return RedirectResponse(f"/runs/{run_id}?approved={quote(summary)}", status_code=303)
+
+
+PREVIEW_PAGE = 100
+PREVIEW_WORDS = {
+    "created": "create",
+    "updated": "update",
+    "deactivated": "deactivate",
+    "unchanged": "leave unchanged",
+    "failed": "fail",
+    "missing": "mark missing",
+}
+
+
+def preview(request: Request, session: Session, form: dict[str, str]) -> Response:
+    """A dry run's users, what the real run would do to each, filterable, paged."""
+    console = console_of(request)
+    run_id = _uuid(request.path_params["run_id"])
+    kind, text, after = _preview_filters(request)
+    with console.store.transaction() as conn:
+        run = reads.run(conn, run_id) if run_id else None
+        rows = (
+            list(
+                preview_rows(
+                    conn, run_id, kind=kind, text=text, after=after, limit=PREVIEW_PAGE + 1
+                )
+            )
+            if run_id and run and run.dry_run
+            else []
+        )
+    if run is None or not run.dry_run:
+        return console.render("refused.html", 404, session=session, message="No such dry run.")
+    more = rows[PREVIEW_PAGE - 1][1] if len(rows) > PREVIEW_PAGE else None
+    return console.render(
+        "preview.html",
+        session=session,
+        run=run,
+        run_id=run_id,
+        rows=rows[:PREVIEW_PAGE],
+        more=more,
+        kind=kind or "",
+        text=text or "",
+        words=PREVIEW_WORDS,
+        query=urlencode({k: v for k, v in (("what", kind), ("q", text)) if v}),
+    )
+
+
+def preview_csv(request: Request, session: Session, form: dict[str, str]) -> Response:
+    console = console_of(request)
+    run_id = _uuid(request.path_params["run_id"])
+    if run_id is None:
+        return console.render("refused.html", 404, session=session, message="No such dry run.")
+    kind, text, _ = _preview_filters(request)
+
+    def rows() -> Iterator[str]:
+        yield _csv_line(("would", "jira_id", "username", "display_name", "changes"))
+        with console.store.transaction() as conn:
+            for what, jira_id, name, display, fields in preview_rows(
+                conn, run_id, kind=kind, text=text, after=None, limit=None
+            ):
+                yield _csv_line(
+                    (PREVIEW_WORDS.get(what, what), jira_id, name, display, _changes(fields))
+                )
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="dry-run-{run_id}.csv"'},
+    )
+
+
+def _preview_filters(request: Request) -> tuple[str | None, str | None, str | None]:
+    kind = request.query_params.get("what") or None
+    text = (request.query_params.get("q") or "").strip()[:200] or None
+    return (
+        (kind if kind in PREVIEW_WORDS else None),
+        text,
+        request.query_params.get("after") or None,
+    )
+
+
+def _changes(fields: Mapping[str, Any]) -> str:
+    return "; ".join(
+        f"{name}: {_shown(old)} → {_shown(new)}" for name, (old, new) in fields.items()
     )
 
 
@@ -431,4 +568,4 @@ def _shown(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-FILTERS = {"when": _when, "filters": _filters, "shown": _shown}
+FILTERS = {"when": _when, "filters": _filters, "shown": _shown, "changes": _changes}

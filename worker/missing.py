@@ -45,6 +45,10 @@ from worker.store.run_missing import record_gone
 log = logging.getLogger(__name__)
 
 LOOKUPS_PER_BATCH = 100  # unreached assets read, looked up and published at a time
+# Past the limit nothing is marked, but the look-ups go on, so that the console can list
+# every user Jira confirmed gone for an administrator to approve; past this many they
+# stop (a list that long is a wrong Jira, not people to approve one by one).
+APPROVAL_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ class _Confirmed:
     gone: list[tuple[int, str]]  # (asset id, Jira identity) of users Jira answered 404 for
     checked: int  # look-ups made
     assets: int  # assets of the type when the look-ups began
-    over_limit: bool  # stopped early: more than the limit are gone
+    over_limit: bool  # more than the limit are gone: none is marked
+    complete: bool = True  # every unreached asset was looked up (not stopped at the cap)
 
 
 class MissingUsers:
@@ -126,14 +131,14 @@ class MissingUsers:
             assets = runs.count_assets(conn, self.scheme)
         limit = self.limit.of(assets)
         gone: list[tuple[int, str]] = []
-        checked, after = 0, 0
+        checked, after, over = 0, 0, False
         while True:
             with self.store.connection() as conn:
                 batch = runs.unreached_assets(
                     conn, run_id, self.scheme, after=after, limit=LOOKUPS_PER_BATCH
                 )
             if not batch:
-                return _Confirmed(gone, checked, assets, over_limit=False)
+                return _Confirmed(gone, checked, assets, over_limit=over)
             fetched_at = self.store.now()  # before the look-ups: never newer than their answers
             present: list[JiraUser] = []
             for asset_id, jira_id in batch:
@@ -144,10 +149,10 @@ class MissingUsers:
                     present.append(answer)
                 elif answer == "gone":
                     gone.append((asset_id, jira_id))
-                    if self.mark and len(gone) > limit:
-                        # Nothing will be marked: asking about the rest is wasted work.
+                    over = over or (self.mark and len(gone) > limit)
+                    if over and len(gone) > APPROVAL_CAP:
                         self._publish(run_id, dry_run, fetched_at, present, loop)
-                        return _Confirmed(gone, checked, assets, over_limit=True)
+                        return _Confirmed(gone, checked, assets, over_limit=True, complete=False)
             self._publish(run_id, dry_run, fetched_at, present, loop)
             after = batch[-1][0]
 

@@ -19,6 +19,7 @@ from worker.jira import JiraClient, UserRef
 from worker.mapping import AssetPlan, plan_asset
 from worker.metrics import Metrics
 from worker.store import Folders, Store, apply_plans
+from worker.store.preview import record_preview
 from worker.sync_config import LiveSync, SyncConfig
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ class UserSyncBatch:
         for (run_id, dry_run), plans in by_run.items():
             changes = apply_plans(conn, config.scheme, plans, folders=self.folders, dry_run=dry_run)
             runs.record_outcomes(conn, run_id, changes.values())
+            if dry_run:  # what each user's asset would become, for the console's preview
+                shown = {u.jira_id: u for u in users.values()}
+                record_preview(conn, run_id, [(c, shown[c.jira_id]) for c in changes.values()])
             source = "bulk dry run" if dry_run else "bulk"
             for outcome, n in Counter(c.outcome for c in changes.values()).items():
                 self.metrics.assets.labels(source, outcome).inc(n)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+from pathlib import Path
 
 import psycopg
 from playwright.sync_api import expect
@@ -222,3 +223,45 @@ def test_a_hostile_display_name_renders_as_text(page, stack):
     assert page.locator("img").count() == 0
     assert page.dialogs == []
     assert HOSTILE.replace("<", "&lt;").replace(">", "&gt;") in page.content()
+
+
+def test_a_dry_run_previews_what_it_would_do_user_by_user(page, stack):
+    hostile = stack.jira.add_user("zz.hostile", display_name=HOSTILE, email="zz@example.com")
+    plain = stack.jira.add_user("zz.plain", display_name="Zed Plain")
+    sign_in(page, "ann")
+    page.get_by_role("textbox", name="Username prefix").fill("zz.")
+    page.get_by_role("checkbox", name="Dry run").check()
+    page.get_by_role("button", name="Start synchronization").click()
+    expect(page.locator("[data-field=state]")).to_have_text("done", timeout=60_000)
+    expect(counts(page, "created")).to_contain_text("2")
+    assert asset_of(stack.database, hostile["key"]) is None  # a dry run writes nothing
+
+    page.reload()
+    run_id = page.url.split("run=")[1].split("#")[0]
+    page.goto(f"/runs/{run_id}")
+    page.get_by_role("link", name="See what it would do, user by user").click()
+    table = page.get_by_role("table", name="Users, by Jira identity")
+    expect(
+        table.get_by_role("row", name=f"create {hostile['key']} zz.hostile {HOSTILE}")
+    ).to_be_visible()
+    expect(
+        table.get_by_role("row", name=f"create {plain['key']} zz.plain Zed Plain")
+    ).to_be_visible()
+    expect(table).to_contain_text("Username: → zz.hostile")
+    assert page.locator("img").count() == 0 and page.dialogs == []
+    screenshot(page, "console-preview")
+
+    page.get_by_role("textbox", name="Name contains").fill("plain")
+    page.get_by_role("button", name="Filter").click()
+    expect(table.get_by_role("row")).to_have_count(2)  # the header and zz.plain
+    page.get_by_role("combobox", name="Show").select_option("update")
+    page.get_by_role("button", name="Filter").click()
+    expect(table).to_contain_text("Nobody matches.")
+    page.get_by_role("combobox", name="Show").select_option("create")
+    page.get_by_role("textbox", name="Name contains").fill("")
+    page.get_by_role("button", name="Filter").click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download (CSV)").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0] == "would,jira_id,username,display_name,changes"
+    assert {line.split(",")[2] for line in lines[1:]} == {"zz.hostile", "zz.plain"}

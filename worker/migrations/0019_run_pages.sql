@@ -1,5 +1,5 @@
 -- What a run's page shows, at any run size: runs newest first (keyset pages), the
--- users that failed, and the assets whose users Jira confirmed gone.
+-- users that failed, the assets whose users Jira confirmed gone, a dry run's preview.
 -- depends: 0018_sync_settings
 
 CREATE INDEX sync_runs_newest ON sync_runs (started_at DESC, id DESC);
@@ -15,5 +15,11 @@ CREATE TABLE sync_run_missing (
     jira_id  text NOT NULL,
     asset_id bigint NOT NULL,
     marked   boolean NOT NULL,
+    -- An administrator approved marking them, and Jira had this user again by then.
+    came_back boolean NOT NULL DEFAULT false,
     PRIMARY KEY (run_id, jira_id)
 );
+
+-- A dry run's preview: per user, their name and what their asset would become
+-- ({"name", "display_name", "fields": {field: [now, then]}}); NULL for real runs.
+ALTER TABLE sync_run_users ADD COLUMN preview jsonb;

@@ -29,6 +29,9 @@ class Change:
     asset_id: int
     outcome: Outcome
     deactivated: bool = False
+    # Field name -> (stored value, planned value) of every field the plan changes: what a
+    # dry run's preview shows.
+    changed: Mapping[str, tuple[Value, Value]] = field(default_factory=dict)
 
 
 @dataclass
@@ -253,7 +256,11 @@ def _decide(
             and cur.values.get(scheme.active_field) is True
             and set_.get(scheme.active_field) is False
         )
-        changes[jira_id] = Change(jira_id, cur.asset_id, outcome, deactivated)
+        changed = {
+            n: (cur.values.get(n), v) for n, v in set_.items() if not cur.new or n in plan.values
+        }
+        changed.update((n, (cur.values.get(n), None)) for n in unset)
+        changes[jira_id] = Change(jira_id, cur.asset_id, outcome, deactivated, changed)
     return changes, writes
 
 
