@@ -11,7 +11,11 @@ added, changed or removed through the Python API (``demo/fake_webhooks.py``).
 The DC search behaves as Jira's (``UserMatcherPredicate``, ``UserCachingComparator``):
 a user matches when the lower-cased query starts their username, their display name or
 one of its space-separated words, or their e-mail address; matches come in display-name
-order, and only the first 1,000 are ever returned (JRASERVER-65089), with no total.
+order, and only the first ``search_cap`` are ever returned, with no total: 1,000 by
+default, as Jira before 10 (JRASERVER-65089); ``search_cap=100`` with
+``has_user_list=False`` is Data Center 10.0-10.2, where ``startAt + maxResults`` is cut
+at 100 (``startAt=98&maxResults=20`` gives 2 users, ``startAt=100`` none: JRASERVER-78520)
+and there is no ``/user/list`` yet.
 
 Why a real server rather than a mocked transport: integration tests fake nothing else, so
 the HTTP client, its timeouts, retries and paging run exactly as against production; and
@@ -19,7 +23,8 @@ the quick start needs something a user can point the product at. Tests steer it 
 the Python API: add (``add_user``, ``add_users`` for large hand-built directories),
 rename or remove users, hide users from every listing while a direct look-up still finds
 them (``hidden``), make Cloud pages come back short (``cloud_short_pages``), inject
-failures (``fail_next``) or latency (``set_delay``), and read ``request_log``.
+failures (``fail_next``) or latency (``set_delay``), change the directory between two
+pages of a listing (``after_requests``), and read ``request_log``.
 
 Design: all state sits behind one lock; each request copies what it needs under the lock
 and encodes JSON outside it. Sorted views and the search's prefix index are rebuilt
@@ -551,6 +556,8 @@ class FakeJira:
         self._faults: list[_Fault] = []
         self._delay = 0.0
         self._path_delays: dict[str, float] = {}
+        # (matching requests still to answer first, path fragment, what then happens)
+        self._after: list[tuple[int, str, Callable[[], None]]] = []
         self._server: _Server | None = None
         self._url: str | None = None
         self._thread: threading.Thread | None = None
@@ -760,12 +767,43 @@ class FakeJira:
         with self._lock:
             return sum(1 for _, path in self.request_log if path_contains in path)
 
+    def after_requests(
+        self, count: int, action: Callable[[], None], *, path_contains: str = ""
+    ) -> None:
+        """Call ``action`` once the next ``count`` requests whose target contains
+        ``path_contains`` have been answered, before the client reads the last answer:
+        e.g. remove users between two pages of a listing."""
+        with self._lock:
+            self._after.append((count, path_contains, action))
+
+    def _due_actions(self, target: str) -> list[Callable[[], None]]:
+        due, waiting = [], []
+        for count, fragment, action in self._after:
+            if fragment in target:
+                count -= 1
+            if count <= 0:
+                due.append(action)
+            else:
+                waiting.append((count, fragment, action))
+        self._after = waiting
+        return due
+
     # -- request handling (called from server threads) -----------------------------------
 
     def respond(
         self, method: str, target: str, authorization: str | None, body: bytes = b""
     ) -> tuple[int, Any, dict[str, str]]:
         """Status, JSON body and extra headers for one request."""
+        answer = self._respond(method, target, authorization, body)
+        with self._lock:
+            due = self._due_actions(target)
+        for action in due:  # outside the lock: actions change the directory through it
+            action()
+        return answer
+
+    def _respond(
+        self, method: str, target: str, authorization: str | None, body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
         with self._lock:
             self.request_log.append((method, target))
             delay = self._delay + sum(d for p, d in self._path_delays.items() if p in target)
@@ -1374,6 +1412,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--flavor", choices=FLAVORS, default="datacenter")
+    parser.add_argument(
+        "--search-cap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="the DC user search returns only the first N matches (100: Data Center 10.0-10.2)",
+    )
+    parser.add_argument(
+        "--no-user-list",
+        action="store_true",
+        help="answer 404 to /user/list, as Data Center before 10.3",
+    )
     parser.add_argument("--users", type=int, default=40, help="sample people to create")
     parser.add_argument(
         "--username",
@@ -1421,6 +1471,8 @@ def main(argv: list[str] | None = None) -> int:
         flavor=args.flavor,
         username=args.username or None,
         password=args.password,
+        has_user_list=not args.no_user_list,
+        search_cap=args.search_cap,
         host=args.host,
         port=args.port,
     )

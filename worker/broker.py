@@ -24,15 +24,18 @@ from urllib.parse import urlsplit
 import amqp
 import amqp.exceptions
 import kombu.exceptions
+import kombu.message
 from kombu.connection import Connection
 
 from schemas.topology import DEFAULT_RETRY_DELAYS, Topology
-from worker.errors import BrokerLost, BrokerRefused, ConfigError
+from worker import content_header
+from worker.errors import BrokerLost, BrokerRefused, ConfigError, Unroutable, Unwritable
 from worker.framing import Framer
 
 log = logging.getLogger(__name__)
 
 FLUSH_BYTES = 256 * 1024  # framed messages are sent in writes of about this size
+HEADER_FRAME_OVERHEAD = 8 + 12  # frame header and end; class, weight and body size
 # Any of these means the connection is gone or unusable: reconnect, and the broker
 # redelivers whatever was not acked.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -77,6 +80,7 @@ def connect(url: str, *, heartbeat: int) -> Connection:
     read or write bounded: without that, closing a connection to a broker that went
     silent waits forever for its close-ok, and a write to one whose buffers are full
     never returns. Heartbeats notice the silence; these let the loop get away from it."""
+    content_header.install_amqp()
     io_timeout = float(max(10, 2 * heartbeat))
     return Connection(
         url,
@@ -85,6 +89,28 @@ def connect(url: str, *, heartbeat: int) -> Connection:
         ssl=tls_options(url),
         transport_options={"read_timeout": io_timeout, "write_timeout": io_timeout},
     )
+
+
+class AsSent(kombu.message.Message):
+    """A delivery as kombu's py-amqp transport makes it, but with the body as sent:
+    kombu decompresses a body whose ``compression`` header names a codec, so any
+    publisher could send a few KiB that inflate to gigabytes, or make the delivery raise
+    out of ``drain_events`` with a codec that fails. (Bodies are bytes, and signatures
+    are over the bytes sent.)"""
+
+    def __init__(self, msg: Any, channel: Any = None, **kwargs: Any) -> None:
+        props = msg.properties
+        super().__init__(
+            body=msg.body,
+            channel=channel,
+            delivery_tag=msg.delivery_tag,
+            content_type=props.get("content_type"),
+            content_encoding=props.get("content_encoding"),
+            delivery_info=msg.delivery_info,
+            properties=props,
+            **kwargs,
+        )
+        self.headers = props.get("application_headers") or {}  # after kombu looked
 
 
 def tls_options(url: str) -> dict[str, Any] | bool:
@@ -172,7 +198,9 @@ class Outgoing:
 
 
 class ConfirmPublisher:
-    """Publishes batches on a channel of its own in confirm mode.
+    """Publishes batches on a channel of its own in confirm mode, every message
+    mandatory: one that no queue takes comes back (``basic.return``) and counts as
+    refused, rather than being confirmed and dropped.
 
     :param connection: the consumer's connection; waiting for confirms reads from it,
         which may also take in deliveries for that connection's consumers (they are
@@ -188,18 +216,22 @@ class ConfirmPublisher:
         self._channel.confirm_select()
         self._channel.events["basic_ack"].add(self._on_ack)
         self._channel.events["basic_nack"].add(self._on_nack)
+        self._channel.events["basic_return"].add(self._on_return)
         self._timeout = timeout
         self._next_tag = 1
         self._unconfirmed: set[int] = set()
         self._floor = 1  # every tag below was settled by a multiple confirm
         self._refused = 0
+        self._returned: list[str] = []  # why, for each message the broker sent back
         self._lost: str | None = None
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish all, persistent; return once the broker has confirmed them all.
 
+        :raises Unroutable: the broker routed some to no queue (and took the rest).
         :raises BrokerRefused: the broker refused some.
         :raises BrokerLost: the connection failed, or the broker did not confirm in time.
+        :raises Unwritable: one cannot be framed; none after it was sent.
         """
         if self._lost is not None:
             raise BrokerLost(self._lost)
@@ -233,18 +265,25 @@ class ConfirmPublisher:
     def _send(self, messages: Sequence[Outgoing]) -> None:
         # Each tag is recorded as its message goes out, not after the batch: py-amqp may
         # read confirms while it writes, and a confirm for an unrecorded tag is lost.
+        header_max = self._connection.connection.frame_max - HEADER_FRAME_OVERHEAD
         for m in messages:
+            message = amqp.Message(
+                m.body,
+                content_type=m.content_type,
+                content_encoding=m.content_encoding,
+                delivery_mode=2,
+                application_headers=m.headers or None,
+                **m.properties,
+            )
+            # py-amqp writes a content header of any size, and RabbitMQ closes the
+            # connection for one over frame_max: a copy of a delivery whose headers were
+            # already near it (a dead letter adds its reason) would be lost, reconnected
+            # and redelivered, over and over.
+            size = len(message._serialize_properties())
+            if size > header_max:
+                raise Unwritable(f"its content header would take {size} bytes, over {header_max}")
             self._channel.basic_publish(
-                amqp.Message(
-                    m.body,
-                    content_type=m.content_type,
-                    content_encoding=m.content_encoding,
-                    delivery_mode=2,
-                    application_headers=m.headers or None,
-                    **m.properties,
-                ),
-                exchange=m.exchange,
-                routing_key=m.routing_key,
+                message, exchange=m.exchange, routing_key=m.routing_key, mandatory=True
             )
             self._unconfirmed.add(self._next_tag)
             self._next_tag += 1
@@ -259,13 +298,20 @@ class ConfirmPublisher:
                 self._lost = f"RabbitMQ did not confirm {len(self._unconfirmed)} messages in time"
                 self._unconfirmed.clear()
                 self._refused = 0
+                self._returned.clear()
                 raise BrokerLost(self._lost)
             with contextlib.suppress(TimeoutError):
                 self._connection.drain_events(timeout=min(left, 1.0))
             self._connection.heartbeat_check()
-        if self._refused:
-            refused, self._refused = self._refused, 0
+        # A returned message is confirmed too, after its return: by now all are in.
+        returned, self._returned = self._returned, []
+        refused, self._refused = self._refused, 0
+        if refused:
             raise BrokerRefused(f"RabbitMQ refused {refused} of {sent} messages")
+        if returned:
+            raise Unroutable(
+                f"RabbitMQ routed {len(returned)} of {sent} messages to no queue ({returned[0]})"
+            )
 
     def _settle(self, tag: int, multiple: bool) -> int:
         # Tags grow by one per message: a multiple confirm settles those from the lowest
@@ -282,6 +328,10 @@ class ConfirmPublisher:
 
     def _on_nack(self, tag: int, multiple: bool, *rest: object) -> None:
         self._refused += self._settle(tag, multiple)
+
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
+        text = getattr(exc, "reply_text", "") or type(exc).__name__
+        self._returned.append(f"{text} from exchange {exchange!r}, routing key {routing_key!r}")
 
 
 def _same(m: Outgoing, first: Outgoing) -> bool:

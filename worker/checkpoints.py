@@ -48,11 +48,19 @@ class SearchPosition:
     :param alphabet: the characters capped parts are split by, in the order learnt.
     :param splits: each capped part, with how many characters of ``alphabet`` its
         children cover so far.
+    :param ceiling: the most matches one query has returned so far (the cap is at least
+        this); 0 before the first answer.
+    :param widest: the longest single page Jira has returned so far.
+    :param cap: the cap, once an answer proved it (a query returned this many while
+        more users matched it); None while unproven.
     """
 
     pending: tuple[str, ...]
     alphabet: str
     splits: tuple[tuple[str, int], ...]
+    ceiling: int = 0
+    widest: int = 0
+    cap: int | None = None
 
 
 Checkpoint = GroupPosition | ListPosition | CloudPosition | SearchPosition
@@ -67,13 +75,16 @@ def encode_checkpoint(checkpoint: Checkpoint) -> dict[str, Any]:
             return {"mode": "list", "cursor": cursor}
         case CloudPosition(start_at, previous):
             return {"mode": "cloud", "start_at": start_at, "previous": list(previous)}
-        case SearchPosition(pending, alphabet, splits):
+        case SearchPosition(pending, alphabet, splits, ceiling, widest, cap):
             return {
                 "mode": "search",
-                "version": 2,
+                "version": 3,
                 "pending": list(pending),
                 "alphabet": alphabet,
                 "splits": [[part, covered] for part, covered in splits],
+                "ceiling": ceiling,
+                "widest": widest,
+                "cap": cap,
             }
     raise TypeError(f"not a checkpoint: {checkpoint!r}")
 
@@ -95,11 +106,16 @@ def decode_checkpoint(data: Any) -> Checkpoint | None:
         if mode == "cloud" or (mode is None and "start_at" in data):
             previous = tuple(_text(p) for p in data.get("previous", []))
             return CloudPosition(_count(data["start_at"]), previous)
-        if mode == "search" and data.get("version") == 2:
+        if mode == "search" and data.get("version") in (2, 3):
+            # Version 2 knew nothing of the cap: it is learnt again from the next answers.
+            cap = data.get("cap")
             return SearchPosition(
                 pending=tuple(_text(p) for p in data["pending"]),
                 alphabet=_text(data["alphabet"]),
                 splits=tuple((_text(p), _count(n)) for p, n in data["splits"]),
+                ceiling=_count(data.get("ceiling", 0)),
+                widest=_count(data.get("widest", 0)),
+                cap=None if cap is None else _count(cap),
             )
     except (KeyError, TypeError, ValueError):
         pass

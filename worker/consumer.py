@@ -9,6 +9,8 @@ the database transaction (or the broker-confirmed republish) it depends on has f
 * permanent failure or invalid message: republished to ``<prefix>.dead`` with the reason
   in ``x-assetsync-error``, then ack;
 * interrupted by shutdown, or a configuration error: put back for redelivery;
+* its retry or dead-letter copy refused by the broker: held by the loop, unacked, and
+  put back after a while (``worker.settle.GiveBack``); the loop goes on meanwhile;
 * the broker connection lost, even in the middle of a handler: nothing more is acked;
   the loop reconnects and the broker redelivers.
 
@@ -33,7 +35,7 @@ from kombu.entity import Queue
 from kombu.messaging import Consumer as KombuConsumer
 
 from schemas.topology import Topology
-from worker import broker
+from worker import broker, content_header, files
 from worker.decoding import decode
 from worker.errors import ConfigError, Interrupted, InvalidMessage
 from worker.handling import GiveUp, Handler
@@ -164,6 +166,7 @@ class Consumer:
         self._settler: Settler | None = None
         self._loop: ConnectedLoop | None = None
         self._pending = {r.queue: _Pending() for r in self.routes}
+        self._held: list[tuple[float, str, Any]] = []  # (when to put it back, queue, delivery)
         self._touched = 0.0
         self._health_failing = False
         self.handled = 0
@@ -196,6 +199,7 @@ class Consumer:
                 log.warning("broker connection lost (%r); reconnecting in %.1fs", exc, delay)
                 for pending in self._pending.values():
                     pending.deliveries.clear()  # unacked: the broker redelivers them
+                self._held.clear()
                 self._stop.wait(delay)
             else:
                 with contextlib.suppress(*broker.CONNECTION_ERRORS):
@@ -212,6 +216,8 @@ class Consumer:
             publisher=self._publisher,
             metrics=self.metrics,
             on_fatal=self._fatal,
+            hold=self._hold,
+            repair=lambda: broker.declare(conn, self.topology),
         )
         self._loop = ConnectedLoop(
             conn, self._publisher, self._stop, lambda: self.health.beat(self.name)
@@ -227,6 +233,7 @@ class Consumer:
             except TimeoutError:
                 idle = True
             self._flush_due(idle=idle)
+            self._give_back(everything=False)
             conn.heartbeat_check()
             self._touch()
         # Stopping: what is in hand is finished and acked; the rest goes back.
@@ -234,6 +241,7 @@ class Consumer:
             with contextlib.suppress(*broker.CONNECTION_ERRORS):
                 c.cancel()
         self._flush_due(idle=True, final=True)
+        self._give_back(everything=True)
 
     def _subscribe(self, conn: Connection, route: Route) -> KombuConsumer:
         def on_message(message: Any) -> None:
@@ -247,6 +255,7 @@ class Consumer:
         # content_encoding the publisher claimed, and signatures are over the bytes.
         channel = conn.channel()
         channel.auto_decode = False
+        channel.Message = broker.AsSent
         consumer = KombuConsumer(
             channel,
             queues=[Queue(route.queue, no_declare=True)],
@@ -289,6 +298,7 @@ class Consumer:
         decoded = []
         for message in deliveries:
             try:
+                _check_header(message)
                 if route.check is not None:
                     route.check(message.body, message.headers)
                 decoded.append((message, self._decode(message)))
@@ -321,8 +331,12 @@ class Consumer:
             message, body = decoded[i]
             self._settle_failure(route, message, body, failure)
         if done:
-            # Every earlier delivery of this batch is settled by now: a multiple ack.
-            done[-1].ack(multiple=True)
+            if any(queue == route.queue for _, queue, _ in self._held):
+                for message in done:  # a multiple ack would take the held ones too
+                    message.ack()
+            else:
+                # Every earlier delivery on this channel is settled by now: a multiple ack.
+                done[-1].ack(multiple=True)
             self.handled += len(done)
             m.messages.labels(route.queue, "synced").inc(len(done))
 
@@ -356,6 +370,20 @@ class Consumer:
         assert self._settler is not None
         self._settler.carry_out(route.queue, message, body, decision, on_give_up=route.on_give_up)
 
+    def _hold(self, queue: str, message: Any, seconds: float) -> None:
+        self._held.append((time.monotonic() + seconds, queue, message))
+
+    def _give_back(self, *, everything: bool) -> None:
+        """Put back the held deliveries whose time has come (``everything``: all)."""
+        if not self._held:
+            return
+        now = time.monotonic()
+        due = [(q, m) for at, q, m in self._held if everything or at <= now]
+        self._held = [h for h in self._held if not (everything or h[0] <= now)]
+        for queue, message in due:
+            message.requeue()
+            self.metrics.messages.labels(queue, "requeued").inc()
+
     def _fatal(self, error: ConfigError) -> None:
         self.fatal = error
         self._stop.set()
@@ -366,10 +394,18 @@ class Consumer:
             return
         self._touched = now
         try:
-            self.health_file.touch()
+            files.touch(self.health_file)  # in /tmp by default: never through a symlink
         except OSError as exc:  # the health file, not the broker: say so once, go on
             if not self._health_failing:
                 log.warning("cannot touch the health file %s: %s", self.health_file, exc)
             self._health_failing = True
         else:
             self._health_failing = False
+
+
+def _check_header(message: Any) -> None:
+    """:raises InvalidMessage: the content header held what could not be read as sent
+    (``worker.content_header``)."""
+    problems = message.properties.get(content_header.PROBLEMS)
+    if problems:
+        raise InvalidMessage(f"its AMQP header could not be read: {'; '.join(problems)}")

@@ -11,7 +11,9 @@ Strategies, chosen by flavour and filters:
 * groups given: ``group/member`` of each group in turn (both flavours; no cap).
 * Data Center with ``/user/list`` (10.3+): its cursor, every user exactly once.
 * older Data Center: ``/user/search``, partitioned by username (see below).
-* Cloud: ``/users/search`` by ``startAt``, skipping app and customer accounts. A page
+* Cloud: ``/users/search`` by ``startAt``, skipping app and customer accounts. Each page
+  re-reads the last few users of the previous one and starts after them, so users
+  deleted between two pages shift nothing past the scan (``worker/paging.py``). A page
   may come back short (Cloud filters pages after cutting them): the next page starts
   right after what was received, so nothing is skipped, and users the previous page
   already gave are dropped, so nothing is given twice.
@@ -20,11 +22,14 @@ Listings end at an empty page rather than a short one.
 
 **The partitioned search.** ``/user/search?username=Q`` matches, case-insensitively, the
 start of the username, of the display name and of each of its words, and of the e-mail
-address; it returns only the first 1,000 matches (in display-name order) and no total.
-A *part* is a lower-cased username prefix; the part owns the users whose lower-cased
-username starts with it. A query that returns fewer than 1,000 matches returns every
-user of its part, and the part's users are kept, the other matches dropped. A query
-that hits the cap is *split*: one child part per character of the *alphabet*, plus a
+address; it returns only the first *C* matches (in display-name order) and no total,
+where *C* is 1,000 before Jira 10 and 100 on Data Center 10.0-10.2. *C* is learnt from
+the answers, never assumed (``worker/partition.py``): a query is read until Jira gives
+an empty page, and its total is below the cap when it is below the most any query has
+returned. A *part* is a lower-cased username prefix; the part owns the users whose
+lower-cased username starts with it. A query below the cap returns every user of its
+part, and the part's users are kept, the other matches dropped. A query that may have
+hit the cap is *split*: one child part per character of the *alphabet*, plus a
 direct look-up of the user named exactly like the part. Every user is kept once: by
 the shortest uncapped prefix of their username, or, named exactly like a capped part,
 by that part's look-up.
@@ -38,7 +43,7 @@ matter. Jira orders matches by display name, so a part's own users are often the
 behind its cap: the split never relies on what the part's own answer showed.
 
 Which users can still be missed: a user whose username continues, right after a prefix
-that 1,000 or more users match, with a character that no username in any answer
+that the cap or more users match, with a character that no username in any answer
 contains (which also means that no query returned them through their display name or
 e-mail address). Also out of reach of any listing: users Jira leaves out of them
 (permissions, a directory being synchronised), usernames starting with ``İ`` (Jira's
@@ -55,7 +60,8 @@ memberships on top of the search, whose gaps they would not close for users in n
 group. A run filtered by group uses them, and is complete for its groups.
 
 Cost: one request per part queried (more for parts of over a page), so about the
-alphabet's size per capped part; see the README for measured requests per user.
+alphabet's size per capped part: ten times as many capped parts under a cap of 100 as
+under 1,000. See the README for measured requests per user.
 
 Case: prefixes match as Jira's lower-casing does (``str.lower``, Unicode's lower-case
 mapping), not ``casefold``: ``ß`` stays ``ß``, so ``--prefix ss`` does not match
@@ -76,19 +82,18 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from schemas.messages import JiraUser, utc_now
+from worker import paging
 from worker.checkpoints import (
     Checkpoint as Checkpoint,  # re-exported: the fan-out's type for a scan position
 )
 from worker.checkpoints import CloudPosition, GroupPosition, ListPosition, SearchPosition
 from worker.errors import BadJiraUser, JiraUnavailable, UserNotFound
 from worker.jira import JiraClient, UserRef
+from worker.partition import Partition
 
 log = logging.getLogger(__name__)
 
-SEARCH_CAP = 1000  # JRASERVER-65089: /user/search never returns more matches than this
 GROUP_PAGE = 50  # group/member pages: Cloud allows at most 50, DC docs advise it
-# The characters every capped search part is split by; those seen in usernames join.
-BASE_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789._-@'+"
 # A search scan yields a page (and so a checkpoint) at least every so many requests,
 # even when the parts it went through had no users, so that progress is saved and the
 # fan-out gets to keep its broker connection alive.
@@ -328,82 +333,63 @@ def _dc_list(
 def _cloud_users(
     jira: JiraClient, filters: Filters, at: CloudPosition | None, size: int, clock: Clock
 ) -> Iterator[Page]:
-    start_at, previous = (at.start_at, frozenset(at.previous)) if at else (0, frozenset[str]())
+    """Cloud's offset pages, each overlapping the previous one (``worker/paging.py``) so
+    that users deleted between two pages make the scan skip no one. A page may also come
+    back short while more follow (Cloud drops accounts after cutting it): the next one
+    starts right after what was received. The scan ends at a page that, asked for
+    without overlap, is empty."""
+    start_at, tail = (at.start_at, at.previous) if at else (0, ())
     path = "/rest/api/3/users/search"
+    overlap = paging.overlap_for(size)
+    confirming = False  # the last page held no new user: is there really nothing after it?
     while True:
         fetched_at = clock()
-        values = _listing(jira.get(path, {"startAt": start_at, "maxResults": size}), path)
-        # A short page may be short because Cloud dropped accounts after cutting it:
-        # the next page then starts inside this one's window, never past it.
-        start_at += len(values)
+        ask = start_at if confirming else max(0, start_at - min(overlap, len(tail)))
+        values = _listing(jira.get(path, {"startAt": ask, "maxResults": size}), path)
+        ids = [rejected_id(entry, cloud=True) for entry in values]
+        begin = paging.new_from(ids, tail)
+        if begin is None and ask > 0 and not confirming:
+            # The tail is not where it was, nor in this page: look a page earlier.
+            start_at = max(0, ask - size) + min(overlap, len(tail))
+            continue
+        fresh = values[begin or 0 :]
+        if not fresh and not confirming and len(values) < size:
+            confirming, start_at = True, ask + len(values)
+            continue
+        done = confirming and not values
+        confirming = False
+        start_at = ask + len(values)
+        if ids:
+            tail = tuple(ids[-paging.REMEMBERED :])
         rejected: list[tuple[str, str]] = []
-        everyone = _users(jira, values, rejected)
-        users = [u for u in everyone if u.jira_id not in previous and filters.keeps(u, cloud=True)]
-        ids = tuple(u.jira_id for u in everyone) if len(values) < size else ()
-        previous = frozenset(ids)
+        users = [u for u in _users(jira, fresh, rejected) if filters.keeps(u, cloud=True)]
         yield Page(
             tuple(users),
             fetched_at,
-            CloudPosition(start_at, ids) if values else None,
+            None if done else CloudPosition(start_at, tail),
             tuple(rejected),
         )
-        if not values:
+        if done:
             return
 
 
 # -- the partitioned search ----------------------------------------------------------------
 
 
-class _Partition:
-    """The working state of a partitioned search; ``position()`` is its value."""
-
-    def __init__(self, root: str, at: SearchPosition | None) -> None:
-        at = at or SearchPosition(pending=(root,), alphabet=BASE_ALPHABET, splits=())
-        self.pending = list(at.pending)
-        self.alphabet = at.alphabet
-        self.known = set(at.alphabet)
-        self.splits = dict(at.splits)
-
-    def position(self) -> SearchPosition:
-        return SearchPosition(
-            tuple(self.pending), self.alphabet, tuple(sorted(self.splits.items()))
-        )
-
-    def next_part(self) -> str | None:
-        if not self.pending:
-            # Characters learnt after a part was split: give it children for them too.
-            for part, covered in sorted(self.splits.items(), reverse=True):
-                if covered < len(self.alphabet):
-                    self._push_children(part, self.alphabet[covered:])
-                    self.splits[part] = len(self.alphabet)
-        return self.pending.pop() if self.pending else None
-
-    def learn(self, usernames: Iterable[str]) -> None:
-        for name in usernames:
-            for char in name:
-                if char not in self.known:
-                    self.known.add(char)
-                    self.alphabet += char
-
-    def split(self, part: str) -> None:
-        self.splits[part] = len(self.alphabet)
-        self._push_children(part, self.alphabet)
-
-    def _push_children(self, part: str, chars: str) -> None:
-        self.pending.extend(part + c for c in sorted(chars, reverse=True))
-
-
 def _dc_search(
     jira: JiraClient, filters: Filters, at: SearchPosition | None, size: int, clock: Clock
 ) -> Iterator[Page]:
-    partition = _Partition(jira_lower(filters.prefix or ""), at)
+    partition = Partition(jira_lower(filters.prefix or ""), at)
     batch: list[JiraUser] = []
     rejected: list[tuple[str, str]] = []
     batch_at: datetime | None = None
     requests = 0
     while (part := partition.next_part()) is not None:
         fetched_at = clock()
-        values, capped, used = _search(jira, part, size)
+        values, used = _search(jira, partition, part, size)
+        named = _identities(values)
+        partition.witness(named)
+        capped = partition.capped(part, len(values), (ident for ident, _ in named))
         # A bad entry counts once: in the (uncapped) part its username is in.
         owns = functools.partial(_owned_by, part=part) if not capped else _never
         users = _users(jira, values, rejected, counts=owns)
@@ -423,6 +409,17 @@ def _dc_search(
     yield Page(tuple(batch), batch_at or clock(), None, tuple(rejected))
 
 
+def _identities(values: Iterable[Any]) -> list[tuple[str, str]]:
+    """(key, lower-cased username) of each entry that has both, as text."""
+    found = []
+    for entry in values:
+        if isinstance(entry, dict):
+            key, name = entry.get("key"), entry.get("name")
+            if isinstance(key, str) and isinstance(name, str):
+                found.append((key, jira_lower(name)))
+    return found
+
+
 def _never(entry: Any) -> bool:
     return False
 
@@ -432,29 +429,31 @@ def _owned_by(entry: Any, part: str) -> bool:
     return isinstance(name, str) and jira_lower(name).startswith(part)
 
 
-def _search(jira: JiraClient, part: str, size: int) -> tuple[list[dict[str, Any]], bool, int]:
-    """Every match of one part's query up to the cap: (matches, capped, requests)."""
+def _search(
+    jira: JiraClient, partition: Partition, part: str, size: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Every match of one part's query that Jira gives, page by page until its answers
+    say there is no more (``Partition.more_after``): (matches, requests)."""
     path = "/rest/api/2/user/search"
     values: list[dict[str, Any]] = []
     requests = 0
-    while True:
+    while (asked := partition.page_size(len(values), size)) > 0:
         page = jira.get(
             path,
             {
                 "username": part or ".",  # "." is Jira's "everyone"
                 "startAt": len(values),
-                "maxResults": min(size, SEARCH_CAP - len(values)),
+                "maxResults": asked,
                 "includeActive": "true",
                 "includeInactive": "true",
             },
         )
         requests += 1
         page = _listing(page, path)
-        if not page:
-            return values, False, requests
         values += page
-        if len(values) >= SEARCH_CAP:
-            return values, True, requests
+        if not partition.more_after(got=len(page), asked=asked, total=len(values)):
+            break
+    return values, requests
 
 
 def _exact(jira: JiraClient, username: str) -> list[JiraUser]:

@@ -9,11 +9,14 @@
     │   ├── JiraRejected      Jira refused the request (400), or answered too much
     │   │   └── BadJiraUser   Jira's JSON for a user is not one we can store
     │   ├── StoreRejected     the database refused the data (a constraint, a bad value)
-    │   └── StaleSettings     a settings change based on a version someone replaced meanwhile
+    │   ├── StaleSettings     a settings change based on a version someone replaced meanwhile
+    │   └── Unwritable        a message cannot be framed for the broker (a content
+    │                         header over the frame size)
     ├── TransientError        may work later: retry with backoff, then dead-letter
     │   ├── JiraUnavailable   429, 5xx, timeouts, connection errors
     │   ├── StoreUnavailable  lost database connection, deadlock, serialization failure
-    │   ├── BrokerRefused     RabbitMQ nacked what we published
+    │   ├── BrokerRefused     RabbitMQ nacked what we published (a full queue)
+    │   │   └── Unroutable    RabbitMQ returned it: no queue is bound to take it
     │   └── BrokerLost        the connection to RabbitMQ is gone or unresponsive: the
     │                         loop reconnects and the broker redelivers what is unacked
     ├── ConfigError           the deployment is wrong: stop the worker with one clear line
@@ -61,6 +64,10 @@ class StaleSettings(PermanentError):
     pass
 
 
+class Unwritable(PermanentError):
+    pass
+
+
 class TransientError(AssetSyncError):
     """Worth another try later.
 
@@ -82,6 +89,10 @@ class StoreUnavailable(TransientError):
 
 class BrokerRefused(TransientError):
     pass
+
+
+class Unroutable(BrokerRefused):
+    """A mandatory publish that no binding matched (a delay queue or its binding gone)."""
 
 
 class BrokerLost(TransientError):

@@ -36,13 +36,14 @@ class Framer:
     def __init__(self, *, channel: int, frame_max: int, template: Template) -> None:
         self._channel = channel
         self._body_max = frame_max - 8  # a frame's header and end octet take 8
-        # basic.publish: reserved short, exchange, routing key, mandatory/immediate bits.
+        # basic.publish: reserved short, exchange, routing key, mandatory/immediate bits
+        # (mandatory: a message no queue takes is returned, see broker.ConfirmPublisher).
         self._method = self._frame(
             1,
             struct.pack(">HHH", 60, 40, 0)
             + _shortstr(template.exchange)
             + _shortstr(template.routing_key)
-            + b"\x00",
+            + b"\x01",
         )
         # Property flags: content-type (bit 15), content-encoding (14), headers (13),
         # delivery-mode (12); the properties follow in that order.

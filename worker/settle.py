@@ -11,8 +11,12 @@
             └─► DeadLetter  permanent, or out of retries: republish to the dead queue
                             with ``reason``, then ack
 
+    republish refused ──► GiveBack  hold the delivery ``after`` seconds, then put it
+                                    back: never acked unless a copy is in a queue
+
 ``settle`` decides for a message that failed; ``settle_unrecorded`` for one whose
-give-up could not be recorded in the database (a bulk run's bookkeeping).
+give-up could not be recorded in the database (a bulk run's bookkeeping);
+``settle_refused`` for one whose retry or dead-letter copy the broker would not take.
 """
 
 from __future__ import annotations
@@ -58,7 +62,17 @@ class DeadLetter:
     record: bool = True  # tell the handler's give-up hook (a bulk run's bookkeeping)
 
 
-Decision = Reconnect | Requeue | Stop | Retry | DeadLetter
+@dataclass(frozen=True)
+class GiveBack:
+    after: float  # seconds the loop holds the delivery (unacked) before putting it back
+    reason: str
+
+
+Decision = Reconnect | Requeue | Stop | Retry | DeadLetter | GiveBack
+
+# Bounds of how long a delivery whose copy was refused is held before it is put back:
+# long enough not to hot-loop it, short enough that the loop's prefetch is not hoarded.
+GIVE_BACK_MIN, GIVE_BACK_MAX = 5.0, 60.0
 
 
 def settle(exc: BaseException, *, attempt: int, delays: tuple[float, ...]) -> Decision:
@@ -90,6 +104,21 @@ def settle_unrecorded(
     if isinstance(exc, TransientError):
         return Retry(delays[-1], attempt, f"{reason} (not recorded yet: {exc})")
     return DeadLetter(f"{reason} (not recorded in its run: {exc})", record=False)
+
+
+def settle_refused(exc: BaseException, *, wanted: Retry | DeadLetter) -> Decision:
+    """What to do with a message whose ``wanted`` copy (to a delay queue, or the dead
+    queue) the broker refused with ``exc``: a full queue (``reject-publish``) or one no
+    binding leads to. The copy is not in any queue, so the delivery must not be acked:
+    it is put back, after the retry's delay (within bounds), so that a refusal that goes
+    on neither hot-loops it nor loses it. Each put-back is a delivery: one refused for
+    good is dead-lettered by RabbitMQ at the queue's delivery limit."""
+    if isinstance(exc, BrokerLost | Interrupted | ConfigError):
+        return _not_the_message(exc)
+    delay = wanted.delay if isinstance(wanted, Retry) else GIVE_BACK_MAX
+    after = min(max(delay, GIVE_BACK_MIN), GIVE_BACK_MAX)
+    where = "retry" if isinstance(wanted, Retry) else "dead letter"
+    return GiveBack(after, f"RabbitMQ refused its {where}: {exc}")
 
 
 def worth_splitting(exc: BaseException) -> bool:

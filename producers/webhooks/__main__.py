@@ -22,7 +22,16 @@ from producers.publisher import Publisher
 from producers.webhooks.app import WEBHOOK_PATH, Receiver
 from producers.webhooks.publishing import Publishers
 from producers.webhooks.registration import JiraWebhooks, RegistrationError, Webhook
-from worker.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Parser, configure, fail, one_line
+from worker.cli import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    Parser,
+    configure,
+    fail,
+    one_line,
+    say,
+)
 from worker.settings import Settings
 
 PROG = "python -m producers.jira_webhooks"
@@ -148,7 +157,7 @@ def register(settings: Settings, *, name: str, url: str) -> int:
     except (RegistrationError, _NoJira) as exc:
         return fail(PROG, str(exc))
     signed = "signed with ASSETSYNC_WEBHOOK_SECRET" if secret else "UNSIGNED"
-    print(f"{action} webhook {_describe(hook)}, {signed}")
+    say(f"{action} webhook {_describe(hook)}, {signed}")
     return EXIT_OK
 
 
@@ -159,9 +168,9 @@ def unregister(settings: Settings, *, name: str) -> int:
     except (RegistrationError, _NoJira) as exc:
         return fail(PROG, str(exc))
     if not deleted:
-        print(f"no webhook named {name!r} in Jira; nothing to delete")
+        say(f"no webhook named {name!r} in Jira; nothing to delete")
     for hook in deleted:
-        print(f"deleted webhook {_describe(hook)}")
+        say(f"deleted webhook {_describe(hook)}")
     return EXIT_OK
 
 
@@ -173,7 +182,7 @@ def status(settings: Settings, *, name: str) -> int:
         return fail(PROG, str(exc))
     if hook is None:
         return fail(PROG, f"no webhook named {name!r} in Jira (run `register --url URL`)")
-    print(_describe(hook))
+    say(_describe(hook))
     if not hook.complete:
         return fail(PROG, "the webhook is disabled or lacks user events: run `register` again")
     return EXIT_OK

@@ -8,8 +8,15 @@ from __future__ import annotations
 import pika
 import pytest
 
-from schemas.topology import ATTEMPT_HEADER, ERROR_HEADER, LEGACY_RETRY_HEADER, Topology
+from schemas.topology import (
+    ATTEMPT_HEADER,
+    DELAY_HEADER,
+    ERROR_HEADER,
+    LEGACY_RETRY_HEADER,
+    Topology,
+)
 from tests.integration.test_login_sync import login_body
+from tests.policies import broker_policy
 from tests.support import asset_of, retry_queues, wait_for, wait_quiet
 
 LOOKUP = "/rest/api/2/user?username="
@@ -133,3 +140,70 @@ def test_a_new_worker_on_an_old_topology_stops_the_copies_and_loses_no_waiting_r
     wait_for(lambda: jira.request_count(LOOKUP + "second.user") == 2, what="one more look-up")
     wait_quiet(broker, retry_queues(t), quiet=5.0)
     assert jira.request_count(LOOKUP + "second.user") == 2
+
+
+def test_a_retry_whose_delay_queue_lost_its_binding_is_routed_not_dropped(
+    start_worker, broker, jira, database
+):
+    """Retries are published mandatory: one that no binding takes comes back; the worker
+    declares its topology again and sends it once more, rather than having it confirmed
+    and dropped."""
+    t: Topology = broker.topology
+    user = jira.add_user("jdoe")
+    worker = start_worker()
+    # Every loop declares the topology as it starts: let all three have done so.
+    wait_for(lambda: worker.log().count("consuming") == 3, what="the three loops")
+    first = t.retry_delays[0]
+    with pika.BlockingConnection(pika.URLParameters(broker.url)) as conn:
+        conn.channel().queue_unbind(
+            t.retry_queue(first),
+            t.delay_exchange,
+            routing_key="",
+            arguments={"x-match": "all", DELAY_HEADER: t.retry_key(first)},
+        )
+    jira.fail_next(1, status=503, path_contains=LOOKUP)
+    broker.publish_raw(login_body(username="jdoe"), routing_key="user-logged-in")
+
+    wait_for(lambda: asset_of(database, user["key"]), what="the asset")
+    wait_quiet(broker, retry_queues(t), quiet=1.5)
+    assert jira.request_count(LOOKUP + "jdoe") == 2  # the retry came back once
+    assert broker.dead_letters() == []
+    assert "routed 1 of 1 messages to no queue" in worker.log()
+    assert worker.proc.poll() is None
+
+
+def test_a_retry_the_broker_refuses_is_given_back_and_the_worker_goes_on(
+    start_worker, broker, jira, database
+):
+    """A full delay queue (max-length with reject-publish overflow) nacks the retry: the
+    login is held, put back a little later and synced then; nothing lost, no crash."""
+    t: Topology = broker.topology
+    user, filler = jira.add_user("jdoe"), jira.add_user("filler")
+    worker = start_worker()
+    second = t.retry_queue(t.retry_delays[1])
+    jira.fail_next(2, status=503, path_contains=LOOKUP + "jdoe")
+    with broker_policy(f"{t.prefix}-full", second, {"max-length": 0}):
+        # A full queue refuses what comes after the message it holds: a login delayed
+        # like a retry, back in the login queue 4 s on.
+        with pika.BlockingConnection(pika.URLParameters(broker.url)) as conn:
+            channel = conn.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(
+                t.delay_exchange,
+                "user-logged-in",
+                login_body(username="filler"),
+                pika.BasicProperties(
+                    content_type="application/json",
+                    delivery_mode=2,
+                    headers={DELAY_HEADER: t.retry_key(t.retry_delays[1])},
+                ),
+            )
+        broker.publish_raw(login_body(username="jdoe"), routing_key="user-logged-in")
+        wait_for(lambda: "refused its retry" in worker.log(), what="the refusal")
+
+    wait_for(lambda: asset_of(database, user["key"]), what="the asset")
+    wait_for(lambda: asset_of(database, filler["key"]), what="the filler's asset")
+    assert jira.request_count(LOOKUP + "jdoe") == 3  # two failures, then synced
+    assert broker.dead_letters() == []
+    assert [broker.count(q) for q in retry_queues(t)] == [0, 0]
+    assert worker.proc.poll() is None

@@ -91,6 +91,25 @@ def test_a_directory_built_to_defeat_the_partitioning_is_synced_exactly_once(
         assert set(run_users(database, str(by_prefix["run_id"]))) == wanted, prefix
 
 
+def test_data_center_10_0_whose_search_stops_at_100_users_still_syncs_every_user_once(
+    start_worker, broker, database
+):
+    """Jira 10.0-10.2 cut ``startAt + maxResults`` at 100 and have no ``/user/list``: the
+    scan learns the cap from the answers (worker/partition.py)."""
+    with FakeJira(flavor="datacenter", has_user_list=False, search_cap=100) as dc10:
+        dc10.add_users(directories.varied(3000))
+        everyone = {u["key"] for u in dc10.users()}
+        start_worker(jira_url=dc10.url), start_worker(jira_url=dc10.url)
+
+        run_id = request_bulk(broker)
+        run = wait_run_finished(database, run_id, timeout=180)
+
+        assert counts(run) == expect(3000, created=3000)
+        assert sorted(run_users(database, run_id)) == sorted(everyone)
+        assert sorted(a["jira_id"] for a in user_assets(database)) == sorted(everyone)
+        assert run["missing_checked"] == 0  # no asset's user went unlisted
+
+
 def test_killing_the_worker_mid_search_scan_still_syncs_every_user_exactly_once(
     start_worker, broker, database, old_dc
 ):

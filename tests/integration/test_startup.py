@@ -158,4 +158,4 @@ def test_user_assets_lookup_by_jira_id_is_index_backed(database):
                 "EXPLAIN SELECT * FROM user_assets WHERE jira_id = 'JIRAUSER10000'"
             )
         )
-    assert "asset_values_identity" in plan
+    assert "asset_values_unique_user" in plan

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -73,6 +74,25 @@ def test_old_data_center_with_non_ascii_usernames_gives_every_user_exactly_once(
     assert once(got) == keys(old_dc)
     # Far below one request per user (measured figures: bench.scan, in the README).
     assert len(old_dc.request_log) < 0.1 * 5000
+
+
+@pytest.mark.parametrize(
+    ("cap", "page_limit"),
+    [
+        # Data Center 10.0-10.2 (a cap of 100): a bulk run in test_scan_completeness.
+        (251, 1000),  # any other cap: learnt from the answers, not assumed
+        (1000, 50),  # pages cut shorter than asked are not a cap
+    ],
+)
+def test_whatever_the_search_cap_every_user_is_given_exactly_once(client_of, cap, page_limit):
+    with FakeJira(
+        flavor="datacenter", has_user_list=False, search_cap=cap, max_page=page_limit
+    ) as fake:
+        fake.add_users(directories.varied(3000))
+
+        got = scanned(client_of(fake), page_size=1000)
+
+        assert once(got) == keys(fake)
 
 
 def test_more_than_a_thousand_users_sharing_every_prefix_are_each_found_once(old_dc, client_of):
@@ -162,6 +182,44 @@ def test_cloud_pages_that_come_back_short_skip_no_one_and_repeat_no_one(client_o
         got = scanned(client_of(cloud), page_size=100)
 
         assert once(got) == humans
+
+
+def test_cloud_users_deleted_between_pages_make_the_scan_skip_no_one(client_of):
+    """Offset pages shift when users before them go: each page overlaps the previous one
+    and starts after the last of its users it finds, a page earlier if need be."""
+    pages = "/users/search"
+    with FakeJira(flavor="cloud") as cloud:
+        cloud.add_sample_users(1500)
+        everyone = keys_cloud(cloud)
+        gone: set[str] = set()
+
+        def delete_read(count: int, *, back: int) -> Callable[[], None]:
+            """Delete ``count`` users of the page just served, ending ``back`` before its end."""
+
+            def act() -> None:
+                start = int(parse_qs(urlsplit(cloud.request_log[-1][1]).query)["startAt"][0])
+                listed = [u["accountId"] for u in cloud.users()]
+                end = start + 100 - back
+                for ident in listed[end - count : end]:
+                    gone.add(ident)
+                    cloud.remove_user(ident)
+
+            return act
+
+        # Three from the middle of page 2; page 4's last four (the overlap finds the
+        # ones before them); fifteen just before page 6's last twenty (more than a
+        # page's overlap: it looks a page earlier); page 9's last thirty.
+        for page, count, back in ((2, 3, 50), (4, 4, 0), (6, 15, 20), (9, 30, 0)):
+            cloud.after_requests(page, delete_read(count, back=back), path_contains=pages)
+
+        got = scanned(client_of(cloud), page_size=100)
+
+        assert len(gone) == 52
+        given = once(got)  # nobody twice
+        assert everyone - gone - given == set()  # nobody skipped
+        assert given <= everyone
+        # 17 pages of 90 new users, two requests per look-back, two to see the end.
+        assert cloud.request_count(pages) <= 17 + 2 * 2 + 2
 
 
 def keys_cloud(fake: FakeJira) -> set[str]:
