@@ -59,16 +59,7 @@ def serve(settings: Settings) -> int:
     store = Store(
         url=settings.database_url.get_secret_value(), max_size=4, deadline=settings.database_timeout
     )
-    jira = JiraClient(
-        base_url=settings.jira_url,
-        username=settings.jira_username,
-        token=settings.jira_token.get_secret_value() if settings.jira_token else None,
-        flavor=settings.jira_flavor,
-        timeout=settings.jira_timeout,
-        deadline=settings.jira_deadline,
-        max_response_bytes=settings.jira_max_response_bytes,
-        verify=str(settings.jira_ca_bundle) if settings.jira_ca_bundle else True,
-    )
+    jira = JiraClient.from_settings(settings)
     try:
         with_retries("asset store", store.open, on_wait=lambda: None)
         with store.connection() as conn:

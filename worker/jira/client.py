@@ -1,41 +1,37 @@
-"""Jira's REST API over httpx: reading users from Data Center (v2) or Cloud (v3).
+"""Jira's REST API over httpx: users from Data Center (v2) or Cloud (v3), and the admin
+webhooks of the receiver. Every REST path of the project is written here.
 
-Errors are classified here and nowhere else: 404/400 are permanent, 401/403 mean the
-deployment's credentials are wrong, 429/5xx/409 and network trouble are transient and
-carry ``Retry-After``. Jira's error text is localized, so only status codes are read.
+Errors are classified in ``answers`` and raised from here: nothing above this client
+imports httpx. Timeouts, an overall deadline and a size limit bound every request.
 """
 
 from __future__ import annotations
 
 import copy
-import email.utils
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-from pydantic import ValidationError
 
 from schemas.messages import JiraUser
-from worker.errors import (
-    BadJiraUser,
-    ConfigError,
-    InvalidMessage,
-    JiraAuthError,
-    JiraCaptcha,
-    JiraRejected,
-    JiraUnavailable,
-    UserNotFound,
-)
+from worker.errors import ConfigError, InvalidMessage, JiraRejected, JiraUnavailable, UserNotFound
+from worker.jira import answers
+from worker.jira.answers import Flavor, Webhook
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
-Flavor = Literal["datacenter", "cloud"]
+log = logging.getLogger("worker.jira")
+
 RefKind = Literal["username", "user_key", "account_id"]
+# Jira's admin webhook resource, the same on Data Center and Cloud.
+WEBHOOKS = "/rest/webhooks/1.0/webhook"
+READ_USERS = "browse users"
+MANAGE_WEBHOOKS = "manage webhooks (the Jira administrators global permission)"
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,7 @@ class Patience:
 
 
 class JiraClient:
-    """One ``httpx.Client`` per worker replica; timeouts always on.
+    """One ``httpx.Client`` per process; timeouts always on.
 
     :param base_url: the Jira base URL, e.g. ``https://jira.example.com``.
     :param username: basic-auth user (Cloud: the account e-mail); ``None`` means the
@@ -111,8 +107,41 @@ class JiraClient:
         self._flavor: Flavor | None = None if flavor == "auto" else flavor
         self._patience: Patience | None = None
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        observe: Callable[[str, str, float], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> JiraClient:
+        """The client the ``ASSETSYNC_JIRA_*`` settings describe.
+
+        :raises ConfigError: ``ASSETSYNC_JIRA_URL`` is not set.
+        """
+        if not settings.jira_url:
+            raise ConfigError("ASSETSYNC_JIRA_URL is not set: which Jira should be read?")
+        return cls(
+            base_url=settings.jira_url,
+            username=settings.jira_username,
+            token=settings.jira_token.get_secret_value() if settings.jira_token else None,
+            flavor=settings.jira_flavor,
+            timeout=settings.jira_timeout,
+            deadline=settings.jira_deadline,
+            max_response_bytes=settings.jira_max_response_bytes,
+            verify=str(settings.jira_ca_bundle) if settings.jira_ca_bundle else True,
+            transport=transport,
+            observe=observe,
+        )
+
     def close(self) -> None:
         self._http.close()
+
+    def __enter__(self) -> JiraClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def with_patience(self, patience: Patience) -> JiraClient:
         """This client (same connections), waiting out transient failures: for long
@@ -120,6 +149,10 @@ class JiraClient:
         patient = copy.copy(self)
         patient._patience = patience
         return patient
+
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url)
 
     @property
     def flavor(self) -> Flavor:
@@ -131,17 +164,19 @@ class JiraClient:
                     f"ASSETSYNC_JIRA_URL: {self._http.base_url} does not answer like Jira"
                     " (no /rest/api/2/serverInfo there; is a context path missing?)"
                 ) from exc
+            if not isinstance(info, dict):
+                raise JiraUnavailable(f"Jira sent {type(info).__name__} for its serverInfo")
             self._flavor = "cloud" if info.get("deploymentType") == "Cloud" else "datacenter"
         return self._flavor
 
     @property
-    def api(self) -> str:
+    def _api(self) -> str:
         return "/rest/api/3" if self.flavor == "cloud" else "/rest/api/2"
 
     def check(self) -> str:
         """Verify the URL and credentials; return a line that says what we talk to."""
         try:
-            me = self._get(f"{self.api}/myself")
+            me = self._get(f"{self._api}/myself")
         except UserNotFound as exc:
             raise ConfigError(
                 f"ASSETSYNC_JIRA_URL: {self._http.base_url} does not answer like Jira"
@@ -150,21 +185,24 @@ class JiraClient:
         who = me.get("name") or me.get("emailAddress") or me.get("accountId") or "?"
         return f"Jira {self.flavor} at {self._http.base_url} as {who}"
 
+    # -- who signs in -------------------------------------------------------------------
+
     def myself(self) -> dict[str, Any]:
         """The account this client signs in as (``/myself``).
 
         :raises JiraCaptcha: Jira wants a CAPTCHA answered before it checks the password.
         :raises JiraAuthError: Jira refused the credentials.
         """
-        me = self._get(f"{self.api}/myself")
+        path = f"{self._api}/myself"
+        me = self._get(path)
         if not isinstance(me, dict):
-            raise JiraUnavailable(f"Jira sent {type(me).__name__} for {self.api}/myself")
+            raise JiraUnavailable(f"Jira sent {type(me).__name__} for {path}")
         return me
 
     def may_administer(self) -> bool:
         """Whether the account this client signs in as holds Jira's global ADMINISTER
-        permission (``/mypermissions`` answers for the caller, so ask as the person)."""
-        answer = self._get(f"{self.api}/mypermissions", {"permissions": "ADMINISTER"})
+        permission (``/mypermissions`` answers for the caller: ask as the person)."""
+        answer = self._get(f"{self._api}/mypermissions", {"permissions": "ADMINISTER"})
         found = (
             answer.get("permissions", {}).get("ADMINISTER") if isinstance(answer, dict) else None
         )
@@ -172,10 +210,12 @@ class JiraClient:
 
     def group_exists(self, name: str) -> bool:
         try:
-            self._get(f"{self.api}/group/member", {"groupname": name, "maxResults": 1})
+            self.group_members(name, start_at=0, max_results=1)
         except UserNotFound:
             return False
         return True
+
+    # -- users ---------------------------------------------------------------------------
 
     def fetch_user(self, ref: UserRef, *, with_groups: bool = False) -> JiraUser:
         if self.flavor == "cloud":
@@ -189,52 +229,100 @@ class JiraClient:
         if with_groups:
             params["expand"] = "groups"
         try:
-            data = self._get(f"{self.api}/user", params)
+            data = self._get(f"{self._api}/user", params)
         except UserNotFound:
             raise UserNotFound(f"Jira has no user with {ref.kind} {ref.value!r}") from None
         return self.to_user(data)
 
     def to_user(self, data: Any) -> JiraUser:
-        """Jira's user JSON (either flavour) as a snapshot.
+        """Jira's user JSON (of this client's flavour) as a snapshot.
 
-        :raises BadJiraUser: the JSON is not a user this service can store (no identity,
-            wrong types, text too long or holding what PostgreSQL cannot store).
+        :raises BadJiraUser: the JSON is not a user this service can store.
         """
-        cloud = self.flavor == "cloud"
-        identity = "accountId" if cloud else "key"
-        try:
-            groups = data.get("groups")
-            return JiraUser(
-                jira_id=data[identity],
-                name=None if cloud else data.get("name"),
-                key=None if cloud else data.get("key"),
-                account_id=data.get("accountId") if cloud else None,
-                account_type=data.get("accountType"),
-                display_name=data.get("displayName"),
-                email_address=data.get("emailAddress"),
-                active=_flag(data.get("active", True)),
-                time_zone=data.get("timeZone"),
-                locale=data.get("locale"),
-                avatar_url=(data.get("avatarUrls") or {}).get("48x48"),
-                groups=tuple(g["name"] for g in groups.get("items", [])) if groups else None,
-            )
-        except (ValidationError, KeyError, TypeError, AttributeError, ValueError) as exc:
-            ident = data.get(identity) if isinstance(data, Mapping) else None
-            raise BadJiraUser(
-                f"Jira sent a user ({identity} {str(ident)[:80]!r}) that cannot be stored:"
-                f" {_why_bad(exc)}"
-            ) from None
+        return answers.to_user(data, flavor=self.flavor)
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        return self._get(path, params)
+    def user_list(self, *, cursor: str | None, max_results: int) -> dict[str, Any]:
+        """A page of Data Center 10.3+'s user listing (``values``, ``nextCursor``,
+        ``isLast``); ``cursor`` None for the first page."""
+        path = "/rest/api/2/user/list"
+        params: dict[str, Any] = {"maxResults": max_results}
+        if cursor:
+            params["cursor"] = cursor
+        return answers.page(self._get(path, params), path)
+
+    def search_users(self, query: str, *, start_at: int, max_results: int) -> list[Any]:
+        """A page of Data Center's user search: users whose username, display name (or a
+        word of it) or e-mail address starts with ``query`` (``.`` matches everyone),
+        active and inactive."""
+        path = "/rest/api/2/user/search"
+        params = {
+            "username": query,
+            "startAt": start_at,
+            "maxResults": max_results,
+            "includeActive": "true",
+            "includeInactive": "true",
+        }
+        return answers.listing(self._get(path, params), path)
+
+    def cloud_users(self, *, start_at: int, max_results: int) -> list[Any]:
+        """A page of Jira Cloud's list of every account."""
+        path = "/rest/api/3/users/search"
+        params = {"startAt": start_at, "maxResults": max_results}
+        return answers.listing(self._get(path, params), path)
+
+    def group_members(self, group: str, *, start_at: int, max_results: int) -> dict[str, Any]:
+        """A page of a group's members, inactive ones included (``values``, ``isLast``).
+
+        :raises UserNotFound: Jira has no such group.
+        """
+        path = f"{self._api}/group/member"
+        params = {
+            "groupname": group,
+            "includeInactiveUsers": "true",
+            "startAt": start_at,
+            "maxResults": max_results,
+        }
+        try:
+            return answers.page(self._get(path, params), path)
+        except UserNotFound:
+            raise UserNotFound(f"Jira has no group {group!r}") from None
+
+    # -- the receiver's webhooks ---------------------------------------------------------
+
+    def webhooks(self) -> list[Webhook]:
+        """Every admin webhook (needs a Jira administrator)."""
+        return answers.webhooks(self._call("GET", WEBHOOKS))
+
+    def create_webhook(self, body: dict[str, Any]) -> Webhook | None:
+        """The created webhook, or None when Jira answers without it (some versions)."""
+        return _written(self._call("POST", WEBHOOKS, body))
+
+    def update_webhook(self, webhook_id: str, body: dict[str, Any]) -> Webhook | None:
+        return _written(self._call("PUT", f"{WEBHOOKS}/{webhook_id}", body))
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._call("DELETE", f"{WEBHOOKS}/{webhook_id}")
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            return self._once(method, path, body=body, needs=MANAGE_WEBHOOKS)
+        except UserNotFound as exc:
+            if method in ("GET", "POST"):
+                raise ConfigError(
+                    f"Jira has no webhook REST resource at {self._http.base_url}{WEBHOOKS}"
+                    " (404): is ASSETSYNC_JIRA_URL Jira's base URL?"
+                ) from exc
+            raise
+
+    # -- HTTP ----------------------------------------------------------------------------
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         if self._patience is None:
-            return self._get_once(path, params)
+            return self._once("GET", path, params=params)
         delays, waited, attempt = self._patience.delays, 0.0, 0
         while True:
             try:
-                return self._get_once(path, params)
+                return self._once("GET", path, params=params)
             except JiraUnavailable as exc:
                 delay = max(delays[min(attempt, len(delays) - 1)], exc.retry_after or 0.0)
                 if waited + delay > sum(delays):
@@ -243,35 +331,47 @@ class JiraClient:
                 self._patience.sleep(delay)
                 waited, attempt = waited + delay, attempt + 1
 
-    def _get_once(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+    def _once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+        needs: str = READ_USERS,
+    ) -> Any:
+        """One request; its answer's JSON (None for an empty one)."""
         started, status = time.monotonic(), "error"
+        what = path if method == "GET" else f"{method} {path}"
         try:
-            with self._http.stream("GET", path, params=params) as response:
+            with self._http.stream(method, path, params=params, json=body) as response:
                 status = str(response.status_code)
-                _raise_for_status(response, path)
-                body = self._read_bounded(response, path, started)
+                answers.raise_for_status(response.status_code, response.headers, what, needs=needs)
+                content = self._read_bounded(response, what, started)
         except httpx.TimeoutException as exc:
             status = "timeout"
-            raise JiraUnavailable(f"Jira timed out on {path}") from exc
+            raise JiraUnavailable(f"Jira timed out on {what}") from exc
         except httpx.TransportError as exc:
             raise JiraUnavailable(f"cannot reach Jira: {exc}") from exc
         finally:
             if self._observe is not None:
                 self._observe(path, status, time.monotonic() - started)
-        log.debug("GET %s -> %s in %.3fs", path, status, time.monotonic() - started)
+        log.debug("%s -> %s in %.3fs", what, status, time.monotonic() - started)
+        if not content and method != "GET":
+            return None
         try:
-            return json.loads(body)
+            return json.loads(content)
         except (ValueError, RecursionError) as exc:
-            raise JiraUnavailable(f"Jira sent a non-JSON answer for {path}") from exc
+            raise JiraUnavailable(f"Jira sent a non-JSON answer for {what}") from exc
 
-    def _read_bounded(self, response: httpx.Response, path: str, started: float) -> bytes:
+    def _read_bounded(self, response: httpx.Response, what: str, started: float) -> bytes:
         """The body, or an error once it outgrows ``max_response_bytes`` (counted after
         decompression) or the request outlasts ``deadline``: the read timeout alone lets
         an answer that trickles in forever, a byte at a time, go on forever."""
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
             raise JiraRejected(
-                f"Jira's answer to {path} is {declared} bytes, over the limit of"
+                f"Jira's answer to {what} is {declared} bytes, over the limit of"
                 f" {self._max_bytes} (ASSETSYNC_JIRA_MAX_RESPONSE_BYTES)"
             )
         body = bytearray()
@@ -279,78 +379,13 @@ class JiraClient:
             body += chunk
             if len(body) > self._max_bytes:
                 raise JiraRejected(
-                    f"Jira's answer to {path} is over the limit of {self._max_bytes} bytes"
+                    f"Jira's answer to {what} is over the limit of {self._max_bytes} bytes"
                     " (ASSETSYNC_JIRA_MAX_RESPONSE_BYTES)"
                 )
             if time.monotonic() - started > self._deadline:
-                raise JiraUnavailable(f"Jira took over {self._deadline:g}s to answer {path}")
+                raise JiraUnavailable(f"Jira took over {self._deadline:g}s to answer {what}")
         return bytes(body)
 
 
-def _flag(value: Any) -> bool:
-    """Jira's ``active``: a JSON boolean, or (some versions, in some places) a string."""
-    if isinstance(value, bool):
-        return value
-    if value in ("true", "false"):
-        return bool(value == "true")
-    raise ValueError(f"active is {str(value)[:20]!r}, not a boolean")
-
-
-def _why_bad(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors(include_url=False)[0]
-        return f"{'.'.join(str(p) for p in first['loc']) or 'user'}: {first['msg']}"
-    if isinstance(exc, KeyError):
-        return f"no {exc.args[0]}"
-    return str(exc)[:200] or type(exc).__name__
-
-
-def _raise_for_status(response: httpx.Response, path: str) -> None:
-    status = response.status_code
-    if status < 400:
-        return
-    if status in (401, 403) and _captcha(response.headers):
-        raise JiraCaptcha(
-            f"Jira answered {status} to {path} without checking the password: after failed"
-            " sign-ins it wants a CAPTCHA answered; sign in to Jira once in a browser"
-        )
-    if status in (401, 403):
-        raise JiraAuthError(
-            f"Jira answered {status} to {path}: check ASSETSYNC_JIRA_USERNAME/ASSETSYNC_JIRA_TOKEN"
-            " and that the account may browse users"
-        )
-    if status == 404:
-        raise UserNotFound(f"Jira answered 404 to {path}")
-    if status == 429 or status >= 500 or status == 409:
-        # Cloud answers 409 to requests that ran too long; 429 and 503 are rate limits.
-        raise JiraUnavailable(
-            f"Jira answered {status} to {path}", retry_after=retry_after(response.headers)
-        )
-    raise JiraRejected(f"Jira answered {status} to {path}")
-
-
-def _captcha(headers: Mapping[str, str]) -> bool:
-    # Data Center's Seraph says AUTHENTICATED_FAILED for a wrong password, and
-    # AUTHENTICATION_DENIED (with the reason CAPTCHA_CHALLENGE) once it wants a CAPTCHA.
-    reason = headers.get("x-seraph-loginreason", "")
-    return "AUTHENTICATION_DENIED" in reason or "CAPTCHA" in headers.get(
-        "x-authentication-denied-reason", ""
-    )
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a ``Retry-After`` header, given as seconds or as an HTTP date."""
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+def _written(answer: Any) -> Webhook | None:
+    return Webhook.from_json(answer) if isinstance(answer, dict) and answer.get("self") else None
