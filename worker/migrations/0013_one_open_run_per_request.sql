@@ -1,6 +1,6 @@
 -- An identical bulk request while a run is open joins that run: one open run per
 -- (filters, dry run), enforced by the database whatever the number of replicas.
--- depends: 0022_cheaper_asset_values
+-- depends: 0019_run_pages 0022_cheaper_asset_values
 
 -- What makes two requests the same run (schemas.messages.BulkSyncRequested.run_key);
 -- NULL for runs recorded before this migration, which nothing joins.
