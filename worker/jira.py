@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import email.utils
-import json
 import logging
 import math
 import time
@@ -21,6 +20,7 @@ import httpx
 from pydantic import ValidationError
 
 from schemas.messages import JiraUser
+from worker.decoding import parse_json
 from worker.errors import (
     BadJiraUser,
     ConfigError,
@@ -232,7 +232,7 @@ class JiraClient:
                 self._observe(path, status, time.monotonic() - started)
         log.debug("GET %s -> %s in %.3fs", path, status, time.monotonic() - started)
         try:
-            return json.loads(body)
+            return parse_json(body)
         except (ValueError, RecursionError) as exc:
             raise JiraUnavailable(f"Jira sent a non-JSON answer for {path}") from exc
 
