@@ -24,15 +24,18 @@ from urllib.parse import urlsplit
 import amqp
 import amqp.exceptions
 import kombu.exceptions
+import kombu.message
 from kombu.connection import Connection
 
 from schemas.topology import DEFAULT_RETRY_DELAYS, Topology
-from worker.errors import BrokerLost, BrokerRefused, ConfigError, Unroutable
+from worker import content_header
+from worker.errors import BrokerLost, BrokerRefused, ConfigError, Unroutable, Unwritable
 from worker.framing import Framer
 
 log = logging.getLogger(__name__)
 
 FLUSH_BYTES = 256 * 1024  # framed messages are sent in writes of about this size
+HEADER_FRAME_OVERHEAD = 8 + 12  # frame header and end; class, weight and body size
 # Any of these means the connection is gone or unusable: reconnect, and the broker
 # redelivers whatever was not acked.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -77,6 +80,7 @@ def connect(url: str, *, heartbeat: int) -> Connection:
     read or write bounded: without that, closing a connection to a broker that went
     silent waits forever for its close-ok, and a write to one whose buffers are full
     never returns. Heartbeats notice the silence; these let the loop get away from it."""
+    content_header.install_amqp()
     io_timeout = float(max(10, 2 * heartbeat))
     return Connection(
         url,
@@ -85,6 +89,28 @@ def connect(url: str, *, heartbeat: int) -> Connection:
         ssl=tls_options(url),
         transport_options={"read_timeout": io_timeout, "write_timeout": io_timeout},
     )
+
+
+class AsSent(kombu.message.Message):
+    """A delivery as kombu's py-amqp transport makes it, but with the body as sent:
+    kombu decompresses a body whose ``compression`` header names a codec, so any
+    publisher could send a few KiB that inflate to gigabytes, or make the delivery raise
+    out of ``drain_events`` with a codec that fails. (Bodies are bytes, and signatures
+    are over the bytes sent.)"""
+
+    def __init__(self, msg: Any, channel: Any = None, **kwargs: Any) -> None:
+        props = msg.properties
+        super().__init__(
+            body=msg.body,
+            channel=channel,
+            delivery_tag=msg.delivery_tag,
+            content_type=props.get("content_type"),
+            content_encoding=props.get("content_encoding"),
+            delivery_info=msg.delivery_info,
+            properties=props,
+            **kwargs,
+        )
+        self.headers = props.get("application_headers") or {}  # after kombu looked
 
 
 def tls_options(url: str) -> dict[str, Any] | bool:
@@ -205,6 +231,7 @@ class ConfirmPublisher:
         :raises Unroutable: the broker routed some to no queue (and took the rest).
         :raises BrokerRefused: the broker refused some.
         :raises BrokerLost: the connection failed, or the broker did not confirm in time.
+        :raises Unwritable: one cannot be framed; none after it was sent.
         """
         if self._lost is not None:
             raise BrokerLost(self._lost)
@@ -238,19 +265,25 @@ class ConfirmPublisher:
     def _send(self, messages: Sequence[Outgoing]) -> None:
         # Each tag is recorded as its message goes out, not after the batch: py-amqp may
         # read confirms while it writes, and a confirm for an unrecorded tag is lost.
+        header_max = self._connection.connection.frame_max - HEADER_FRAME_OVERHEAD
         for m in messages:
+            message = amqp.Message(
+                m.body,
+                content_type=m.content_type,
+                content_encoding=m.content_encoding,
+                delivery_mode=2,
+                application_headers=m.headers or None,
+                **m.properties,
+            )
+            # py-amqp writes a content header of any size, and RabbitMQ closes the
+            # connection for one over frame_max: a copy of a delivery whose headers were
+            # already near it (a dead letter adds its reason) would be lost, reconnected
+            # and redelivered, over and over.
+            size = len(message._serialize_properties())
+            if size > header_max:
+                raise Unwritable(f"its content header would take {size} bytes, over {header_max}")
             self._channel.basic_publish(
-                amqp.Message(
-                    m.body,
-                    content_type=m.content_type,
-                    content_encoding=m.content_encoding,
-                    delivery_mode=2,
-                    application_headers=m.headers or None,
-                    **m.properties,
-                ),
-                exchange=m.exchange,
-                routing_key=m.routing_key,
-                mandatory=True,
+                message, exchange=m.exchange, routing_key=m.routing_key, mandatory=True
             )
             self._unconfirmed.add(self._next_tag)
             self._next_tag += 1

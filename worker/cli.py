@@ -1,5 +1,6 @@
-"""What every command line shares: settings read once, one log setup, one-line errors
-and the same exit codes (0 done, 1 failed, 2 usage, 78 settings that cannot work)."""
+"""What every command line shares: settings read once, one log setup, one-line errors,
+the same exit codes (0 done, 1 failed, 2 usage, 78 settings that cannot work), and
+``say``, the one way they print (nothing from outside reaches a terminal unescaped)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from worker import logs
 from worker.errors import ConfigError
 from worker.settings import Settings, load_settings
+from worker.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_CONFIG = os.EX_CONFIG  # 78: the deployment is wrong; no retry helps until a person acts
@@ -21,7 +23,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
+        say(printable(f"{self.prog}: {message} (see --help)"), file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
 
@@ -40,8 +42,19 @@ def configure(prog: str, *, env_file: Path | None = None) -> Settings:
 
 
 def fail(prog: str, message: str, code: int = EXIT_FAILED) -> int:
-    print(f"{prog}: {message}", file=sys.stderr)
+    """Say ``message`` as one line on stderr (whatever it quotes); return ``code``."""
+    say(printable(f"{prog}: {message}"), file=sys.stderr)
     return code
+
+
+def say(text: str = "", *, file: TextIO | None = None) -> None:
+    """Print ``text`` for a person, flushed: its lines as laid out, and every other
+    control character escaped. What a command prints may quote a message, Jira or the
+    database (a run's ``requested_by`` comes from any unsigned request): an escape
+    sequence there could rewrite the screen or the terminal's title. A value that must
+    not break a line of its own (a table cell) goes through ``worker.text.printable``."""
+    lines = text.split("\n")  # split() rather than splitlines(): \r, \v, \x1c... escaped
+    print("\n".join(printable(line) for line in lines), file=file or sys.stdout, flush=True)
 
 
 def one_line(exc: BaseException | str) -> str:

@@ -35,7 +35,7 @@ from kombu.entity import Queue
 from kombu.messaging import Consumer as KombuConsumer
 
 from schemas.topology import Topology
-from worker import broker
+from worker import broker, content_header, files
 from worker.decoding import decode
 from worker.errors import ConfigError, Interrupted, InvalidMessage
 from worker.handling import GiveUp, Handler
@@ -255,6 +255,7 @@ class Consumer:
         # content_encoding the publisher claimed, and signatures are over the bytes.
         channel = conn.channel()
         channel.auto_decode = False
+        channel.Message = broker.AsSent
         consumer = KombuConsumer(
             channel,
             queues=[Queue(route.queue, no_declare=True)],
@@ -297,6 +298,7 @@ class Consumer:
         decoded = []
         for message in deliveries:
             try:
+                _check_header(message)
                 if route.check is not None:
                     route.check(message.body, message.headers)
                 decoded.append((message, self._decode(message)))
@@ -392,10 +394,18 @@ class Consumer:
             return
         self._touched = now
         try:
-            self.health_file.touch()
+            files.touch(self.health_file)  # in /tmp by default: never through a symlink
         except OSError as exc:  # the health file, not the broker: say so once, go on
             if not self._health_failing:
                 log.warning("cannot touch the health file %s: %s", self.health_file, exc)
             self._health_failing = True
         else:
             self._health_failing = False
+
+
+def _check_header(message: Any) -> None:
+    """:raises InvalidMessage: the content header held what could not be read as sent
+    (``worker.content_header``)."""
+    problems = message.properties.get(content_header.PROBLEMS)
+    if problems:
+        raise InvalidMessage(f"its AMQP header could not be read: {'; '.join(problems)}")

@@ -10,6 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.messages import MODELS, SUPPORTED_VERSIONS, Message
 from worker.errors import InvalidMessage
+from worker.text import printable, quoted
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
 JSON_TYPES = ("application/json", "")
@@ -71,10 +72,13 @@ def parse_json(body: bytes) -> Any:
 
 
 def _summary(exc: ValidationError) -> str:
+    """The first errors, each where (every key quoted: it may be the sender's) and what."""
     parts = []
     for error in exc.errors(include_url=False)[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
+        where = "".join(
+            f"[{p}]" if isinstance(p, int) else f".{quoted(p, 60)}" for p in error["loc"]
+        )
+        parts.append(f"{where.lstrip('.') or 'body'}: {printable(error['msg'], 200)}")
     return "; ".join(parts)
 
 

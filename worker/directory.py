@@ -87,7 +87,7 @@ from worker.checkpoints import (
     Checkpoint as Checkpoint,  # re-exported: the fan-out's type for a scan position
 )
 from worker.checkpoints import CloudPosition, GroupPosition, ListPosition, SearchPosition
-from worker.errors import BadJiraUser, JiraUnavailable, UserNotFound
+from worker.errors import BadJiraUser, UserNotFound
 from worker.jira import JiraClient, UserRef
 from worker.partition import Partition
 
@@ -223,13 +223,6 @@ def read_ahead(
         stop.set()
 
 
-def _listing(answer: Any, path: str) -> list[dict[str, Any]]:
-    """Jira's list of users, checked: a non-list answer is not a listing."""
-    if not isinstance(answer, list):
-        raise JiraUnavailable(f"Jira sent {type(answer).__name__} for {path}, not a list of users")
-    return answer
-
-
 def _users(
     jira: JiraClient,
     raw: Iterable[Any],
@@ -275,22 +268,8 @@ def _group_members(
     index, start_at = (at.group, at.start_at) if at else (0, 0)
     while index < len(filters.groups):
         fetched_at = clock()
-        path = f"{jira.api}/group/member"
-        try:
-            page = jira.get(
-                path,
-                {
-                    "groupname": filters.groups[index],
-                    "includeInactiveUsers": "true",
-                    "startAt": start_at,
-                    "maxResults": GROUP_PAGE,
-                },
-            )
-        except UserNotFound:
-            raise UserNotFound(f"Jira has no group {filters.groups[index]!r}") from None
-        if not isinstance(page, dict):
-            raise JiraUnavailable(f"Jira sent {type(page).__name__} for {path}, not a page")
-        values = _listing(page.get("values", []), path)
+        page = jira.group_members(filters.groups[index], start_at=start_at, max_results=GROUP_PAGE)
+        values = page.get("values", [])
         start_at += len(values)
         if page.get("isLast", True) or not values:
             index, start_at = index + 1, 0
@@ -308,20 +287,14 @@ def _dc_list(
     jira: JiraClient, filters: Filters, at: ListPosition | None, size: int, clock: Clock
 ) -> Iterator[Page]:
     cursor = at.cursor if at else None
-    path = "/rest/api/2/user/list"
     while True:
         fetched_at = clock()
-        params: dict[str, Any] = {"maxResults": size}
-        if cursor:
-            params["cursor"] = cursor
-        page = jira.get(path, params)
-        if not isinstance(page, dict):
-            raise JiraUnavailable(f"Jira sent {type(page).__name__} for {path}, not a page")
+        page = jira.user_list(cursor=cursor, max_results=size)
         cursor = page.get("nextCursor")
         done = page.get("isLast", True) or not isinstance(cursor, str) or not cursor
         rejected: list[tuple[str, str]] = []
         yield Page(
-            _keep(jira, filters, _listing(page.get("values", []), path), rejected),
+            _keep(jira, filters, page.get("values", []), rejected),
             fetched_at,
             None if done else ListPosition(str(cursor)),
             tuple(rejected),
@@ -339,13 +312,12 @@ def _cloud_users(
     starts right after what was received. The scan ends at a page that, asked for
     without overlap, is empty."""
     start_at, tail = (at.start_at, at.previous) if at else (0, ())
-    path = "/rest/api/3/users/search"
     overlap = paging.overlap_for(size)
     confirming = False  # the last page held no new user: is there really nothing after it?
     while True:
         fetched_at = clock()
         ask = start_at if confirming else max(0, start_at - min(overlap, len(tail)))
-        values = _listing(jira.get(path, {"startAt": ask, "maxResults": size}), path)
+        values = jira.cloud_users(start_at=ask, max_results=size)
         ids = [rejected_id(entry, cloud=True) for entry in values]
         begin = paging.new_from(ids, tail)
         if begin is None and ask > 0 and not confirming:
@@ -434,22 +406,15 @@ def _search(
 ) -> tuple[list[dict[str, Any]], int]:
     """Every match of one part's query that Jira gives, page by page until its answers
     say there is no more (``Partition.more_after``): (matches, requests)."""
-    path = "/rest/api/2/user/search"
     values: list[dict[str, Any]] = []
     requests = 0
     while (asked := partition.page_size(len(values), size)) > 0:
-        page = jira.get(
-            path,
-            {
-                "username": part or ".",  # "." is Jira's "everyone"
-                "startAt": len(values),
-                "maxResults": asked,
-                "includeActive": "true",
-                "includeInactive": "true",
-            },
+        page = jira.search_users(
+            part or ".",  # "." is Jira's "everyone"
+            start_at=len(values),
+            max_results=asked,
         )
         requests += 1
-        page = _listing(page, path)
         values += page
         if not partition.more_after(got=len(page), asked=asked, total=len(values)):
             break

@@ -9,7 +9,9 @@
     │   ├── JiraRejected      Jira refused the request (400), or answered too much
     │   │   └── BadJiraUser   Jira's JSON for a user is not one we can store
     │   ├── StoreRejected     the database refused the data (a constraint, a bad value)
-    │   └── StaleSettings     a settings change based on a version someone replaced meanwhile
+    │   ├── StaleSettings     a settings change based on a version someone replaced meanwhile
+    │   └── Unwritable        a message cannot be framed for the broker (a content
+    │                         header over the frame size)
     ├── TransientError        may work later: retry with backoff, then dead-letter
     │   ├── JiraUnavailable   429, 5xx, timeouts, connection errors
     │   ├── StoreUnavailable  lost database connection, deadlock, serialization failure
@@ -58,6 +60,10 @@ class StoreRejected(PermanentError):
 
 
 class StaleSettings(PermanentError):
+    pass
+
+
+class Unwritable(PermanentError):
     pass
 
 

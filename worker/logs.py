@@ -32,6 +32,8 @@ from pydantic import SecretStr
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
+from worker.text import printable
+
 # Libraries that log a line per request or frame at INFO/DEBUG; ours say what matters.
 CHATTY = ("httpx", "httpcore", "yoyo", "amqp", "kombu", "pika")
 # pika logs every failed connection step at ERROR, then raises; the producers report what
@@ -175,18 +177,39 @@ def _utc_iso(record: logging.LogRecord) -> str:
 
 class TextFormatter(logging.Formatter):
     """The classic line, with the context appended as ``key=value`` (values with spaces
-    or quotes quoted), so grep finds a message id in either format."""
+    or quotes quoted), so grep finds a message id in either format.
+
+    A record is one line, whatever its message quotes: control characters in the
+    message are escaped (a newline in a value from outside cannot start a forged line,
+    an escape sequence cannot reach a terminal). A traceback follows on lines of its
+    own, each indented, so none can pass for a record either."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
+    def format(self, record: logging.LogRecord) -> str:
+        kept = record.exc_text, record.stack_info
+        record.exc_text, record.stack_info = map(_continued, kept)
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text, record.stack_info = kept
+
     def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
         line = super().formatMessage(record)
         fields: Mapping[str, object] = getattr(record, _CONTEXT_ATTR, {})
         if not fields:
             return line
         pairs = " ".join(f"{k}={_quoted(getattr(record, k, v))}" for k, v in fields.items())
         return f"{line} [{pairs}]"
+
+
+def _continued(text: str | None) -> str | None:
+    """Lines that follow a record's own: escaped, and indented."""
+    if not text:
+        return text
+    return "\n".join("  " + printable(line) for line in text.splitlines())
 
 
 def _quoted(value: object) -> str:

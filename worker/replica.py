@@ -60,17 +60,7 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
             health=health,
             database=store.ping,
         )
-    jira = JiraClient(
-        base_url=settings.jira_url,
-        username=settings.jira_username,
-        token=settings.jira_token.get_secret_value() if settings.jira_token else None,
-        flavor=settings.jira_flavor,
-        timeout=settings.jira_timeout,
-        deadline=settings.jira_deadline,
-        max_response_bytes=settings.jira_max_response_bytes,
-        verify=str(settings.jira_ca_bundle) if settings.jira_ca_bundle else True,
-        observe=metrics.jira_observer(),
-    )
+    jira = JiraClient.from_settings(settings, observe=metrics.jira_observer())
     try:
         health.beat("startup")
         with_retries("asset store", store.open, on_wait=lambda: health.beat("startup"))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
@@ -181,7 +181,7 @@ class Settings(BaseSettings):
         doc="larger Jira answers are refused (counted after decompression)",
         ge=64 * 1024,
     )
-    jira_ca_bundle: Path | None = setting(
+    jira_ca_bundle: FilePath | None = setting(
         None,
         group="Jira",
         doc="a CA bundle to check Jira's certificate against (default: the system's)",
@@ -348,10 +348,12 @@ class Settings(BaseSettings):
             raise ValueError("must be the Jira base URL, without a query or fragment")
         return value
 
-    @field_validator("health_file", "metrics_port", mode="before")
+    @field_validator("health_file", "metrics_port", "jira_username", "jira_token", mode="before")
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
-        return None if value == "" else value  # e.g. ASSETSYNC_HEALTH_FILE= turns it off
+        # ASSETSYNC_HEALTH_FILE= turns it off; an empty Jira username (a ConfigMap key left
+        # blank) means none, so the token is sent as a personal access token.
+        return None if value == "" else value
 
     @field_validator("folder")
     @classmethod

@@ -18,7 +18,14 @@ from typing import Any
 
 from schemas.topology import ATTEMPT_HEADER, DELAY_HEADER, ERROR_HEADER, Topology
 from worker import broker
-from worker.errors import BrokerLost, BrokerRefused, ConfigError, Unroutable
+from worker.errors import (
+    AssetSyncError,
+    BrokerLost,
+    BrokerRefused,
+    ConfigError,
+    Unroutable,
+    Unwritable,
+)
 from worker.handling import GiveUp
 from worker.logs import log_context
 from worker.metrics import Metrics
@@ -35,6 +42,7 @@ from worker.settle import (
     settle_refused,
     settle_unrecorded,
 )
+from worker.text import printable
 
 log = logging.getLogger("worker.consumer")
 
@@ -120,7 +128,7 @@ class Settler:
             headers = {
                 ATTEMPT_HEADER: decision.attempt,
                 DELAY_HEADER: self.topology.retry_key(decision.delay),
-                ERROR_HEADER: decision.reason[:1000],
+                ERROR_HEADER: printable(decision.reason, 1000),
             }
             refused = self._republish(message, self.topology.delay_exchange, headers)
             if refused is not None:
@@ -151,7 +159,7 @@ class Settler:
                 return
         log.warning("dead-lettering %s: %s", describe(message), decision.reason)
         refused = self._republish(
-            message, self.topology.dead_exchange, {ERROR_HEADER: decision.reason[:1000]}
+            message, self.topology.dead_exchange, {ERROR_HEADER: printable(decision.reason, 1000)}
         )
         if refused is not None:
             self._carry_out(queue, message, body, settle_refused(refused, wanted=decision), None)
@@ -162,21 +170,43 @@ class Settler:
         self, message: Any, exchange: str, headers: dict[str, Any]
     ) -> BrokerRefused | None:
         """Publish the copy and ack the delivery; or, if the broker refused the copy,
-        leave the delivery unacked and return the refusal."""
-        copy = broker.copy_of(message, exchange=exchange, headers=headers)
+        leave the delivery unacked and return the refusal. A copy that cannot be
+        written at all is not sent: the delivery is rejected, and RabbitMQ dead-letters
+        it as it came (this replica's log says why)."""
         try:
-            self.publisher.publish([copy])
-        except Unroutable as exc:
-            log.warning("%s; declaring the topology again", exc)
-            self.repair()
+            copy = broker.copy_of(message, exchange=exchange, headers=headers)
             try:
                 self.publisher.publish([copy])
-            except BrokerRefused as again:
-                return again
-        except BrokerRefused as exc:
-            return exc
+            except Unroutable as exc:
+                log.warning("%s; declaring the topology again", exc)
+                self.repair()
+                try:
+                    self.publisher.publish([copy])
+                except BrokerRefused as again:
+                    return again
+            except BrokerRefused as exc:
+                return exc
+        except Unwritable as exc:
+            self._reject(message, exc, headers)
+            return None
+        except AssetSyncError:
+            raise
+        except Exception as exc:  # py-amqp could not write the copy: never the loop
+            self._reject(message, exc, headers)
+            return None
         message.ack()
         return None
+
+    def _reject(self, message: Any, exc: Exception, headers: dict[str, Any]) -> None:
+        log.error(
+            "rejecting %s to the dead queue, as it came: a copy cannot be written (%s: %s);"
+            " why it was given up on: %s",
+            describe(message),
+            type(exc).__name__,
+            exc,
+            headers.get(ERROR_HEADER, "a retry"),
+        )
+        message.reject(requeue=False)
 
 
 def describe(message: Any) -> str:

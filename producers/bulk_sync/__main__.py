@@ -51,7 +51,7 @@ from producers.durations import parse_duration, short_duration
 from producers.publisher import Publisher, PublishError
 from producers.runs import Run, RunStore, StoreError
 from schemas.messages import BulkSyncRequested, utc_now
-from worker.cli import EXIT_FAILED, EXIT_OK, Parser, configure, fail
+from worker.cli import EXIT_FAILED, EXIT_OK, Parser, configure, fail, say
 
 PROG = "python -m producers.bulk_sync"
 # Message fields as the options that set them, for usage errors.
@@ -130,7 +130,7 @@ def request(argv: list[str]) -> int:
                 else:
                     publisher.publish(message)
             if not args.json:
-                print(f"run {message.request_id} requested", flush=True)
+                say(f"run {message.request_id} requested")
             if store is None or not waiting:
                 return EXIT_OK
             return wait_and_report(
@@ -150,9 +150,9 @@ def print_not_requested(run: Run, within: float, *, as_json: bool) -> None:
         ended = short_duration((now - (run.finished_at or run.started_at)).total_seconds())
         why = f"run {run.run_id} ended done {ended} ago, within {short_duration(within)}"
     if as_json:
-        print(json.dumps({"requested": False, "reason": why, "run": summary_json(run)}))
+        say(json.dumps({"requested": False, "reason": why, "run": summary_json(run)}))
     else:
-        print(f"not requested: {why}", flush=True)
+        say(f"not requested: {why}")
 
 
 def build_request(parser: Parser, args: argparse.Namespace) -> BulkSyncRequested:
@@ -204,7 +204,7 @@ def status(argv: list[str]) -> int:
         with RunStore(url=settings.database_url.get_secret_value()) as store:
             if args.run_id is None:
                 runs = store.recent()
-                print(json.dumps(runs_json(runs)) if args.json else runs_table(runs))
+                say(json.dumps(runs_json(runs)) if args.json else runs_table(runs))
                 return EXIT_OK
             run = store.get(args.run_id)
     except StoreError as exc:

@@ -12,7 +12,8 @@ from typing import TextIO
 from uuid import UUID
 
 from producers.runs import Run, RunStore
-from worker.cli import fail, one_line
+from worker.cli import fail, one_line, say
+from worker.text import printable
 
 PROG = "python -m producers.bulk_sync"
 POLL_SECONDS = 0.5
@@ -87,7 +88,7 @@ class Progress:
 
     def waiting(self) -> None:
         if self._stream is not None and not self._told_waiting:
-            print(WAITING, file=self._stream, flush=True)
+            say(WAITING, file=self._stream)
             self._told_waiting = True
 
     def update(self, run: Run) -> None:
@@ -101,12 +102,12 @@ class Progress:
             self._stream.flush()
             self._drawn = len(line)
         elif self._last_plain is None or now - self._last_plain >= PLAIN_PROGRESS_SECONDS:
-            print(progress_line(run, self._meter.rate()), file=self._stream, flush=True)
+            say(progress_line(run, self._meter.rate()), file=self._stream)
             self._last_plain = now
 
     def close(self) -> None:
         if self._stream is not None and self._drawn:
-            print(file=self._stream, flush=True)
+            say(file=self._stream)
             self._drawn = 0
 
 
@@ -193,7 +194,7 @@ def runs_table(runs: list[Run]) -> str:
         (
             str(r.run_id),
             r.state,
-            r.requested_by,
+            printable(r.requested_by, 60),  # from the request: anyone's text
             r.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             str(r.matched),
             str(r.done),
@@ -228,6 +229,6 @@ def runs_json(runs: list[Run]) -> list[dict[str, object]]:
 
 
 def report(run: Run, *, as_json: bool) -> None:
-    print(json.dumps(summary_json(run)) if as_json else summary_table(run), flush=True)
+    say(json.dumps(summary_json(run)) if as_json else summary_table(run))
     if run.state == "failed":
         fail(PROG, f"run failed: {one_line(run.error or 'no error was recorded')}")

@@ -38,7 +38,6 @@ from producers.dead_letters.letters import (
     describe,
     header_values,
     preview,
-    printable,
     replay_headers,
 )
 from producers.dead_letters.output import (
@@ -50,7 +49,8 @@ from producers.dead_letters.output import (
 )
 from producers.dead_letters.queue import HIGH_DELIVERY_COUNT, DeadQueue, DeadQueueError, Taken
 from schemas.messages import BULK_SYNC_REQUESTED
-from worker.cli import EXIT_OK, Parser, configure, fail
+from worker.cli import EXIT_OK, Parser, configure, fail, say
+from worker.text import printable
 
 PROG = "python -m producers.dead_letters"
 COMMANDS = ("list", "show", "replay", "purge")
@@ -130,7 +130,7 @@ def list_letters(queue: DeadQueue, chosen: Selection, *, limit: int, as_json: bo
     shown = [letter for letter in letters if chosen.matches(letter)]
     now = datetime.now(UTC)
     if as_json:
-        print(
+        say(
             json.dumps(
                 {
                     "queue": queue.topology.dead_queue,
@@ -141,7 +141,7 @@ def list_letters(queue: DeadQueue, chosen: Selection, *, limit: int, as_json: bo
             )
         )
     else:
-        print(listing_text(queue.topology.dead_queue, ready, letters, shown, limit, now))
+        say(listing_text(queue.topology.dead_queue, ready, letters, shown, limit, now))
     warn_about_delivery_counts(queue, letters)
     return EXIT_OK
 
@@ -167,9 +167,9 @@ def show_letter(queue: DeadQueue, wanted: str, *, limit: int, max_bytes: int, as
     properties = header_values(envelope.properties)
     if as_json:
         detail = {**letter_json(letter, now), "properties": properties, "headers": headers}
-        print(json.dumps({**detail, "body_preview": body, "body_truncated": cut}))
+        say(json.dumps({**detail, "body_preview": body, "body_truncated": cut}))
     else:
-        print(detail_text(letter, now, properties, headers, body, cut, max_bytes))
+        say(detail_text(letter, now, properties, headers, body, cut, max_bytes))
     return EXIT_OK
 
 
@@ -189,7 +189,7 @@ def act(
         queue.prepare_replay()
     verb = {"replay": "replayed", "purge": "purged"}[action]
     verb = f"would {action}" if dry_run else verb
-    say: Callable[[str], None] = (lambda line: None) if as_json else print
+    tell: Callable[[str], None] = (lambda line: None) if as_json else say
     done: list[Letter] = []
     kept: list[Letter] = []  # given back: not selected, not replayable, or a dry run
     skipped: list[Letter] = []
@@ -204,7 +204,7 @@ def act(
             if replaying and not letter.replayable:
                 skipped.append(letter)
                 kept.append(letter)
-                say(f"not replayed {letter.id}: {letter.reason} (purge it instead)")
+                tell(f"not replayed {letter.id}: {letter.reason} (purge it instead)")
                 continue
             if dry_run:
                 kept.append(letter)
@@ -213,15 +213,15 @@ def act(
                     queue.republish(taken, replay_headers(taken.envelope, letter.reason))
                 queue.remove(taken)
             done.append(letter)
-            say(f"{verb} {letter.id}  {letter.type}  {letter.identity}".rstrip())
+            tell(f"{verb} {letter.id}  {letter.type}  {letter.identity}".rstrip())
     finally:
         queue.release_all()
     if as_json:
-        print(json.dumps(action_json(action, dry_run, examined, done, skipped, len(kept))))
+        say(json.dumps(action_json(action, dry_run, examined, done, skipped, len(kept))))
     else:
-        print(summary_line(action, verb, done, skipped, len(kept), queue.topology.dead_queue))
+        say(summary_line(action, verb, done, skipped, len(kept), queue.topology.dead_queue))
     if replaying and not dry_run and any(d.type == BULK_SYNC_REQUESTED for d in done):
-        print(
+        say(
             f"{PROG}: note: a replayed bulk-sync-requested does not restart a run already"
             " marked failed; request a new run for that",
             file=sys.stderr,
@@ -235,7 +235,7 @@ def act(
 def warn_about_delivery_counts(queue: DeadQueue, given_back: Sequence[Letter]) -> None:
     worn = [d for d in given_back if (d.delivery_count or 0) + 1 >= HIGH_DELIVERY_COUNT]
     if worn and queue.server_version >= (4,):
-        print(
+        say(
             f"{PROG}: warning: {len(worn)} dead letter(s) have now been read and given back"
             f" {HIGH_DELIVERY_COUNT} times or more; RabbitMQ 4 drops a quorum-queue message"
             f" given back 20 times unless {queue.topology.dead_queue} has its delivery"

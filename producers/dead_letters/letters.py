@@ -19,6 +19,7 @@ from typing import Any
 
 from schemas.messages import BULK_SYNC_REQUESTED, MODELS, USER_LOGGED_IN, USER_SYNC
 from schemas.topology import ATTEMPT_HEADER, DELAY_HEADER, ERROR_HEADER, LEGACY_RETRY_HEADER
+from worker.text import printable
 
 REPLAYED_FROM_HEADER = "x-assetsync-replayed-from-reason"
 REPLAYS_HEADER = "x-assetsync-replays"
@@ -50,12 +51,16 @@ class Envelope:
     """One delivery from the dead queue, as the broker handed it over.
 
     :param properties: the AMQP basic properties that were set, by name, except headers.
+    :param problems: what of its content header could not be read as sent (the values
+        in question are replaced by strings saying what they were:
+        ``worker.content_header``).
     """
 
     routing_key: str
     body: bytes
     headers: Mapping[str, Any] = field(default_factory=dict)
     properties: Mapping[str, Any] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,18 +107,28 @@ def letter_id(envelope: Envelope) -> str:
 
 def reason_of(envelope: Envelope) -> str:
     """Why it is dead: the worker's header, or RabbitMQ's own record, or the fact that no
-    queue takes its type (the main exchange's alternate exchange sent it here)."""
+    queue takes its type (the main exchange's alternate exchange sent it here); and what
+    of its content header could not be read, if anything."""
+    reason = _recorded_reason(envelope)
+    if envelope.problems and ERROR_HEADER not in envelope.headers:
+        reason += "; its AMQP header could not be read: " + "; ".join(envelope.problems)
+    return printable(reason, MAX_SHOWN)
+
+
+def _recorded_reason(envelope: Envelope) -> str:
     headers = envelope.headers
     error = headers.get(ERROR_HEADER)
     if error is not None:
-        return printable(_text(error), MAX_SHOWN)
+        return _text(error)
     deaths = headers.get("x-death")
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
         last = deaths[0]  # RabbitMQ keeps the most recent death first
         why, queue = _text(last.get("reason", "?")), _text(last.get("queue", "?"))
-        return printable(f"RabbitMQ dead-lettered it from {queue}: {why}", MAX_SHOWN)
+        if why == "rejected":  # workers reject only what they cannot copy
+            return f"rejected from {queue} by a worker that could not copy it (its log says why)"
+        return f"RabbitMQ dead-lettered it from {queue}: {why}"
     if envelope.routing_key not in MODELS:
-        return printable(f"no queue takes type {envelope.routing_key!r}", MAX_SHOWN)
+        return f"no queue takes type {envelope.routing_key!r}"
     return "no reason recorded"
 
 
@@ -200,22 +215,6 @@ class Selection:
 
 
 # ------------------------------------------------------------------------- showing
-
-
-def printable(text: str, limit: int) -> str:
-    """``text`` safe for a terminal and a log line: control and other non-printing
-    characters escaped (no escape sequence reaches the screen), cut to ``limit``."""
-    shown = "".join(c if c.isprintable() else _escape(c) for c in text[: limit + 1])
-    if len(text) <= limit and len(shown) <= limit:
-        return shown
-    return shown[: max(0, limit - 1)] + "…"
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def preview(body: bytes, limit: int) -> tuple[str, bool]:

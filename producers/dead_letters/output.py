@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from producers.dead_letters.letters import Letter, printable
+from producers.dead_letters.letters import Letter
 from producers.durations import short_duration
+from worker.text import printable
 
 REASON_COLUMN = 60
 

@@ -30,6 +30,7 @@ import pika.exceptions
 from producers.dead_letters.letters import Envelope
 from producers.publisher import declare
 from schemas.topology import Topology
+from worker import content_header
 from worker.cli import one_line
 
 # Kept on a replayed copy. Not user_id (RabbitMQ checks it against the connection's
@@ -70,6 +71,7 @@ class DeadQueue:
 
     def __init__(self, *, url: str, topology: Topology, timeout: float = 10.0) -> None:
         self.topology = topology
+        content_header.install_pika()  # a dead letter may be any bytes
         params = pika.URLParameters(url)
         params.socket_timeout = timeout
         params.stack_timeout = timeout
@@ -174,11 +176,14 @@ class DeadQueue:
 
 def _envelope(routing_key: str, props: pika.BasicProperties, body: bytes) -> Envelope:
     values = {name: getattr(props, name, None) for name in READ_PROPERTIES}
+    if isinstance(routing_key, bytes):  # not UTF-8: pika hands the bytes over
+        routing_key = routing_key.decode(errors="backslashreplace")
     return Envelope(
         routing_key=routing_key,
         body=body,
         headers=dict(props.headers or {}),
         properties={k: v for k, v in values.items() if v is not None},
+        problems=tuple(getattr(props, "problems", ())),
     )
 
 

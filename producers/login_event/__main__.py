@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from producers.publisher import Publisher, PublishError, publish_user_logged_in
-from worker.cli import EXIT_OK, Parser, configure, fail
+from worker.cli import EXIT_OK, Parser, configure, fail, say
 
 PROG = "python -m producers.login_event"
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     except PublishError as exc:
         return fail(PROG, str(exc))
-    print(f"published user-logged-in {event.event_id}")
+    say(f"published user-logged-in {event.event_id}")
     return EXIT_OK
 
 

@@ -21,6 +21,8 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from worker import files
+
 log = logging.getLogger(__name__)
 
 HEAD_BYTES = 1024
@@ -311,10 +313,6 @@ def load_position(path: Path) -> Position | None:
 
 
 def save_position(path: Path, position: Position) -> None:
-    """Write atomically: a crash leaves the old position or the new one, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(position.to_json())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write atomically: a crash leaves the old position or the new one, never half, and
+    a symlink planted beside it is never written through (``worker.files``)."""
+    files.write_atomically(path, position.to_json().encode())

@@ -6,8 +6,8 @@ Without a command: the webhook receiver. It takes Jira's admin webhooks for
 answering 2xx only once RabbitMQ confirmed it. ``register`` creates or updates the
 webhook in Jira (found by name), ``unregister`` deletes it, ``status`` shows it.
 
-Exit codes: 0 done, 1 failed (Jira or RabbitMQ refused), 2 usage error, 78 settings
-that cannot work (the receiver does not start).
+Exit codes: 0 done, 1 failed (Jira or RabbitMQ failed or refused), 2 usage error, 78
+settings or credentials that cannot work (the receiver does not start).
 """
 
 from __future__ import annotations
@@ -16,13 +16,26 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from producers.publisher import Publisher
 from producers.webhooks.app import WEBHOOK_PATH, Receiver
 from producers.webhooks.publishing import Publishers
-from producers.webhooks.registration import JiraWebhooks, RegistrationError, Webhook
-from worker.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Parser, configure, fail, one_line
+from producers.webhooks.registration import Registration, complete
+from worker.cli import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Parser,
+    configure,
+    fail,
+    one_line,
+    say,
+)
+from worker.errors import AssetSyncError, ConfigError
+from worker.jira import JiraClient, Webhook
 from worker.settings import Settings
 
 PROG = "python -m producers.jira_webhooks"
@@ -138,60 +151,59 @@ def _listen(host: str, port: int) -> socket.socket:
 def register(settings: Settings, *, name: str, url: str) -> int:
     target = _receiver_url(url)
     if target is None:
-        return fail(PROG, f"--url {url!r} is not an http(s) URL", 2)
+        return fail(PROG, f"--url {url!r} is not an http(s) URL", EXIT_USAGE)
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     if secret is None and not settings.webhook_insecure:
-        return fail(PROG, NO_SECRET)
-    try:
-        with _jira(settings) as jira:
-            action, hook = jira.register(name=name, url=target, secret=secret)
-    except (RegistrationError, _NoJira) as exc:
-        return fail(PROG, str(exc))
-    signed = "signed with ASSETSYNC_WEBHOOK_SECRET" if secret else "UNSIGNED"
-    print(f"{action} webhook {_describe(hook)}, {signed}")
-    return EXIT_OK
+        return fail(PROG, NO_SECRET, EXIT_CONFIG)
+
+    def write(webhooks: Registration) -> int:
+        action, hook = webhooks.register(name=name, url=target, secret=secret)
+        signed = "signed with ASSETSYNC_WEBHOOK_SECRET" if secret else "UNSIGNED"
+        say(f"{action} webhook {_describe(hook)}, {signed}")
+        return EXIT_OK
+
+    return _in_jira(settings, write)
 
 
 def unregister(settings: Settings, *, name: str) -> int:
-    try:
-        with _jira(settings) as jira:
-            deleted = jira.unregister(name)
-    except (RegistrationError, _NoJira) as exc:
-        return fail(PROG, str(exc))
-    if not deleted:
-        print(f"no webhook named {name!r} in Jira; nothing to delete")
-    for hook in deleted:
-        print(f"deleted webhook {_describe(hook)}")
-    return EXIT_OK
+    def delete(webhooks: Registration) -> int:
+        deleted = webhooks.unregister(name)
+        if not deleted:
+            say(f"no webhook named {name!r} in Jira; nothing to delete")
+        for hook in deleted:
+            say(f"deleted webhook {_describe(hook)}")
+        return EXIT_OK
+
+    return _in_jira(settings, delete)
 
 
 def status(settings: Settings, *, name: str) -> int:
+    def show(webhooks: Registration) -> int:
+        hook = webhooks.find(name)
+        if hook is None:
+            return fail(PROG, f"no webhook named {name!r} in Jira (run `register --url URL`)")
+        say(_describe(hook))
+        if not complete(hook):
+            return fail(PROG, "the webhook is disabled or lacks user events: run `register` again")
+        return EXIT_OK
+
+    return _in_jira(settings, show)
+
+
+def _in_jira(settings: Settings, act: Callable[[Registration], int]) -> int:
+    """``act`` on the webhooks in Jira; an error is one line: 78 when the settings or
+    credentials cannot work, 1 when Jira failed or refused."""
+    if settings.jira_token is None:
+        return fail(
+            PROG, "set ASSETSYNC_JIRA_URL and ASSETSYNC_JIRA_TOKEN (and the username)", EXIT_CONFIG
+        )
     try:
-        with _jira(settings) as jira:
-            hook = jira.find(name)
-    except (RegistrationError, _NoJira) as exc:
-        return fail(PROG, str(exc))
-    if hook is None:
-        return fail(PROG, f"no webhook named {name!r} in Jira (run `register --url URL`)")
-    print(_describe(hook))
-    if not hook.complete:
-        return fail(PROG, "the webhook is disabled or lacks user events: run `register` again")
-    return EXIT_OK
-
-
-class _NoJira(Exception):
-    pass
-
-
-def _jira(settings: Settings) -> JiraWebhooks:
-    if not settings.jira_url or settings.jira_token is None:
-        raise _NoJira("set ASSETSYNC_JIRA_URL and ASSETSYNC_JIRA_TOKEN (and the username)")
-    return JiraWebhooks(
-        base_url=settings.jira_url,
-        username=settings.jira_username,
-        token=settings.jira_token.get_secret_value(),
-        timeout=settings.jira_timeout,
-    )
+        with JiraClient.from_settings(settings) as jira:
+            return act(Registration(jira=jira))
+    except ConfigError as exc:
+        return fail(PROG, one_line(exc), EXIT_CONFIG)
+    except AssetSyncError as exc:
+        return fail(PROG, one_line(exc))
 
 
 def _receiver_url(url: str) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import reprlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,18 +21,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.messages import UserChanged
+from worker.text import printable
 
 SIGNATURE_HEADER = "x-hub-signature"
 DELIVERY_HEADER = "x-atlassian-webhook-identifier"
 EVENTS = {"user_created": "created", "user_updated": "updated", "user_deleted": "deleted"}
 # Cloud accounts that are not people: bulk runs skip them too.
 SKIPPED_ACCOUNT_TYPES = frozenset({"app", "customer"})
+TEXT_FIELDS = ("accountType", "accountId", "key", "name")
 MAX_DELIVERY_ID = 255
 # Delivery ids name events across receiver replicas: the same id gives the same event_id.
 _EVENT_NAMESPACE = uuid.UUID("6f1d3c52-93a8-4c57-b2f4-8e0d5a7c9b14")
 # Jira's timestamp is trusted only inside this window; anything else is a bad clock.
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _CLOCK_SKEW = timedelta(days=1)
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 2, 60, 60, 4, 4
 
 
 class BadDelivery(ValueError):
@@ -93,6 +98,9 @@ def parse(body: bytes, *, delivery: str | None, received_at: datetime) -> UserCh
     user = data.get("user")
     if not isinstance(user, dict):
         raise BadDelivery(f"{event} without a user object")
+    for field in TEXT_FIELDS:  # Jira sends each as text, or leaves it out
+        if user.get(field) is not None and not isinstance(user[field], str):
+            raise BadDelivery(f"user.{field} is not a string: {_short(user[field])}")
     if user.get("accountType") in SKIPPED_ACCOUNT_TYPES:
         return Skipped(f"{user['accountType']} account {_short(user.get('accountId'))}")
     identity = _identity(user)
@@ -110,7 +118,9 @@ def parse(body: bytes, *, delivery: str | None, received_at: datetime) -> UserCh
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "user"
-        raise BadDelivery(f"unusable user identity: {where}: {first['msg']}") from None
+        raise BadDelivery(
+            f"unusable user identity: {where}: {printable(first['msg'], 200)}"
+        ) from None
 
 
 def _identity(user: dict[str, Any]) -> dict[str, str]:
@@ -138,6 +148,6 @@ def _occurred_at(timestamp: Any, received_at: datetime) -> datetime:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    """A value from the request, quoted and cut, fit for a one-line reason."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """A value from the request, quoted and cut, fit for a one-line reason (however
+    large or deeply nested it is: ``reprlib`` stops early)."""
+    return printable(_REPR.repr(value), limit)

@@ -432,6 +432,24 @@ def test_status_of_an_unknown_run_exits_1_with_one_line(cli):
     assert done.stderr.splitlines() == [f"{PROG}: no run {unknown}"]
 
 
+def test_status_shows_what_a_request_said_escaped_never_raw(cli, worker):
+    """Seen: ``requested_by`` comes from any unsigned request, and status printed it raw:
+    a title change, a cleared screen and a forged row reached the operator's terminal."""
+    forged = "eve\x1b]0;pwned\x07\x1b[2J\nrun 00000000-0000-0000-0000-000000000000  done"
+    run_id = worker.start(_request(by=forged))
+    worker.finish(run_id, state="failed", error="Jira says\x1b[31m no\nFORGED: ok")
+
+    listed = cli.run("status")
+    shown = cli.run("status", run_id)
+
+    for done in (listed, shown):
+        out = done.stdout + done.stderr
+        assert not any(c in out for c in "\x1b\x07\r"), out
+    _header, row = listed.stdout.splitlines()  # one run, one row
+    assert row.split()[:3] == [run_id, "failed", "eve\\x1b]0;pwned\\x07\\x1b[2J\\nrun"]
+    assert shown.stderr.splitlines() == [f"{PROG}: run failed: Jira says\\x1b[31m no FORGED: ok"]
+
+
 def _request(*, by: str = "admin@box", dry_run: bool = False) -> dict[str, Any]:
     return {
         "request_id": str(uuid.uuid4()),

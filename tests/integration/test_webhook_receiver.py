@@ -201,6 +201,30 @@ def test_unusable_bodies_get_400_with_one_line_and_publish_nothing(receiver, bro
     assert published(broker) == []
 
 
+@pytest.mark.parametrize(
+    "user",
+    [
+        {"accountType": [], "accountId": "x"},
+        {"accountType": "atlassian", "accountId": json.loads("[" * 900 + "]" * 900)},
+        {"key": {"\n2026-01-01 00:00:00,000 CRITICAL FORGED": 1}, "name": "jdoe"},
+    ],
+    ids=["accountType a list", "accountId nested 900 deep", "key an object"],
+)
+def test_a_user_of_any_other_shape_gets_400_and_one_log_line(receiver, broker, user):
+    """Seen: ``accountType`` as a list answered 500 with a traceback (unhashable type)."""
+    before = receiver.log().splitlines()
+
+    answer = receiver.post(json.dumps({"webhookEvent": "user_updated", "user": user}).encode())
+
+    assert answer.status_code == 400
+    assert answer.text.startswith("user.account") or answer.text.startswith("user.key")
+    assert "is not a string" in answer.text
+    added = wait_for(lambda: receiver.log().splitlines()[len(before) :], what="its log line")
+    assert len(added) == 1 and "answered 400" in added[0], added
+    assert published(broker) == []
+    assert receiver.post(dc_event("user_updated")).status_code == 200  # still serving
+
+
 def test_a_body_over_the_limit_gets_413(start_receiver, broker):
     receiver = start_receiver(ASSETSYNC_WEBHOOK_MAX_BYTES="2048")
     event = dc_event("user_updated")

@@ -3,11 +3,16 @@ and the fake Jira's own signed deliveries reaching the queue through the receive
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import ssl
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -105,20 +110,21 @@ def test_a_non_administrator_gets_one_clear_line(jira):
 
     done = cli("register", "--url", PUBLIC_URL, jira=jira)
 
-    assert done.returncode == 1
+    assert done.returncode == 78
     assert done.stderr.strip() == (
-        f"{PROG}: Jira says this account may not manage webhooks (403): it needs the Jira"
-        " administrator global permission"
+        f"{PROG}: Jira answered 403 to /rest/webhooks/1.0/webhook: check"
+        " ASSETSYNC_JIRA_USERNAME/ASSETSYNC_JIRA_TOKEN and that the account may manage"
+        " webhooks (the Jira administrators global permission)"
     )
 
 
 def test_wrong_credentials_get_one_clear_line(jira):
     done = cli("status", jira=jira, ASSETSYNC_JIRA_TOKEN="wrong")
 
-    assert done.returncode == 1
-    assert done.stderr.strip() == (
-        f"{PROG}: Jira refused the credentials (401): check ASSETSYNC_JIRA_USERNAME and"
-        " ASSETSYNC_JIRA_TOKEN"
+    assert done.returncode == 78
+    assert done.stderr.strip().startswith(
+        f"{PROG}: Jira answered 401 to /rest/webhooks/1.0/webhook: check"
+        " ASSETSYNC_JIRA_USERNAME/ASSETSYNC_JIRA_TOKEN"
     )
 
 
@@ -128,7 +134,7 @@ def test_register_refuses_an_unsigned_webhook_unless_insecure(jira):
         "register", "--url", PUBLIC_URL, jira=jira, secret=None, ASSETSYNC_WEBHOOK_INSECURE="true"
     )
 
-    assert refused.returncode == 1 and "ASSETSYNC_WEBHOOK_SECRET is not set" in refused.stderr
+    assert refused.returncode == 78 and "ASSETSYNC_WEBHOOK_SECRET is not set" in refused.stderr
     assert allowed.returncode == 0 and allowed.stdout.strip().endswith("UNSIGNED")
     assert [h["secret"] for h in jira.webhooks.hooks()] == [None]
 
@@ -137,7 +143,7 @@ def test_unreachable_jira_gets_one_clear_line(jira):
     done = cli("status", jira=jira, ASSETSYNC_JIRA_URL="http://127.0.0.1:1")
 
     assert done.returncode == 1
-    assert done.stderr.startswith(f"{PROG}: cannot reach Jira at http://127.0.0.1:1 (")
+    assert done.stderr.startswith(f"{PROG}: cannot reach Jira: ")
     assert len(done.stderr.strip().splitlines()) == 1
 
 
@@ -213,3 +219,79 @@ def test_the_demo_jiras_directory_changes_reach_the_queue(broker, receiver):
     got = [json.loads(b) for b, _ in broker.drain(broker.topology.login_queue)]
     assert [m["change"] for m in got] == ["updated", "updated"]
     assert len({m["user_key"] for m in got}) == 2
+
+
+@pytest.fixture
+def https_jira(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A Jira with no webhooks over HTTPS, its certificate self-signed: (URL, CA file)."""
+    cert, key = tmp_path / "jira.pem", tmp_path / "jira.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"[]")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_registration_checks_jiras_certificate_against_the_configured_ca_bundle(https_jira):
+    # 0.2.0's registration had a Jira client of its own that ignored the CA bundle.
+    url, ca_bundle = https_jira
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSYNC_")}
+    env.update(
+        ASSETSYNC_JIRA_URL=url, ASSETSYNC_JIRA_TOKEN="secret", ASSETSYNC_JIRA_FLAVOR="datacenter"
+    )
+
+    def status(**more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "producers.jira_webhooks", "status"],
+            cwd=ROOT,
+            env={**env, **more},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    untrusted, trusted = status(), status(ASSETSYNC_JIRA_CA_BUNDLE=str(ca_bundle))
+
+    assert untrusted.returncode == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    assert trusted.returncode == 1  # it got an answer: no webhook of that name
+    assert trusted.stderr.strip() == (
+        f"{PROG}: no webhook named 'assetsync users' in Jira (run `register --url URL`)"
+    )

@@ -164,8 +164,23 @@ def test_login_with_two_identifiers_is_refused() -> None:
 
 
 def test_misspelt_field_is_refused_not_ignored() -> None:
-    with pytest.raises(InvalidMessage, match=r"schema violation: .*userName: Extra inputs"):
+    with pytest.raises(InvalidMessage, match=r"schema violation: .*'userName': Extra inputs"):
         decode_login(login(userName="jdoe"))
+
+
+def test_a_key_from_the_sender_is_quoted_and_escaped_in_the_reason() -> None:
+    """Seen: an unknown key holding a newline and an ANSI escape forged a log line
+    (and a line of the dead-letter header) through the schema error's text."""
+    key = "x\n2026-01-01 00:00:00,000 CRITICAL worker: FORGED\x1b[2J"
+    with pytest.raises(InvalidMessage) as caught:
+        decode_login(login(**{key: 1}))
+
+    reason = str(caught.value)
+    assert reason.endswith(
+        "'x\\n2026-01-01 00:00:00,000 CRITICAL worker: FORGED\\x1b[2J': Extra inputs are not"
+        " permitted"
+    )
+    assert reason.isprintable()
 
 
 def test_time_without_timezone_is_refused() -> None:

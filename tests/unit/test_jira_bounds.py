@@ -107,7 +107,7 @@ def test_an_answer_declared_too_large_is_refused_unread(hostile, client):
 
     jira = client(hostile(huge), max_response_bytes=1024 * 1024)
     with pytest.raises(JiraRejected, match="over the limit of 1048576"):
-        jira.get("/rest/api/2/user/list")
+        jira.user_list(cursor=None, max_results=1000)
 
 
 def test_an_answer_that_grows_too_large_unannounced_is_cut(hostile, client):
@@ -121,7 +121,7 @@ def test_an_answer_that_grows_too_large_unannounced_is_cut(hostile, client):
 
     jira = client(hostile(endless), max_response_bytes=1024 * 1024)
     with pytest.raises(JiraRejected, match="over the limit of 1048576 bytes"):
-        jira.get("/rest/api/2/user/list")
+        jira.user_list(cursor=None, max_results=1000)
 
 
 def test_json_nested_too_deeply_is_not_an_internal_error(hostile, client):
@@ -132,7 +132,7 @@ def test_json_nested_too_deeply_is_not_an_internal_error(hostile, client):
 
     jira = client(hostile(reply))
     with pytest.raises(JiraUnavailable, match="non-JSON"):
-        jira.get("/rest/api/2/user/list")
+        jira.user_list(cursor=None, max_results=1000)
 
 
 @pytest.mark.parametrize(

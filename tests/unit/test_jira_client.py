@@ -267,3 +267,84 @@ def test_wrong_jira_url_is_a_configuration_error(connect: Any) -> None:
 
     with pytest.raises(ConfigError):
         client.check()
+
+
+# ------------------------------------------------- the receiver's webhooks, same client
+
+
+def settings_client(
+    monkeypatch: pytest.MonkeyPatch, handler: Handler, **env: str
+) -> tuple[JiraClient, FakeJira]:
+    from worker.settings import load_settings
+
+    for name, value in {
+        "ASSETSYNC_JIRA_URL": BASE,
+        "ASSETSYNC_JIRA_FLAVOR": "datacenter",
+        **env,
+    }.items():
+        monkeypatch.setenv(name, value)
+    fake = FakeJira(handler)
+    client = JiraClient.from_settings(load_settings(), transport=httpx.MockTransport(fake))
+    return client, fake
+
+
+@pytest.mark.parametrize(
+    ("username", "expected"),
+    [("", "Bearer pat-123"), ("admin", "Basic " + base64.b64encode(b"admin:pat-123").decode())],
+)
+def test_webhook_requests_authenticate_as_user_requests_do(monkeypatch, username, expected):
+    # 0.2.0's registration sent Bearer for an empty username and the worker Basic.
+    def handle(request: httpx.Request) -> httpx.Response:
+        return (
+            httpx.Response(200, json=[]) if "webhooks" in request.url.path else httpx.Response(404)
+        )
+
+    client, fake = settings_client(
+        monkeypatch,
+        handle,
+        ASSETSYNC_JIRA_USERNAME=username,
+        ASSETSYNC_JIRA_TOKEN="pat-123",
+    )
+
+    assert client.webhooks() == []
+    with pytest.raises(UserNotFound):
+        client.fetch_user(JDOE)
+
+    assert {r.headers["authorization"] for r in fake.requests} == {expected}
+    assert [r.url.path for r in fake.requests] == ["/rest/webhooks/1.0/webhook", "/rest/api/2/user"]
+
+
+def test_webhook_answers_are_bounded_like_every_jira_answer(monkeypatch):
+    hooks = [
+        {"name": f"hook {i}", "self": f"{BASE}/rest/webhooks/1.0/webhook/{i}"} for i in range(5000)
+    ]
+    client, _ = settings_client(
+        monkeypatch, answer(200, json=hooks), ASSETSYNC_JIRA_MAX_RESPONSE_BYTES=str(64 * 1024)
+    )
+
+    with pytest.raises(JiraRejected, match="over the limit of 65536"):
+        client.webhooks()
+
+
+def test_webhook_errors_are_classified_by_status_never_by_jiras_localized_text(connect):
+    localized = {"errorMessages": ["Le webhook n'est pas valide"], "errors": {"url": "invalide"}}
+    client, _ = connect(answer(400, json=localized))
+
+    with pytest.raises(JiraRejected) as caught:
+        client.create_webhook({"name": "assetsync users"})
+
+    assert str(caught.value) == "Jira answered 400 to POST /rest/webhooks/1.0/webhook"
+
+
+def test_a_jira_without_the_webhook_resource_is_a_configuration_error(connect):
+    client, _ = connect(answer(404))
+
+    with pytest.raises(ConfigError, match=r"no webhook REST resource at .*is ASSETSYNC_JIRA_URL"):
+        client.webhooks()
+
+
+def test_a_non_administrator_managing_webhooks_is_told_what_the_account_lacks(connect):
+    client, _ = connect(answer(403))
+
+    with pytest.raises(JiraAuthError, match=r"may manage webhooks \(the Jira administrators"):
+        client.webhooks()

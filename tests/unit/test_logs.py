@@ -240,3 +240,35 @@ def test_a_bad_format_call_still_logs_a_line(capture):
 
     [line] = json_lines(out)
     assert line["message"] == "'%d users' (could not format with 1 args)"
+
+
+# ------------------------------------------------------------------------ forgery
+
+FORGED = "\n2026-01-01 00:00:00,000 CRITICAL worker: FORGED\x1b[2J\r"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_no_value_from_outside_starts_a_line_or_reaches_the_terminal(capture, log_format):
+    """Whatever a message, an exception text or a context value holds, each record
+    starts one line of its own and nothing but it; no escape sequence is written."""
+    buffer = capture(log_format=log_format)
+    with log_context(message_id="m" + FORGED):
+        log.warning("dead-lettering %s: %s", "'user-logged-in'", "schema violation" + FORGED)
+        try:
+            raise ValueError("bad" + FORGED)
+        except ValueError:
+            log.exception("failed on %s", "x" + FORGED)
+
+    lines = buffer.getvalue().splitlines()
+    assert "\x1b" not in buffer.getvalue() and "\r" not in buffer.getvalue()
+    assert not any(line.startswith("2026-01-01") for line in lines)
+    if log_format == "json":
+        assert len(lines) == 2 and all(json.loads(line) for line in lines)
+    else:
+        starts = [line for line in lines if not line.startswith("  ")]
+        assert len(starts) == 2, lines  # the traceback's lines are all indented
+        assert (
+            "schema violation\\n2026-01-01 00:00:00,000 CRITICAL worker: FORGED\\x1b[2J\\r"
+            in (starts[0])
+        )
+        assert "  ValueError: bad" in lines

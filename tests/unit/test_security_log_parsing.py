@@ -224,3 +224,45 @@ def test_the_saved_position_survives_as_json(tmp_path: Path) -> None:
 
     assert load_position(tmp_path / "state") == chunk.position
     assert load_position(tmp_path / "none") is None
+
+
+def test_a_symlink_planted_beside_the_state_file_is_never_written_through(
+    tmp_path: Path,
+) -> None:
+    """Seen: the state went through ``<state>.tmp`` with a plain open, so whoever could
+    write the state directory could make the source overwrite any file it may write."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    state = tmp_path / "state"
+    (tmp_path / "state.tmp").symlink_to(victim)
+    log = tmp_path / "x.log"
+    write(log, b"a\n", "wb")
+    position = Follower(path=log, start=None, from_start=True).read().position
+    assert position is not None
+
+    save_position(state, position)
+    state.unlink()
+    state.symlink_to(victim)  # and one planted at the state file itself
+    save_position(state, position)
+
+    assert victim.read_bytes() == b"precious"
+    assert not state.is_symlink() and load_position(state) == position
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state", "state.tmp", "victim", "x.log"]
+    assert oct(state.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_health_file_is_not_touched_through_a_symlink(tmp_path: Path) -> None:
+    from worker import files
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"")
+    os.utime(victim, (0, 0))
+    planted = tmp_path / "assetsync-worker.alive"
+    planted.symlink_to(victim)
+
+    with pytest.raises(OSError):
+        files.touch(planted)
+    files.touch(tmp_path / "fresh")
+
+    assert victim.stat().st_mtime == 0
+    assert (tmp_path / "fresh").exists()

@@ -137,3 +137,39 @@ def test_recent_deliveries_forget_the_oldest_and_the_expired() -> None:
     assert ("a" in recent, "b" in recent, "c" in recent) == (False, True, True)
     now[0] = 61.0
     assert "c" not in recent and len(recent) == 0
+
+
+# ------------------------------------------------------------ any shape of JSON
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from producers.webhooks.payload import EVENTS  # noqa: E402
+from schemas.messages import UserChanged  # noqa: E402
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+USER_FIELDS = ("accountType", "accountId", "key", "name", "displayName", "emailAddress")
+USERS = st.dictionaries(st.sampled_from(USER_FIELDS) | st.text(max_size=8), JSON, max_size=6)
+EVENT_NAMES = st.sampled_from([*EVENTS, "jira:issue_updated"]) | JSON
+BODIES = st.fixed_dictionaries(
+    {"webhookEvent": EVENT_NAMES, "user": USERS | JSON},
+    optional={"timestamp": JSON | st.integers(), "extra": JSON},
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=BODIES | JSON)
+def test_any_json_is_a_message_a_skip_or_one_line_of_refusal(data: object) -> None:
+    """Whatever JSON a signed delivery holds, the receiver answers 2xx or 400 with one
+    line: ``parse`` returns or raises ``BadDelivery``, nothing else."""
+    try:
+        outcome = parse(json.dumps(data).encode(), delivery=None, received_at=NOW)
+    except BadDelivery as exc:
+        reason = str(exc)
+        assert reason and reason.isprintable() and len(reason) < 400
+    else:
+        assert isinstance(outcome, UserChanged | Skipped)
