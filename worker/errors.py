@@ -23,6 +23,7 @@
     │                         loop reconnects and the broker redelivers what is unacked
     ├── ConfigError           the deployment is wrong: stop the worker with one clear line
     │   └── JiraAuthError     Jira answered 401/403 to our credentials
+    │       └── JiraCaptcha   ...without checking them: Jira wants a CAPTCHA answered first
     └── Interrupted           the replica is shutting down: put the message back
 
 Adapters (``jira.py``, ``store.py``) translate ``httpx`` and ``psycopg`` errors into these,
@@ -111,6 +112,10 @@ class ConfigError(AssetSyncError):
 
 
 class JiraAuthError(ConfigError):
+    pass
+
+
+class JiraCaptcha(JiraAuthError):
     pass
 
 

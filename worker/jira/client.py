@@ -8,7 +8,6 @@ imports httpx. Timeouts, an overall deadline and a size limit bound every reques
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 
 from schemas.messages import JiraUser
+from worker.decoding import parse_json
 from worker.errors import ConfigError, InvalidMessage, JiraRejected, JiraUnavailable, UserNotFound
 from worker.jira import answers
 from worker.jira.answers import Flavor, Webhook
@@ -185,6 +185,36 @@ class JiraClient:
         who = me.get("name") or me.get("emailAddress") or me.get("accountId") or "?"
         return f"Jira {self.flavor} at {self._http.base_url} as {who}"
 
+    # -- who signs in -------------------------------------------------------------------
+
+    def myself(self) -> dict[str, Any]:
+        """The account this client signs in as (``/myself``).
+
+        :raises JiraCaptcha: Jira wants a CAPTCHA answered before it checks the password.
+        :raises JiraAuthError: Jira refused the credentials.
+        """
+        path = f"{self._api}/myself"
+        me = self._get(path)
+        if not isinstance(me, dict):
+            raise JiraUnavailable(f"Jira sent {type(me).__name__} for {path}")
+        return me
+
+    def may_administer(self) -> bool:
+        """Whether the account this client signs in as holds Jira's global ADMINISTER
+        permission (``/mypermissions`` answers for the caller: ask as the person)."""
+        answer = self._get(f"{self._api}/mypermissions", {"permissions": "ADMINISTER"})
+        found = (
+            answer.get("permissions", {}).get("ADMINISTER") if isinstance(answer, dict) else None
+        )
+        return isinstance(found, dict) and found.get("havePermission") is True
+
+    def group_exists(self, name: str) -> bool:
+        try:
+            self.group_members(name, start_at=0, max_results=1)
+        except UserNotFound:
+            return False
+        return True
+
     # -- users ---------------------------------------------------------------------------
 
     def fetch_user(self, ref: UserRef, *, with_groups: bool = False) -> JiraUser:
@@ -330,7 +360,7 @@ class JiraClient:
         if not content and method != "GET":
             return None
         try:
-            return json.loads(content)
+            return parse_json(content)
         except (ValueError, RecursionError) as exc:
             raise JiraUnavailable(f"Jira sent a non-JSON answer for {what}") from exc
 
