@@ -4,6 +4,8 @@ Each delivery ends in exactly one of the ways ``worker.settle`` decides, and onl
 the database transaction (or the broker-confirmed republish) it depends on has finished:
 
 * handled: ack (a batch: one ``multiple`` ack after its transaction commits);
+* the asset store down (a failover, read-only): held, unacked, and handled again once
+  the store takes writes, no retry spent (``worker.outages``);
 * transient failure: republished to one delay queue with the attempt count, then ack;
   after the last delay it is given up on like a permanent failure;
 * permanent failure or invalid message: republished to ``<prefix>.dead`` with the reason

@@ -5,12 +5,15 @@ out again once the database takes writes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from tests.integration.test_login_sync import login_body
+from tests.support import asset_of, wait_for
 from worker.errors import StoreDown
 from worker.store import Store
 
@@ -97,3 +100,24 @@ def test_a_session_that_met_a_read_only_error_is_dropped_from_the_pool(database,
         conn.execute("SET LOCAL transaction_read_only = on")
         conn.execute("INSERT INTO folders (name) VALUES (gen_random_uuid()::text)")
     assert write(store) != first  # a new session, not the one that met the error
+
+
+def test_a_login_during_an_outage_longer_than_all_its_retries_is_synced_not_dead_lettered(
+    infra, database, start_worker, broker, jira
+):
+    """The test's retry delays add up to 0.7 s; the database is read-only for 4 s. The
+    login is held by the loop, not retried: no attempt spent, nothing dead-lettered."""
+    user = jira.add_user("jdoe", display_name="Jane Doe")
+    worker = start_worker()
+    read_only(infra.database_url, database, True)
+    try:
+        broker.publish_raw(login_body(username="jdoe"), routing_key="user-logged-in")
+        wait_for(lambda: "holding 1 delivery" in worker.log(), what="the login to be held")
+        time.sleep(4)
+        assert asset_of(database, user["key"]) is None
+    finally:
+        read_only(infra.database_url, database, False)
+    wait_for(lambda: asset_of(database, user["key"]), what="the login once writes are back")
+    assert "attempt 2" not in worker.log()
+    assert broker.dead_letters() == []
+    assert worker.proc is not None and worker.proc.poll() is None
