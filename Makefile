@@ -20,9 +20,10 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 types: $(STAMP)
-	$(PY) -m mypy worker producers schemas demo bench
+	$(PY) -m mypy worker producers schemas demo bench console
 
 test: $(STAMP) services
+	scripts/ensure-chromium
 	$(PY) -m pytest
 
 # The main job: workers syncing users from the demo Jira (or ASSETSYNC_JIRA_URL).

@@ -1,7 +1,8 @@
 """A fake Jira that is a real HTTP server, speaking Jira's documented user JSON.
 
 What it fakes: the read-only user endpoints of Jira Data Center (REST v2) and Jira Cloud
-(REST v3): ``serverInfo``, ``myself``, one user (``expand=groups``), the DC user search,
+(REST v3): ``serverInfo``, ``myself`` and ``mypermissions`` (for the service account and
+the people of ``accounts``, who sign in with their own passwords; see ``demo/jira_accounts.py``), one user (``expand=groups``), the DC user search,
 the DC cursor list ``/user/list``, the Cloud ``/users/search`` page, and group members
 for both. Errors use Jira's body ``{"errorMessages": [...], "errors": {}}`` (Cloud adds
 ``"status"``). Also the admin webhook resource, with signed deliveries when users are
@@ -62,6 +63,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from demo import fake_webhooks
 from demo.fake_webhooks import DirectoryChanges, FakeWebhooks
+from demo.jira_accounts import Account, Accounts
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ FIRST_KEY_NUMBER = 10000
 CLOUD_ID_PREFIX = "5b10a2844c20165700ede"
 # Real Cloud still has some old-style ids; the stand-in admin uses one so clients that
 # assume 24 hex digits notice.
+GLOBAL_PERMISSIONS = {"ADMINISTER": 0, "SYSTEM_ADMIN": 44}
 ADMIN_ACCOUNT_ID = "557058:5f8b1c2e-6d3a-4f0e-9a7b-2c4d8e1f0a99"
 CLOUD_AVATAR_BASE = "https://avatar-management--avatars.us-west-2.prod.public.atl-paas.net"
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
@@ -562,6 +565,10 @@ class FakeJira:
         self.faults_served = 0
         self._routes = self._build_routes()
         self.webhooks = FakeWebhooks(cloud=self.cloud, base_url=self._base)
+        # People who sign in with their own credentials (the console's administrators);
+        # who is calling is noted per request thread, for /myself and /mypermissions.
+        self.accounts = Accounts()
+        self._caller = threading.local()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -851,11 +858,30 @@ class FakeJira:
         return status, body, headers
 
     def _check_auth(self, header: str | None) -> bool | None:
-        """None without credentials, else whether they are right."""
+        """None without credentials, else whether they are right (the service account's,
+        or a person's of ``accounts``: then the caller is noted for this request)."""
+        self._caller.account, self._caller.captcha = None, False
         if not header:
             return None
         scheme, _, credentials = header.strip().partition(" ")
         credentials = credentials.strip()
+        if self._service_account(scheme, credentials):
+            return True
+        account: Account | None = None
+        if scheme.lower() == "bearer":
+            account = self.accounts.by_token(credentials)
+        elif scheme.lower() == "basic":
+            try:
+                login, _, secret = base64.b64decode(credentials).decode().partition(":")
+            except ValueError:
+                return False
+            outcome, found = self.accounts.check(login, secret)
+            self._caller.captcha = outcome == "captcha"
+            account = found if outcome == "ok" else None
+        self._caller.account = account
+        return account is not None
+
+    def _service_account(self, scheme: str, credentials: str) -> bool:
         if self._username is None:
             return scheme.lower() == "bearer" and hmac.compare_digest(
                 credentials.encode(), self._password.encode()
@@ -877,7 +903,13 @@ class FakeJira:
         )
         scheme = "Basic" if self._username is not None else "Bearer"
         headers["WWW-Authenticate"] = f'{scheme} realm="Jira"'
-        if not self.cloud:
+        if not self.cloud and getattr(self._caller, "captcha", False):
+            # Jira's Seraph after failed sign-ins: the password is not even checked.
+            headers["X-Seraph-LoginReason"] = "AUTHENTICATION_DENIED"
+            headers["X-Authentication-Denied-Reason"] = (
+                f"CAPTCHA_CHALLENGE; login-url={self._base()}/login.jsp"
+            )
+        elif not self.cloud:
             headers["X-Seraph-LoginReason"] = "AUTHENTICATED_FAILED"
         return status, body, headers
 
@@ -894,6 +926,7 @@ class FakeJira:
             routes = {
                 "/rest/api/2/serverInfo": _Route(self._ep_server_info, needs_auth=False),
                 "/rest/api/2/myself": _Route(self._ep_myself),
+                "/rest/api/2/mypermissions": _Route(self._ep_mypermissions),
                 "/rest/api/2/user": _Route(self._ep_dc_user),
                 "/rest/api/2/user/search": _Route(self._ep_dc_search),
                 "/rest/api/2/group/member": _Route(self._ep_group_member),
@@ -905,6 +938,7 @@ class FakeJira:
         for api in ("/rest/api/2", "/rest/api/3"):  # Cloud serves both versions alike
             routes[f"{api}/serverInfo"] = _Route(self._ep_server_info, needs_auth=False)
             routes[f"{api}/myself"] = _Route(self._ep_myself)
+            routes[f"{api}/mypermissions"] = _Route(self._ep_mypermissions)
             routes[f"{api}/user"] = _Route(self._ep_cloud_user)
             routes[f"{api}/users/search"] = _Route(self._ep_cloud_users)
             routes[f"{api}/group/member"] = _Route(self._ep_group_member)
@@ -925,8 +959,48 @@ class FakeJira:
         }
 
     def _ep_myself(self, query: _Query, path: str) -> Json:
+        account: Account | None = getattr(self._caller, "account", None)
         with self._lock:
-            return self._user_json(self._admin(), query.expands("groups"))
+            if account is None:
+                return self._user_json(self._admin(), query.expands("groups"))
+            user = self._dir.by_name.get(account.login.lower())
+            if user is None:
+                user = _User(
+                    uid=-1,
+                    name=account.login,
+                    key=account.login,
+                    account_id=account.account_id,
+                    display_name=account.display_name,
+                    email=account.login if "@" in account.login else None,
+                    time_zone="Europe/Berlin",
+                    locale="en_US",
+                )
+            return self._user_json(user, query.expands("groups"))
+
+    def _ep_mypermissions(self, query: _Query, path: str) -> Json:
+        """The caller's global permissions, as Jira answers them (Cloud requires the
+        ``permissions`` parameter; the service account administers)."""
+        wanted = [k for k in (query.text("permissions") or "").split(",") if k]
+        if not wanted and self.cloud:
+            raise _HttpError(400, "The 'permissions' query parameter is required.")
+        unknown = [k for k in wanted if k not in GLOBAL_PERMISSIONS]
+        if unknown:
+            raise _HttpError(400, f"Could not find permission {unknown[0]}")
+        account: Account | None = getattr(self._caller, "account", None)
+        administrator = account.administrator if account is not None else True
+        return {
+            "permissions": {
+                key: {
+                    "id": str(GLOBAL_PERMISSIONS[key]),
+                    "key": key,
+                    "name": key.replace("_", " ").title(),
+                    "type": "GLOBAL",
+                    "description": f"The {key} global permission",
+                    "havePermission": administrator,
+                }
+                for key in wanted or list(GLOBAL_PERMISSIONS)
+            }
+        }
 
     def _ep_dc_user(self, query: _Query, path: str) -> Json:
         username, key = query.text("username"), query.text("key")
@@ -1373,6 +1447,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="rename a sample user every so often, so that registered webhooks fire (0: never)",
     )
+    parser.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        metavar="LOGIN:PASSWORD[:admin]",
+        help="someone who signs in with their own password (the console's users); repeatable",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser.parse_args(argv)
 
@@ -1401,6 +1482,10 @@ def main(argv: list[str] | None = None) -> int:
         app_accounts=args.app_accounts,
         groups={"jira-software-users": 1, "jira-administrators": 20},
     )
+    for account in args.account:
+        login, _, rest = account.partition(":")
+        secret, _, role = rest.partition(":")
+        fake.accounts.add(login, secret, administrator=role == "admin")
     with fake:
         print(f"fake Jira ({args.flavor}) with {fake.user_count} users on {fake.url}", flush=True)
         changes = DirectoryChanges(fake, every=args.change_every)

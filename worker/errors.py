@@ -29,6 +29,7 @@
     │   └── WaitTimeout       a followed bulk run did not end in the time given
     ├── ConfigError           the deployment is wrong: stop with one clear line (exit 78)
     │   └── JiraAuthError     Jira answered 401/403 to our credentials
+    │       └── JiraCaptcha   ...without checking them: Jira wants a CAPTCHA answered first
     └── Interrupted           the replica is shutting down: put the message back
 
 The classes marked with a package are defined beside the code that raises them. The
@@ -113,6 +114,10 @@ class ConfigError(AssetSyncError):
 
 
 class JiraAuthError(ConfigError):
+    pass
+
+
+class JiraCaptcha(JiraAuthError):
     pass
 
 

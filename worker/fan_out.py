@@ -183,7 +183,7 @@ class FanOut:
             published += len(todo)
         log.info("bulk run %s: %d users fanned out", run.id, published)
         unfiltered = not filters.prefix and not filters.groups
-        config = self.sync_settings.current()
+        config = self.sync_settings.current(fresh=True)
         missing = MissingUsers(
             store=self.store,
             scheme=config.scheme,

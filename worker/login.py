@@ -64,7 +64,7 @@ class LoginSync:
     def changed(self, event: UserChanged) -> Change | None:
         """A user Jira says was created, updated or deleted: synced from Jira's current
         data if Jira still has them, marked missing if it confirms they are gone."""
-        ref, config = ref_of(event), self.sync_settings.current()
+        ref, config = ref_of(event), self.sync_settings.current(fresh=True)
         try:
             return self._sync_ref(ref, "event", config)
         except UserNotFound:
@@ -90,7 +90,7 @@ class LoginSync:
             return None
 
     def sync(self, event: UserLoggedIn) -> Change | None:
-        ref, config = ref_of(event), self.sync_settings.current()
+        ref, config = ref_of(event), self.sync_settings.current(fresh=True)
         if not config.sync_on_login:
             log.info("sync on login is off: not syncing %s %r", ref.kind, ref.value)
             return None

@@ -39,18 +39,24 @@ from worker.jira import JiraClient, RefKind, UserRef
 from worker.settings import MissingLimit
 from worker.signing import Signer, signed_user_syncs
 from worker.store import Scheme, Store, runs
+from worker.store.run_missing import record_gone
 
 log = logging.getLogger(__name__)
 
 LOOKUPS_PER_BATCH = 100  # unreached assets read, looked up and published at a time
+# Past the limit nothing is marked, but the look-ups go on, so that the console can list
+# every user Jira confirmed gone for an administrator to approve; past this many they
+# stop (a list that long is a wrong Jira, not people to approve one by one).
+APPROVAL_CAP = 10_000
 
 
 @dataclass(frozen=True)
 class _Confirmed:
-    gone: list[int]  # asset ids whose user Jira answered 404 for
+    gone: list[tuple[int, str]]  # (asset id, Jira identity) of users Jira answered 404 for
     checked: int  # look-ups made
     assets: int  # assets of the type when the look-ups began
-    over_limit: bool  # stopped early: more than the limit are gone
+    over_limit: bool  # more than the limit are gone: none is marked
+    complete: bool = True  # every unreached asset was looked up (not stopped at the cap)
 
 
 class MissingUsers:
@@ -101,11 +107,14 @@ class MissingUsers:
             log.error("bulk run %s failed: %s", run_id, error)
             with self.store.transaction() as conn:
                 runs.record_missing(conn, run_id, missing=len(found.gone), checked=found.checked)
+                record_gone(conn, run_id, found.gone, marked=())
                 runs.end_fan_out(conn, run_id, error=error)
             return
         with self.store.transaction() as conn:
+            marked: list[int] = []
             if self.mark and not dry_run:
-                runs.mark_missing(conn, run_id, self.scheme, found.gone)
+                marked = runs.mark_missing(conn, run_id, self.scheme, [a for a, _ in found.gone])
+            record_gone(conn, run_id, found.gone, marked=marked)
             runs.record_missing(conn, run_id, missing=len(found.gone), checked=found.checked)
             runs.end_fan_out(conn, run_id)
         if found.checked:
@@ -120,15 +129,15 @@ class MissingUsers:
         with self.store.connection() as conn:
             assets = runs.count_assets(conn, self.scheme)
         limit = self.limit.of(assets)
-        gone: list[int] = []
-        checked, after = 0, 0
+        gone: list[tuple[int, str]] = []
+        checked, after, over = 0, 0, False
         while True:
             with self.store.connection() as conn:
                 batch = runs.unreached_assets(
                     conn, run_id, self.scheme, after=after, limit=LOOKUPS_PER_BATCH
                 )
             if not batch:
-                return _Confirmed(gone, checked, assets, over_limit=False)
+                return _Confirmed(gone, checked, assets, over_limit=over)
             fetched_at = self.store.now()  # before the look-ups: never newer than their answers
             present: list[JiraUser] = []
             for asset_id, jira_id in batch:
@@ -138,11 +147,11 @@ class MissingUsers:
                 if isinstance(answer, JiraUser):
                     present.append(answer)
                 elif answer == "gone":
-                    gone.append(asset_id)
-                    if self.mark and len(gone) > limit:
-                        # Nothing will be marked: asking about the rest is wasted work.
+                    gone.append((asset_id, jira_id))
+                    over = over or (self.mark and len(gone) > limit)
+                    if over and len(gone) > APPROVAL_CAP:
                         self._publish(run_id, dry_run, fetched_at, present, loop)
-                        return _Confirmed(gone, checked, assets, over_limit=True)
+                        return _Confirmed(gone, checked, assets, over_limit=True, complete=False)
             self._publish(run_id, dry_run, fetched_at, present, loop)
             after = batch[-1][0]
 

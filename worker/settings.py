@@ -190,6 +190,27 @@ class Settings(BaseSettings):
         1000, group="Jira", doc="users per Jira page in bulk scans (group pages: 50)", ge=1, le=1000
     )
 
+    # The console
+    console_bind: str = setting(
+        "127.0.0.1", group="Console", doc="the address `python -m console` listens on"
+    )
+    console_port: int = setting(
+        8080, group="Console", doc="its port (0: a free one, logged)", ge=0, le=65535
+    )
+    console_session_minutes: float = setting(
+        60.0,
+        group="Console",
+        doc="a console session ends after this many minutes without use",
+        gt=0,
+        le=7 * 24 * 60,
+    )
+    console_secret: SecretStr | None = setting(
+        None,
+        group="Console",
+        doc="key (16+ bytes) signing the console's session cookies; unset, a random key per"
+        " process: sessions end when it restarts and replicas cannot share them",
+    )
+
     # Sync (what the admin page configures)
     sync_on_login: bool = setting(
         True, group="Sync", doc="when false, login events are logged and acknowledged, not synced"
@@ -203,7 +224,10 @@ class Settings(BaseSettings):
         " upper-cased; non-letters go to `#`",
     )
     user_field: str = setting(
-        "User", group="Sync", doc="the unique field of type user that matches Jira users"
+        "User",
+        group="Sync",
+        doc="the unique field of type user that matches Jira users; unset, the asset type's"
+        " own (`User` in the default scheme)",
     )
     field_map: dict[str, str] = setting(
         default_factory=lambda: dict(DEFAULT_FIELD_MAP),
@@ -348,7 +372,21 @@ class Settings(BaseSettings):
             raise ValueError("must be the Jira base URL, without a query or fragment")
         return value
 
-    @field_validator("health_file", "metrics_port", "jira_username", "jira_token", mode="before")
+    @field_validator("console_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("must be at least 16 bytes (or unset: a random key per process)")
+        return value
+
+    @field_validator(
+        "health_file",
+        "metrics_port",
+        "jira_username",
+        "jira_token",
+        "console_secret",
+        mode="before",
+    )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
         # ASSETSYNC_HEALTH_FILE= turns it off; an empty Jira username (a ConfigMap key left

@@ -10,12 +10,13 @@ from three places, the first that has one wins:
 
 Every other setting is read from the environment only, once, at start.
 
-A replica looks at the newest stored version number whenever what it knows is older
-than ``CHECK_EVERY`` seconds: before a piece of work (a batch, a login, the end of a
-run's scan) uses the settings, and in a thread of its own while it is idle. That is a
-primary-key look-up; the settings themselves are read only when the number moved. So
-a change saved at time t is obeyed by anything a replica starts after t +
-``CHECK_EVERY``, and every replica logs ``sync settings version N applied``. A
+A replica looks at the newest stored version number before every login and every
+run's request, before the first batch of a run it has not seen yet, and otherwise
+whenever what it knows is older than ``CHECK_EVERY`` seconds (a thread of its own does
+so while the replica is idle). That is a primary-key look-up; the settings themselves
+are read only when the number moved. So a login after a change obeys it, so does every
+batch of a run requested after it, on every replica, and each replica logs ``sync
+settings version N applied`` within ``CHECK_EVERY`` seconds. A
 stored version that does not fit the asset store (a field deleted since it was saved)
 is not applied: the replica keeps the last good one and says so once.
 """
@@ -192,13 +193,15 @@ class LiveSync:
         self._install(config, first=True)
         return config
 
-    def current(self) -> SyncConfig:
+    def current(self, *, fresh: bool = False) -> SyncConfig:
+        """The config to use now; with ``fresh``, after looking at the newest version
+        whatever the time since the last look (a login, a run seen the first time)."""
         config = self._config
         assert config is not None, "start() first"
-        if self._clock() - self._checked < self._check_every:
+        if not fresh and self._clock() - self._checked < self._check_every:
             return config
         with self._lock:
-            if self._clock() - self._checked >= self._check_every:
+            if fresh or self._clock() - self._checked >= self._check_every:
                 self._check()
             assert self._config is not None
             return self._config

@@ -18,6 +18,7 @@ from worker.jira import JiraClient, UserRef
 from worker.mapping import AssetPlan, plan_asset
 from worker.metrics import Metrics
 from worker.store import Folders, Store, apply_plans, runs
+from worker.store.preview import record_preview
 from worker.sync_config import LiveSync, SyncConfig
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class UserSyncBatch:
         self.folders = folders
         self.sync_settings = sync_settings
         self.metrics = metrics
+        self._runs_seen: set[UUID] = set()
 
     def handle(self, messages: Sequence[UserSync], loop: Loop) -> Failures:
         """Sync the batch in one transaction.
@@ -56,8 +58,13 @@ class UserSyncBatch:
         skipped. A snapshot never claims to be newer than its arrival. A user whose
         groups Jira would not give fails alone: a Jira fault costs one retry, not a batch's.
         """
+        # A run requested after a settings change is synced with it, on every replica:
+        # the first batch of a run this replica has not seen looks at the newest version.
+        new_runs = {m.run_id for m in messages} - self._runs_seen
+        self._runs_seen = (self._runs_seen | new_runs) if len(self._runs_seen) < 1000 else new_runs
         # The clock the fan-out stamped the snapshots with: the database's.
-        received, config = self.store.now(), self.sync_settings.current()
+        received = self.store.now()
+        config = self.sync_settings.current(fresh=bool(new_runs))
         failures: dict[int, Exception] = {}
         if config.needs_groups:  # Jira is asked between two transactions, never inside one
             with self.store.transaction() as conn:
@@ -89,6 +96,9 @@ class UserSyncBatch:
         for (run_id, dry_run), plans in by_run.items():
             changes = apply_plans(conn, config.scheme, plans, folders=self.folders, dry_run=dry_run)
             runs.record_outcomes(conn, run_id, changes.values())
+            if dry_run:  # what each user's asset would become, for the console's preview
+                shown = {u.jira_id: u for u in users.values()}
+                record_preview(conn, run_id, [(c, shown[c.jira_id]) for c in changes.values()])
             source = "bulk dry run" if dry_run else "bulk"
             for outcome, n in Counter(c.outcome for c in changes.values()).items():
                 self.metrics.assets.labels(source, outcome).inc(n)

@@ -64,8 +64,8 @@ def test_migrate_from_three_replicas_at_once_on_a_new_database(infra):
             "ASSETSYNC_FIELD_MAP: asset type 'Employee' has no field 'Locale' (mapped from locale)",
         ),
         (
-            {"ASSETSYNC_FIELD_MAP": json.dumps({"name": "Username", "active": "E-mail"})},
-            "ASSETSYNC_FIELD_MAP: active (boolean) cannot go into 'E-mail', a field of type text",
+            {"ASSETSYNC_FIELD_MAP": json.dumps({"name": "Username", "displayName": "Active"})},
+            "ASSETSYNC_FIELD_MAP: displayName (text) cannot go into 'Active', a field of type boolean",
         ),
         (
             {"ASSETSYNC_FIELD_MAP": json.dumps({"displayName": "Full name"})},

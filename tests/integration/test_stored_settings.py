@@ -102,3 +102,16 @@ def test_a_save_based_on_a_replaced_version_is_refused(database):
             save_settings(conn, {"folder": "B"}, based_on=0, by="bob")
         conn.rollback()
         assert load_settings(conn).values == {"folder": "A"}
+
+
+def test_a_boolean_jira_field_fills_a_text_asset_field_as_true_or_false(
+    start_worker, broker, jira, database
+):
+    user = jira.add_user("jdoe", display_name="Jane Doe")
+    store(database, field_map={"name": "Username", "active": "Full name"})
+    worker = start_worker()
+    login(broker, "jdoe")
+    asset = wait_for(lambda: asset_of(database, user["key"]), what="the asset")
+    assert asset["fields"]["Full name"] == "true"
+    login(broker, "jdoe")
+    wait_for(lambda: "unchanged" in worker.log(), what="the second login")  # "true" == True

@@ -194,6 +194,7 @@ SETTINGS_OF = {
     "worker": Settings,
     "producers.bulk_sync": Settings,
     "producers.jira_webhooks": Settings,
+    "console": Settings,
 }
 
 
@@ -217,6 +218,7 @@ SECRET_KEYS = {
     "ASSETSYNC_DATABASE_URL": "database-url",
     "ASSETSYNC_JIRA_TOKEN": "jira-token",
     "ASSETSYNC_WEBHOOK_SECRET": "webhook-secret",
+    "ASSETSYNC_CONSOLE_SECRET": "console-secret",
 }
 
 
@@ -229,7 +231,10 @@ def test_secrets_stay_out_of_the_configmap_and_come_from_one_secret():
         if "secretKeyRef" in e.get("valueFrom", {})
     }
     [worker] = the("Deployment", "assetsync-worker")["spec"]["template"]["spec"]["containers"]
-    assert {e["name"] for e in worker["env"]} == set(SECRET_KEYS) - {"ASSETSYNC_WEBHOOK_SECRET"}
+    assert {e["name"] for e in worker["env"]} == set(SECRET_KEYS) - {
+        "ASSETSYNC_WEBHOOK_SECRET",
+        "ASSETSYNC_CONSOLE_SECRET",
+    }
     assert {secret for _, secret, _ in refs} == {"assetsync"}
     # Each setting comes from one key wherever it is used, and KEDA uses the workers' URL.
     assert {(name, key) for name, _, key in refs} <= set(SECRET_KEYS.items())
@@ -343,3 +348,20 @@ def test_the_worker_can_write_its_health_file_on_a_read_only_root(monkeypatch):
 
     assert health_file is not None
     assert any(health_file.is_relative_to(path) for path in writable)
+
+
+def test_the_console_is_served_over_tls_through_its_ingress():
+    ingress = the("Ingress", "assetsync-console")
+    [tls] = ingress["spec"]["tls"]
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] in tls["hosts"] and tls["secretName"]
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    service = the("Service", backend["name"])
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "console"
+    [console] = the("Deployment", "assetsync-console")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in console["env"]}
+    # Listening beyond loopback, its session cookies are Secure: HTTPS only, and shared
+    # between replicas through one key.
+    assert env["ASSETSYNC_CONSOLE_BIND"] == "0.0.0.0"
+    assert "ASSETSYNC_CONSOLE_SECRET" in env
+    assert console["readinessProbe"]["httpGet"]["path"] == "/readyz"

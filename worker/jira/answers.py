@@ -17,7 +17,14 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from schemas.messages import JiraUser
-from worker.errors import BadJiraUser, JiraAuthError, JiraRejected, JiraUnavailable, UserNotFound
+from worker.errors import (
+    BadJiraUser,
+    JiraAuthError,
+    JiraCaptcha,
+    JiraRejected,
+    JiraUnavailable,
+    UserNotFound,
+)
 
 Flavor = Literal["datacenter", "cloud"]
 
@@ -32,6 +39,11 @@ def raise_for_status(status: int, headers: Mapping[str, str], what: str, *, need
     """
     if status < 400:
         return
+    if status in (401, 403) and _captcha(headers):
+        raise JiraCaptcha(
+            f"Jira answered {status} to {what} without checking the password: after failed"
+            " sign-ins it wants a CAPTCHA answered; sign in to Jira once in a browser"
+        )
     if status in (401, 403):
         raise JiraAuthError(
             f"Jira answered {status} to {what}: check ASSETSYNC_JIRA_USERNAME/ASSETSYNC_JIRA_TOKEN"
@@ -43,6 +55,15 @@ def raise_for_status(status: int, headers: Mapping[str, str], what: str, *, need
         # Cloud answers 409 to requests that ran too long; 429 and 503 are rate limits.
         raise JiraUnavailable(f"Jira answered {status} to {what}", retry_after=retry_after(headers))
     raise JiraRejected(f"Jira answered {status} to {what}")
+
+
+def _captcha(headers: Mapping[str, str]) -> bool:
+    # Data Center's Seraph says AUTHENTICATED_FAILED for a wrong password, and
+    # AUTHENTICATION_DENIED (with the reason CAPTCHA_CHALLENGE) once it wants a CAPTCHA.
+    reason = headers.get("x-seraph-loginreason", "")
+    return "AUTHENTICATION_DENIED" in reason or "CAPTCHA" in headers.get(
+        "x-authentication-denied-reason", ""
+    )
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -185,6 +185,36 @@ class JiraClient:
         who = me.get("name") or me.get("emailAddress") or me.get("accountId") or "?"
         return f"Jira {self.flavor} at {self._http.base_url} as {who}"
 
+    # -- who signs in -------------------------------------------------------------------
+
+    def myself(self) -> dict[str, Any]:
+        """The account this client signs in as (``/myself``).
+
+        :raises JiraCaptcha: Jira wants a CAPTCHA answered before it checks the password.
+        :raises JiraAuthError: Jira refused the credentials.
+        """
+        path = f"{self._api}/myself"
+        me = self._get(path)
+        if not isinstance(me, dict):
+            raise JiraUnavailable(f"Jira sent {type(me).__name__} for {path}")
+        return me
+
+    def may_administer(self) -> bool:
+        """Whether the account this client signs in as holds Jira's global ADMINISTER
+        permission (``/mypermissions`` answers for the caller: ask as the person)."""
+        answer = self._get(f"{self._api}/mypermissions", {"permissions": "ADMINISTER"})
+        found = (
+            answer.get("permissions", {}).get("ADMINISTER") if isinstance(answer, dict) else None
+        )
+        return isinstance(found, dict) and found.get("havePermission") is True
+
+    def group_exists(self, name: str) -> bool:
+        try:
+            self.group_members(name, start_at=0, max_results=1)
+        except UserNotFound:
+            return False
+        return True
+
     # -- users ---------------------------------------------------------------------------
 
     def fetch_user(self, ref: UserRef, *, with_groups: bool = False) -> JiraUser:

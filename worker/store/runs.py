@@ -279,13 +279,13 @@ def count_assets(conn: psycopg.Connection[Any], scheme: Scheme) -> int:
 
 def mark_missing(
     conn: psycopg.Connection[Any], run_id: UUID, scheme: Scheme, asset_ids: Sequence[int]
-) -> int:
+) -> list[int]:
     """``store.mark_missing`` for assets the run confirmed gone, leaving alone any synced
-    since the run started (a login found its user). Returns how many changed."""
+    since the run started (a login found its user). Returns the assets changed."""
     row = conn.execute("SELECT started_at FROM sync_runs WHERE id = %s", [run_id]).fetchone()
     if row is None:
-        return 0
-    return len(upsert.mark_missing(conn, scheme, asset_ids, seen_before=row[0]))
+        return []
+    return upsert.mark_missing(conn, scheme, asset_ids, seen_before=row[0])
 
 
 def record_missing(

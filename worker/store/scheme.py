@@ -10,8 +10,9 @@ import psycopg
 
 from worker.errors import ConfigError
 
-# Which asset field types can hold which kind of Jira value.
-COMPATIBLE = {"text": {"text"}, "identity": {"user", "text"}, "boolean": {"boolean"}}
+# Which asset field types can hold which kind of Jira value (a boolean goes into a text
+# field as "true" or "false"; text never into a boolean field).
+COMPATIBLE = {"text": {"text"}, "identity": {"user", "text"}, "boolean": {"boolean", "text"}}
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ class Change:
     asset_id: int
     outcome: Outcome
     deactivated: bool = False
+    # Field name -> (stored value, planned value) of every field the plan changes: what a
+    # dry run's preview shows.
+    changed: Mapping[str, tuple[Value, Value]] = field(default_factory=dict)
 
 
 @dataclass
@@ -232,7 +235,7 @@ def _decide(
             # A newer snapshot (say, a login during a bulk run) already landed.
             changes[jira_id] = Change(jira_id, cur.asset_id, "unchanged")
             continue
-        set_, unset = diff_values(cur.values, plan.values)
+        set_, unset = diff_values(cur.values, as_stored(scheme, plan.values))
         for name, value in set_.items():
             f = scheme.fields[name]
             cols = [value if COLUMN[f.field_type] == c else None for c in COLUMN.values()]
@@ -253,8 +256,23 @@ def _decide(
             and cur.values.get(scheme.active_field) is True
             and set_.get(scheme.active_field) is False
         )
-        changes[jira_id] = Change(jira_id, cur.asset_id, outcome, deactivated)
+        changed = {
+            n: (cur.values.get(n), v) for n, v in set_.items() if not cur.new or n in plan.values
+        }
+        changed.update((n, (cur.values.get(n), None)) for n in unset)
+        changes[jira_id] = Change(jira_id, cur.asset_id, outcome, deactivated, changed)
     return changes, writes
+
+
+def as_stored(scheme: Scheme, values: Mapping[str, Value]) -> dict[str, Value]:
+    """Planned values as their fields store them: a boolean mapped onto a text field is
+    the text "true" or "false" (so that an unchanged one compares equal)."""
+    return {
+        name: ("true" if value else "false")
+        if isinstance(value, bool) and scheme.fields[name].field_type == "text"
+        else value
+        for name, value in values.items()
+    }
 
 
 def diff_values(

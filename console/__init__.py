@@ -1,0 +1,1 @@
+"""The Synchronize users web console for Jira administrators (``python -m console``)."""

@@ -1,0 +1,60 @@
+// Live progress of a run without reloading the page: every run block carries the URL
+// of its progress (JSON) in data-progress; poll it until the run has ended. The page
+// works without this script (the figures are those of the moment it was served).
+"use strict";
+(function () {
+  var ENDED = { done: true, failed: true };
+  var COUNTS = ["matched", "created", "updated", "unchanged", "deactivated", "missing", "failed"];
+
+  function show(block, p) {
+    var bar = block.querySelector("[role=progressbar]");
+    bar.setAttribute("aria-valuenow", String(p.done));
+    bar.setAttribute("aria-valuemax", String(p.matched));
+    var visual = bar.querySelector("progress");
+    visual.max = Math.max(p.matched, 1);
+    visual.value = p.done;
+    block.querySelector("[data-field=progress-text]").textContent =
+      p.done + " of " + p.matched + " users done";
+    block.querySelector("[data-field=state]").textContent = p.state;
+    block.querySelector("[data-field=explain]").textContent =
+      p.state === "requested" ? "Waiting for a worker to take the request." : "";
+    var error = block.querySelector("[data-field=error]");
+    error.textContent = p.error || "";
+    error.hidden = !p.error;
+    COUNTS.forEach(function (name) {
+      var cell = block.querySelector("[data-count=" + name + "]");
+      if (cell) { cell.textContent = String(p[name]); }
+    });
+    block.setAttribute("data-state", p.state);
+  }
+
+  function follow(block) {
+    var url = block.getAttribute("data-progress");
+    function poll() {
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
+        .then(function (p) {
+          show(block, p);
+          if (!ENDED[p.state]) { setTimeout(poll, 1000); }
+        })
+        .catch(function () { setTimeout(poll, 5000); });
+    }
+    if (!ENDED[block.getAttribute("data-state")]) { poll(); }
+  }
+
+  // The field map of the asset type chosen in the select is the one shown.
+  function fieldMaps() {
+    var select = document.getElementById("asset_type");
+    if (!select) { return; }
+    select.addEventListener("change", function () {
+      document.querySelectorAll(".field-map").forEach(function (m) {
+        m.hidden = m.getAttribute("data-asset-type") !== select.value;
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-progress]").forEach(follow);
+    fieldMaps();
+  });
+})();

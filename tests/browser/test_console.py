@@ -1,0 +1,267 @@
+"""The Synchronize users page in a real browser (Debian's Chromium, driven by Playwright),
+against a real console, worker, RabbitMQ and PostgreSQL, and the demo Jira. Controls are
+found by their accessible names: those are the page's contract."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from pathlib import Path
+
+import psycopg
+from playwright.sync_api import expect
+
+from producers.publisher import Publisher, publish_user_logged_in
+from tests.browser.conftest import HOSTILE, screenshot, sign_in
+from tests.support import asset_of, user_assets, wait_for
+from worker.store.sync_settings import load_settings
+
+
+def settings_version(stack) -> int:
+    with psycopg.connect(stack.database) as conn:
+        return load_settings(conn).version
+
+
+def login(stack, username: str) -> None:
+    with Publisher(url=stack.broker.url, topology=stack.broker.topology) as publisher:
+        publish_user_logged_in(publisher, username=username)
+
+
+def counts(page, name: str):
+    """The row of the run's counts table headed ``name``."""
+    return page.get_by_role("table", name="Counts").get_by_role("row", name=name)
+
+
+def test_an_administrator_signs_in_to_the_synchronize_users_page(page, stack):
+    sign_in(page, "ann")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Synchronize users")
+    expect(page.get_by_text("Signed in as Ann Admin (ann)")).to_be_visible()
+    for label in ("Synchronize on login", "Alphabetical subfolders", "Dry run"):
+        expect(page.get_by_role("checkbox", name=label)).to_be_visible()
+    expect(page.get_by_role("combobox", name="Asset type")).to_have_value("Employee")
+    expect(page.get_by_role("textbox", name="Folder")).to_have_value("Employees")
+    expect(page.get_by_role("combobox", name="Full name")).to_have_value("displayName")
+    expect(page.get_by_role("combobox", name="Username")).to_have_value("name")
+    # The user field is shown, not editable.
+    expect(page.get_by_role("row", name="User the Jira user itself")).to_be_visible()
+    expect(page.get_by_role("combobox", name="User", exact=True)).to_have_count(0)
+    for label in ("Username prefix", "Groups", "Missing limit"):
+        expect(page.get_by_role("textbox", name=label)).to_be_visible()
+    expect(page.get_by_role("button", name="Save settings")).to_be_visible()
+    expect(page.get_by_role("button", name="Start synchronization")).to_be_visible()
+    screenshot(page, "console-settings")
+
+
+def test_a_non_administrator_is_refused_with_one_sentence(page, stack):
+    sign_in(page, "bob")
+    expect(page.get_by_role("alert")).to_have_text(
+        "Bob Builder (bob) is not a Jira administrator: only Jira administrators may use"
+        " this console."
+    )
+    expect(page.get_by_role("button", name="Save settings")).to_have_count(0)
+    page.goto("/runs")  # nor any other page
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+def test_a_wrong_password_is_refused_and_then_jiras_captcha_is_explained(page, stack):
+    stack.jira.accounts.add("carol", "right", administrator=True)
+    for _ in range(3):
+        sign_in(page, "carol", "wrong")
+        expect(page.get_by_role("alert")).to_have_text(
+            "Jira did not accept that username and password (or token)."
+        )
+    sign_in(page, "carol", "right")  # Jira no longer checks the password
+    expect(page.get_by_role("alert")).to_contain_text("sign in to Jira once in a browser")
+    stack.jira.accounts.clear_captcha("carol")
+    sign_in(page, "carol", "right")
+    expect(page.get_by_role("button", name="Save settings")).to_be_visible()
+
+
+def test_field_map_and_folder_changes_are_followed_by_a_prefix_run(page, stack):
+    prefix = "a"
+    expected = {u["key"] for u in stack.jira.users() if u["name"].lower().startswith(prefix)}
+    assert len(expected) >= 3
+    sign_in(page, "ann")
+    page.get_by_role("textbox", name="Folder").fill("People/Staff")
+    page.get_by_role("checkbox", name="Alphabetical subfolders").uncheck()
+    page.get_by_role("combobox", name="E-mail").select_option("Not synchronized")
+    page.get_by_role("combobox", name="Full name").select_option("emailAddress")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status")).to_have_text("Settings saved (version 1)")
+    expect(page.get_by_role("cell", name="setting changed: folder")).to_be_visible()
+
+    # Jira's pages come slowly, so that the page is seen before the run ends.
+    stack.jira.set_delay(1.0, path_contains="/user/list")
+    try:
+        page.get_by_role("textbox", name="Username prefix").fill(prefix)
+        page.get_by_role("button", name="Start synchronization").click()
+        bar = page.get_by_role("progressbar")
+        expect(bar).to_be_visible()
+        loaded_url = page.url
+        assert page.locator("[data-field=state]").inner_text() != "done"
+        navigations: list[str] = []
+        page.on("framenavigated", lambda frame: navigations.append(frame.url))
+        expect(page.locator("[data-field=state]")).to_have_text("done", timeout=60_000)
+    finally:
+        stack.jira.set_delay(0.0, path_contains="/user/list")
+    expect(bar).to_have_attribute("aria-valuemax", str(len(expected)))
+    expect(bar).to_have_attribute("aria-valuenow", str(len(expected)))
+    assert navigations == [] and page.url == loaded_url  # it moved without a reload
+    expect(counts(page, "matched")).to_contain_text(str(len(expected)))
+    expect(counts(page, "created")).to_contain_text(str(len(expected)))
+    expect(counts(page, "failed")).to_contain_text("0")
+
+    assets = [a for a in user_assets(stack.database) if a["jira_id"] in expected]
+    assert {a["jira_id"] for a in assets} == expected
+    assert {a["folder_path"] for a in assets} == {"People/Staff"}
+    for asset in assets:
+        user = next(u for u in stack.jira.users() if u["key"] == asset["jira_id"])
+        assert "E-mail" not in asset["fields"]
+        assert asset["fields"]["Full name"] == user.get("emailAddress")
+
+    page.reload()  # the runs table lists the run, which opens its own page
+    screenshot(page, "console-run")
+    run_id = page.url.split("run=")[1].split("#")[0]
+    page.get_by_role("table", name="Runs, newest first").get_by_role(
+        "link", name=run_id[:8]
+    ).click()
+    expect(page).to_have_url(f"{stack.url}/runs/{run_id}")
+    expect(page.get_by_role("heading", name="Failed users")).to_be_visible()
+    expect(counts(page, "matched")).to_contain_text(str(len(expected)))
+    screenshot(page, "console-run-page")
+
+
+def test_a_field_map_without_username_is_refused_naming_username(page, stack):
+    sign_in(page, "ann")
+    before = settings_version(stack)
+    page.get_by_role("combobox", name="Username").select_option("Not synchronized")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status")).to_have_text(
+        "Not saved: Username is mandatory: choose the asset field that Jira's name (the"
+        " username) goes into"
+    )
+    # A text field into a boolean one is refused the same way.
+    page.get_by_role("combobox", name="Username").select_option("name")
+    page.get_by_role("combobox", name="Active").select_option("displayName")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status")).to_have_text(
+        "Not saved: Active: displayName is text and cannot go into a field of type boolean"
+    )
+    assert settings_version(stack) == before
+
+
+def test_an_unknown_group_is_refused_naming_it(page, stack):
+    sign_in(page, "ann")
+    page.get_by_role("textbox", name="Groups").fill("jira-software-users, no-such-group")
+    page.get_by_role("button", name="Start synchronization").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "Jira has no group 'no-such-group'; nothing was started"
+    )
+    assert stack.broker.count(stack.broker.topology.bulk_queue) == 0
+
+
+def test_sync_on_login_off_then_on(page, stack):
+    user = next(u for u in stack.jira.users() if asset_of(stack.database, u["key"]) is None)
+    sign_in(page, "ann")
+    page.get_by_role("checkbox", name="Synchronize on login").uncheck()
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status")).to_contain_text("Settings saved")
+    login(stack, user["name"])
+    wait_for(
+        lambda: f"sync on login is off: not syncing username {user['name']!r}" in stack.worker.log()
+    )
+    assert asset_of(stack.database, user["key"]) is None
+
+    page.get_by_role("checkbox", name="Synchronize on login").check()
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status")).to_contain_text("Settings saved")
+    login(stack, user["name"])
+    wait_for(lambda: asset_of(stack.database, user["key"]), what="the login's asset")
+
+
+def test_a_cross_site_form_post_is_refused(page, stack):
+    sign_in(page, "ann")
+    before = settings_version(stack)
+    # Another site's page (another origin) posting a form to the console, with the
+    # administrator's cookie in the browser.
+    evil = (
+        f'<form method="post" action="{stack.url}/settings">'
+        '<input name="sync_on_login" value=""><input name="folder" value="Pwned">'
+        '<button type="submit">Win a prize</button></form>'
+    ).encode()
+
+    class Evil(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(evil)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Evil)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        with page.expect_response(f"{stack.url}/settings") as answer:
+            page.get_by_role("button", name="Win a prize").click()
+        assert answer.value.status == 403
+        expect(page.get_by_role("alert")).to_contain_text("is refused")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert settings_version(stack) == before
+    assert "refused POST /settings" in stack.console.log()
+
+
+def test_a_hostile_display_name_renders_as_text(page, stack):
+    sign_in(page, "mallory")
+    expect(page.get_by_text(f"Signed in as {HOSTILE} (mallory)")).to_be_visible()
+    page.get_by_role("button", name="Start synchronization").click()  # an audit entry by mallory
+    expect(page.get_by_role("progressbar")).to_be_visible()
+    assert page.locator("img").count() == 0
+    assert page.dialogs == []
+    assert HOSTILE.replace("<", "&lt;").replace(">", "&gt;") in page.content()
+
+
+def test_a_dry_run_previews_what_it_would_do_user_by_user(page, stack):
+    hostile = stack.jira.add_user("zz.hostile", display_name=HOSTILE, email="zz@example.com")
+    plain = stack.jira.add_user("zz.plain", display_name="Zed Plain")
+    sign_in(page, "ann")
+    page.get_by_role("textbox", name="Username prefix").fill("zz.")
+    page.get_by_role("checkbox", name="Dry run").check()
+    page.get_by_role("button", name="Start synchronization").click()
+    expect(page.locator("[data-field=state]")).to_have_text("done", timeout=60_000)
+    expect(counts(page, "created")).to_contain_text("2")
+    assert asset_of(stack.database, hostile["key"]) is None  # a dry run writes nothing
+
+    page.reload()
+    run_id = page.url.split("run=")[1].split("#")[0]
+    page.goto(f"/runs/{run_id}")
+    page.get_by_role("link", name="See what it would do, user by user").click()
+    table = page.get_by_role("table", name="Users, by Jira identity")
+    expect(
+        table.get_by_role("row", name=f"create {hostile['key']} zz.hostile {HOSTILE}")
+    ).to_be_visible()
+    expect(
+        table.get_by_role("row", name=f"create {plain['key']} zz.plain Zed Plain")
+    ).to_be_visible()
+    expect(table).to_contain_text("Username: → zz.hostile")
+    assert page.locator("img").count() == 0 and page.dialogs == []
+    screenshot(page, "console-preview")
+
+    page.get_by_role("textbox", name="Name contains").fill("plain")
+    page.get_by_role("button", name="Filter").click()
+    expect(table.get_by_role("row")).to_have_count(2)  # the header and zz.plain
+    page.get_by_role("combobox", name="Show").select_option("update")
+    page.get_by_role("button", name="Filter").click()
+    expect(table).to_contain_text("Nobody matches.")
+    page.get_by_role("combobox", name="Show").select_option("create")
+    page.get_by_role("textbox", name="Name contains").fill("")
+    page.get_by_role("button", name="Filter").click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download (CSV)").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0] == "would,jira_id,username,display_name,changes"
+    assert {line.split(",")[2] for line in lines[1:]} == {"zz.hostile", "zz.plain"}

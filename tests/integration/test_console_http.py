@@ -1,0 +1,155 @@
+"""``python -m console`` over plain HTTP: it answers /healthz, its cookie and headers
+are what a browser needs to keep a session safe, a post without the session's CSRF
+token or from another origin changes nothing, and SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import httpx
+import pytest
+
+from tests.console_support import ConsoleProcess
+from tests.support import worker_env
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
+    " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@pytest.fixture
+def console(infra, database, broker, jira, tmp_path):
+    jira.accounts.add("ann", "pw", administrator=True, display_name="Ann Admin")
+    process = ConsoleProcess(
+        env=worker_env(
+            amqp_url=infra.amqp_url,
+            database_url=database,
+            topology=broker.topology,
+            jira_url=jira.url,
+        ),
+        log_path=tmp_path / "console.log",
+    ).start()
+    yield process
+    if process.proc.poll() is None:
+        process.terminate()
+
+
+def csrf(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def test_healthz_headers_and_the_session_cookie(console):
+    with httpx.Client(base_url=console.url) as http:
+        health = http.get("/healthz")
+        assert (health.status_code, health.text) == (200, "console: ok\ndatabase: ok\n")
+        page = http.get("/")
+    assert page.headers["content-security-policy"] == CSP
+    assert page.headers["x-frame-options"] == "DENY"
+    cookie = page.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert "Secure" not in cookie  # bound to loopback; anywhere else it is Secure
+
+
+def test_a_post_without_the_csrf_token_or_from_another_origin_is_refused(console):
+    with httpx.Client(base_url=console.url) as http:
+        token = csrf(http.get("/"))
+        creds = {"username": "ann", "password": "pw"}
+        assert http.post("/sign-in", data=creds).status_code == 403
+        foreign = http.post(
+            "/sign-in", data={**creds, "csrf": token}, headers={"Origin": "http://evil.example"}
+        )
+        assert foreign.status_code == 403
+        signed_in = http.post("/sign-in", data={**creds, "csrf": token})
+        assert signed_in.status_code == 303
+        page = http.get("/", headers={"Accept": "text/html"})
+        assert "Signed in as <strong>Ann Admin</strong>" in page.text
+        old_token = token
+        assert http.post("/settings", data={"csrf": old_token, "folder": "X"}).status_code == 403
+        assert http.post("/settings", data={"folder": "X"}).status_code == 403
+    assert console.log().count("refused POST") == 4
+
+
+def test_sigterm_stops_the_console_cleanly(console):
+    assert console.terminate() == 0
+    assert "console stopped" in console.log()
+
+
+def signed_in(console) -> httpx.Client:
+    http = httpx.Client(base_url=console.url, headers={"Accept": "text/html"})
+    token = csrf(http.get("/"))
+    assert (
+        http.post("/sign-in", data={"username": "ann", "password": "pw", "csrf": token}).status_code
+        == 303
+    )
+    return http
+
+
+def test_a_runs_page_lists_its_failed_and_missing_users_with_csv(
+    console, start_worker, broker, jira, database
+):
+    from tests.support import request_bulk, wait_run_finished
+
+    jira.add_sample_users(6)
+    gone = jira.add_user("gone.soon", display_name="Gone Soon")
+    start_worker(env={"ASSETSYNC_MISSING_LIMIT": "5"})
+    wait_run_finished(database, request_bulk(broker))
+    jira.remove_user(gone["key"])
+    odd = jira.add_user("=odd.one", display_name="x" * 5000)  # Jira describes them badly
+    run = wait_run_finished(database, request_bulk(broker))
+    assert (run["failed"], run["missing"]) == (1, 1)
+
+    with contextlib.closing(signed_in(console)) as http:
+        page = http.get(f"/runs/{run['run_id']}")
+        assert page.status_code == 200
+        assert f"<td>{odd['key']}</td>" in page.text and "display_name" in page.text
+        assert f"<td>{gone['key']}</td>" in page.text
+        failed = http.get(f"/runs/{run['run_id']}/failed.csv")
+        assert failed.headers["content-type"] == "text/csv; charset=utf-8"
+        rows = failed.text.splitlines()
+        assert rows[0] == "jira_id,reason" and rows[1].startswith(f"{odd['key']},")
+        missing = http.get(f"/runs/{run['run_id']}/missing.csv").text.splitlines()
+        assert missing[0] == "jira_id,asset_id,marked_missing"
+        assert missing[1].startswith(f"{gone['key']},") and missing[1].endswith(",True")
+        runs = http.get("/runs")
+        assert runs.text.count('<a href="/runs/') == 2  # both runs, newest first
+        assert runs.text.index(str(run["run_id"])[:8]) < runs.text.index("every user")
+
+
+def test_a_mass_change_stopped_at_the_limit_is_approved_user_by_user(
+    console, start_worker, broker, jira, database
+):
+    from tests.support import asset_of, request_bulk, wait_run_finished
+
+    jira.add_sample_users(20)
+    start_worker(env={"ASSETSYNC_MISSING_LIMIT": "2"})
+    wait_run_finished(database, request_bulk(broker))
+    leaving = [u for u in jira.users()][:5]
+    for user in leaving:
+        jira.remove_user(user["key"])
+    run = wait_run_finished(database, request_bulk(broker))
+    assert run["state"] == "failed" and run["missing"] == 5  # all listed, not limit + 1
+    assert all(asset_of(database, u["key"])["state"] == "active" for u in leaving)
+    back = leaving[0]  # returns before the approval
+    jira.add_user(back["name"], key=back["key"], display_name=back["displayName"])
+
+    with contextlib.closing(signed_in(console)) as http:
+        page = http.get(f"/runs/{run['run_id']}")
+        assert "Approve a mass change" in page.text and ">Mark them missing</button>" in page.text
+        confirm = http.get(f"/runs/{run['run_id']}/approve")
+        assert "Mark 5 assets missing?" in confirm.text
+        assert http.post(f"/runs/{run['run_id']}/approve", data={}).status_code == 403
+        done = http.post(f"/runs/{run['run_id']}/approve", data={"csrf": csrf(confirm)})
+        assert done.status_code == 303
+        page = http.get(done.headers["location"])
+        assert "Approved: 4 marked missing, 1 came back, 0 not confirmed." in page.text
+        assert "Approve a mass change" not in page.text  # nobody waits any more
+        assert "marked missing (approved)" in http.get("/").text  # audited
+    assert asset_of(database, back["key"])["state"] == "active"
+    for user in leaving[1:]:
+        asset = asset_of(database, user["key"])
+        assert (asset["state"], asset["fields"]["Active"]) == ("missing", False)
+    assert jira.request_count("/rest/api/2/user?key=") >= 5 + 5  # the run's and the approval's
