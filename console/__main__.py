@@ -19,9 +19,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from console import health
 from console.app import create_app, templates
 from console.pages import Console
 from console.sessions import SessionCodec
+from producers.dead_letters.queue import DeadQueue
 from producers.publisher import Publisher
 from schemas.messages import BulkSyncRequested
 from worker.cli import EXIT_CONFIG, EXIT_FAILED, configure
@@ -82,6 +84,10 @@ def serve(settings: Settings) -> int:
                 key=key or secrets.token_bytes(32), idle=settings.console_session_minutes * 60
             ),
             templates=templates(),
+            dead_queue=lambda: DeadQueue(
+                url=settings.amqp_url.get_secret_value(), topology=settings.topology
+            ),
+            queues=lambda: health.queues(settings.amqp_url.get_secret_value(), settings.topology),
         )
         host, port = settings.console_bind, settings.console_port
         secure = not _loopback(host)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.messages import MODELS, SUPPORTED_VERSIONS, Message
@@ -26,7 +27,7 @@ def decode(routing_key: str, body: bytes, *, content_type: str | None, max_bytes
     if media_type not in JSON_TYPES:
         raise InvalidMessage(f"content type {content_type!r} is not application/json")
     try:
-        data = json.loads(body)
+        data = parse_json(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidMessage(f"body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -53,6 +54,21 @@ def decode(routing_key: str, body: bytes, *, content_type: str | None, max_bytes
     except ValidationError as exc:
         raise InvalidMessage(f"schema violation: {_summary(exc)}") from None
     return message
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON text as Python objects, as ``json.loads`` reads it.
+
+    pydantic's own parser (``pydantic_core``, part of pydantic) reads an ordinary body in
+    about a third of ``json.loads``' time, which a bulk run pays once per user. What it
+    refuses is read again by ``json.loads``, whose result or error is then the one that
+    counts: it is stricter than ``json.loads`` in places (a byte-order mark, surrogates,
+    nesting past 200 levels), never looser, and gives the same objects for what both read.
+    """
+    try:
+        return pydantic_core.from_json(body, cache_strings="keys")
+    except ValueError:
+        return json.loads(body)
 
 
 def _summary(exc: ValidationError) -> str:

@@ -94,6 +94,15 @@ class FanOut:
                 # Read under the lock: a replica that just finished has moved it on.
                 with self.store.transaction() as conn:
                     run = runs.open_run(conn, request)
+                if run.joined:
+                    log.info(
+                        "bulk request %s joins run %s, open for the same filters (%s):"
+                        " nothing more to scan",
+                        request.request_id,
+                        run.id,
+                        run.state,
+                    )
+                    return
                 if run.state != "fanning_out":
                     log.info("bulk run %s is already %s; nothing to fan out", run.id, run.state)
                     return

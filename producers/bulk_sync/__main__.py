@@ -196,7 +196,7 @@ def wait_and_report(store: RunStore, run_id: UUID, *, as_json: bool, timeout: fl
         return fail(PROG, str(exc))
     except KeyboardInterrupt:
         return fail(PROG, f"stopped waiting; run {run_id} goes on (`{PROG} status {run_id}`)")
-    report(run, as_json=as_json)
+    report(run, as_json=as_json, requested=run_id if as_json else None)
     return EXIT_OK if run.succeeded else EXIT_FAILED
 
 
@@ -216,7 +216,7 @@ def status(argv: list[str]) -> int:
         return fail(PROG, str(exc))
     if run is None:
         return fail(PROG, f"no run {args.run_id}")
-    report(run, as_json=args.json)
+    report(run, as_json=args.json, requested=args.run_id)
     return EXIT_OK
 
 

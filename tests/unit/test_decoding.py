@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 
 from schemas.messages import BulkSyncRequested, UserLoggedIn
-from worker.decoding import decode
+from worker.decoding import decode, parse_json
 from worker.errors import InvalidMessage
 
 EVENT_ID = "0b3c1a4e-1d2f-4e5a-9b6c-7d8e9f0a1b2c"
@@ -216,3 +216,30 @@ def test_text_the_database_cannot_store_is_refused_in_any_field(text: str) -> No
 def test_a_surrogate_pair_is_text_like_any_other() -> None:
     message = decode_login(login(username=...) | {"username": "\U0001f600"})
     assert message.username == "\U0001f600"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": 1, "b": [true, null, -0, 1.5e300, 12345678901234567890123], "c": "x\\u00e9\\u0000"}',
+        b'{"a": 1, "a": 2}',  # the last of a repeated key wins, as in json.loads
+        b'"\\ud834\\udd1e"',  # a surrogate pair
+        '{"name": "Jürgen 日本"}'.encode(),
+        b'{"n": NaN, "i": -Infinity}',
+        b"\xef\xbb\xbf{}",  # a byte-order mark: only json.loads reads it
+        b'"\\ud800"',  # a lone surrogate: only json.loads reads it (decode refuses it later)
+        b"[" * 500 + b"]" * 500,  # deeper than pydantic's parser goes
+    ],
+)
+def test_bodies_parse_to_what_json_loads_makes_of_them(body):
+    got, expected = parse_json(body), json.loads(body)
+    assert repr(got) == repr(expected)  # repr: NaN is not equal to itself
+
+
+@pytest.mark.parametrize("body", [b"{nope", b"\xff", b'"a\nb"', b"[1,]", b""])
+def test_what_json_loads_refuses_is_refused_with_its_error(body):
+    with pytest.raises(ValueError) as expected:
+        json.loads(body)
+    with pytest.raises(ValueError) as got:
+        parse_json(body)
+    assert type(got.value) is type(expected.value) and str(got.value) == str(expected.value)

@@ -8,7 +8,6 @@ imports httpx. Timeouts, an overall deadline and a size limit bound every reques
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 
 from schemas.messages import JiraUser
+from worker.decoding import parse_json
 from worker.errors import ConfigError, InvalidMessage, JiraRejected, JiraUnavailable, UserNotFound
 from worker.jira import answers
 from worker.jira.answers import Flavor, Webhook
@@ -360,7 +360,7 @@ class JiraClient:
         if not content and method != "GET":
             return None
         try:
-            return json.loads(content)
+            return parse_json(content)
         except (ValueError, RecursionError) as exc:
             raise JiraUnavailable(f"Jira sent a non-JSON answer for {what}") from exc
 

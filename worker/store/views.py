@@ -96,9 +96,14 @@ class RunStore:
         self._conn.close()
 
     def get(self, run_id: UUID) -> Run | None:
-        query = sql.SQL("SELECT {} FROM sync_run_summary WHERE run_id = %s").format(RUN_COLUMNS)
+        """The run of this request id: its own, or the open run it joined (whose
+        ``run_id`` is then another)."""
+        query = sql.SQL(
+            "SELECT {} FROM sync_run_summary WHERE run_id = COALESCE("
+            " (SELECT run_id FROM sync_run_joins WHERE request_id = %(id)s), %(id)s)"
+        ).format(RUN_COLUMNS)
         with _translate_errors():
-            return self._conn.execute(query, [run_id]).fetchone()
+            return self._conn.execute(query, {"id": run_id}).fetchone()
 
     def recent(self, limit: int = RECENT_RUNS) -> list[Run]:
         # Limit the runs before the view counts their users, not after.
@@ -134,10 +139,15 @@ class RunStore:
             recent = self._conn.execute(_RECENT_UNFILTERED, {"within": within}).fetchone()
             if recent is not None:
                 return recent
+            # An identical request a worker is opening right now takes this key first:
+            # then its run is the one in progress (worker.store.runs.open_run).
             tuples.execute(
-                "INSERT INTO sync_runs (id, requested_by, requested_at) VALUES (%s, %s, %s)",
-                [request.request_id, request.requested_by, request.requested_at],
+                "INSERT INTO sync_runs (id, requested_by, requested_at, request_key)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [request.request_id, request.requested_by, request.requested_at, request.run_key()],
             )
+            if tuples.rowcount == 0:
+                return self._conn.execute(_RECENT_UNFILTERED, {"within": within}).fetchone()
             publish()
         return None
 
