@@ -40,7 +40,7 @@ def test_identical_requests_while_a_run_is_open_make_one_run(start_worker, broke
     jira.add_sample_users(120)
     for _ in range(2):
         start_worker(env={"ASSETSYNC_JIRA_PAGE_SIZE": "20"})
-    jira.set_delay(0.3, path_contains="/user")  # a scan of a few seconds
+    jira.set_delay(1.0, path_contains="/user")  # open until the joins are seen (then 0)
     identical = [request() for _ in range(6)]
     with Publisher(url=broker.url, topology=broker.topology) as publisher:
         for message in identical:
@@ -99,7 +99,7 @@ def test_the_requester_of_a_joined_request_is_told_and_follows_that_run(
     jira.add_sample_users(60)
     for _ in range(2):  # one fans the first request out, the other takes the second
         start_worker(env={"ASSETSYNC_JIRA_PAGE_SIZE": "10"})
-    jira.set_delay(0.5, path_contains="/user")
+    jira.set_delay(2.0, path_contains="/user")  # open until the join is seen (then 0)
     first = request()
     with Publisher(url=broker.url, topology=broker.topology) as publisher:
         publisher.publish(first)
