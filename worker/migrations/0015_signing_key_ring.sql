@@ -49,12 +49,13 @@ BEGIN
         END IF;
     END LOOP;
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'assetsync_status') THEN
-        GRANT SELECT ON sync_runs, sync_run_summary, sync_run_counts TO assetsync_status;
+        GRANT SELECT ON sync_runs, sync_run_summary, sync_run_counts, sync_run_joins
+            TO assetsync_status;
         GRANT INSERT (id, requested_by, requested_at, request_key) ON sync_runs
             TO assetsync_status;
     END IF;
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'assetsync_console') THEN
-        GRANT SELECT ON sync_runs, sync_run_summary, sync_run_counts, sync_run_users,
+        GRANT SELECT ON sync_runs, sync_run_summary, sync_run_counts, sync_run_joins, sync_run_users,
             sync_run_missing, sync_settings, audit_log, asset_types, asset_fields
             TO assetsync_console;
         GRANT INSERT (id, requested_by, requested_at, request_key) ON sync_runs

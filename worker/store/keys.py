@@ -17,12 +17,13 @@ TABLE = "assetsync_private.signing_keys"
 
 
 def load_ring(conn: psycopg.Connection[Any]) -> KeyRing:
-    """The key in use and the retired ones still accepted. How long each is accepted is
-    computed by PostgreSQL's clock, so replicas whose clocks differ agree on it."""
+    """The key in use and the retired ones (accepted until they retire, then named in
+    the refusal; the next rotation deletes them). How long each is accepted is computed
+    by PostgreSQL's clock, so replicas whose clocks differ agree on it."""
     read_at = time.monotonic()
     rows = conn.execute(
         f"SELECT id, key, EXTRACT(EPOCH FROM retires_at - now())::float8 FROM {TABLE}"
-        " WHERE retires_at IS NULL OR retires_at > now() ORDER BY id DESC"
+        " ORDER BY id DESC"
     ).fetchall()
     current = [SigningKey(id, bytes(key)) for id, key, left in rows if left is None]
     if not current:
