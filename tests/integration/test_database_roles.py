@@ -10,6 +10,7 @@ hold grants only in databases that have the tables).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import uuid
@@ -47,10 +48,10 @@ def deployment(infra: Servers) -> Iterator[Deployment]:
         # The group roles exist before the first migrate on a server without CREATEROLE
         # for the workers; here they may exist already (other tests made them).
         for group in ("assetsync_status", "assetsync_console"):
-            try:
+            with contextlib.suppress(
+                psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation
+            ):
                 conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
-            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
-                pass
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(owner)))
         conn.execute(
             sql.SQL("CREATE DATABASE {} OWNER {}").format(
