@@ -14,10 +14,10 @@ import psycopg
 
 from worker.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Parser, configure, say
 from worker.errors import ConfigError, TransientError
-from worker.migrate import migrate
 from worker.replica import run
 from worker.settings import Settings
 from worker.store import keys
+from worker.store.migrate import migrate
 from worker.store.pool import translate_errors
 
 log = logging.getLogger("worker")

@@ -12,8 +12,9 @@ from datetime import UTC
 from typing import TextIO
 from uuid import UUID
 
-from producers.runs import Run, RunStore
 from worker.cli import fail, one_line, say
+from worker.errors import TransientError
+from worker.store.views import Run, RunStore
 from worker.text import printable
 
 PROG = "python -m producers.bulk_sync"
@@ -129,7 +130,7 @@ def _terminal_width(stream: TextIO) -> int:
 # ------------------------------------------------------------------------- waiting
 
 
-class WaitTimeout(Exception):
+class WaitTimeout(TransientError):
     """The run did not end within ``--timeout``; it goes on without us."""
 
 
@@ -145,7 +146,7 @@ def follow_run(
     """Poll the run until it is done or failed.
 
     :raises WaitTimeout: it did not end within ``timeout`` seconds.
-    :raises StoreError: the asset store could not be read.
+    :raises StoreUnavailable: the asset store could not be read.
     """
     deadline = None if timeout is None else clock() + timeout
     while True:

@@ -21,7 +21,7 @@ import pytest
 from producers.publisher import Publisher
 from schemas.messages import BulkSyncRequested
 from tests.support import ROOT, counts, wait_for, wait_run_finished
-from worker import runs
+from worker.store import runs
 
 pytestmark = pytest.mark.timeout(180)
 

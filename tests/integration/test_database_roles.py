@@ -21,12 +21,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from producers.runs import RunStore
 from schemas.messages import BulkSyncRequested, utc_now
 from tests.servers import Servers
 from tests.support import ROOT
-from worker.migrate import migrate
 from worker.store.keys import load_ring
+from worker.store.migrate import migrate
+from worker.store.views import RunStore
 
 ROLES_SQL = (ROOT / "deploy" / "postgres" / "roles.sql").read_text()
 
