@@ -12,9 +12,9 @@ from pathlib import Path
 
 from worker.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Parser, configure
 from worker.errors import ConfigError, TransientError
-from worker.migrate import migrate
 from worker.replica import run
 from worker.settings import Settings
+from worker.store.migrate import migrate
 
 log = logging.getLogger("worker")
 

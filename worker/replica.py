@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TypeVar
 
-from worker import runs
 from worker.consumer import Consumer, Route
 from worker.errors import ConfigError, TransientError
 from worker.fan_out import FanOut
@@ -24,8 +23,9 @@ from worker.login import LoginSync
 from worker.metrics import Metrics, StoreCollector
 from worker.probes import Health, serve
 from worker.settings import Settings
-from worker.signing import Signer, load_key
-from worker.store import Folders, Store
+from worker.signing import Signer
+from worker.store import Folders, Store, views
+from worker.store.keys import load_key
 from worker.sync_config import LiveSync
 from worker.user_sync import UserSyncBatch
 
@@ -216,6 +216,6 @@ def with_retries(what: str, call: Callable[[], T], *, on_wait: Callable[[], None
 def _progress(store: Store) -> Callable[[], dict[str, object] | None]:
     def read() -> dict[str, object] | None:
         with store.connection() as conn:
-            return runs.progress(conn)
+            return views.progress(conn)
 
     return read

@@ -324,6 +324,37 @@ class Settings(BaseSettings):
         gt=0,
         le=60,
     )
+    webhook_header_timeout: float = setting(
+        10.0,
+        group="Webhook receiver",
+        doc="seconds a client may take to send a request's headers (from connecting, or"
+        " from the previous answer on a kept-alive connection); then it is disconnected",
+        gt=0,
+        le=300,
+    )
+    webhook_body_timeout: float = setting(
+        10.0,
+        group="Webhook receiver",
+        doc="seconds a client may then take to send the body; then it is disconnected",
+        gt=0,
+        le=300,
+    )
+    webhook_max_connections: int = setting(
+        2000,
+        group="Webhook receiver",
+        doc="connections held at most; a newcomer past it pushes out the oldest that is"
+        " still sending its headers (see Slow clients)",
+        ge=16,
+        le=100_000,
+    )
+    webhook_body_budget: int = setting(
+        8 * 1024 * 1024,
+        group="Webhook receiver",
+        doc="bytes all request bodies being received or handled may hold together, at"
+        " least `ASSETSYNC_WEBHOOK_MAX_BYTES` (see Slow clients)",
+        ge=1024,
+        le=1024 * 1024 * 1024,
+    )
     webhook_name: str = setting(
         "assetsync users",
         group="Webhook receiver",

@@ -15,8 +15,6 @@ import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import psycopg
-
 from schemas.messages import USER_SYNC
 from worker.broker import Outgoing
 from worker.errors import ConfigError, InvalidMessage
@@ -48,14 +46,6 @@ class Signer:
             given = given.decode("latin-1")
         if not isinstance(given, str) or not hmac.compare_digest(given, self.sign(body)):
             raise InvalidMessage("bad signature: only workers may publish this message type")
-
-
-def load_key(conn: psycopg.Connection[Any]) -> bytes:
-    """The key the migration made (``worker_keys``)."""
-    row = conn.execute("SELECT key FROM worker_keys WHERE name = 'user-sync'").fetchone()
-    if row is None:
-        raise ConfigError("the asset store has no signing key: run `python -m worker migrate`")
-    return bytes(row[0])
 
 
 def signed_user_syncs(bodies: Sequence[bytes], *, exchange: str, signer: Signer) -> list[Outgoing]:
