@@ -28,7 +28,7 @@ import psycopg
 
 from bench.infra import Child, fresh_database, percentile, unique_suffix
 from demo.fake_jira import FakeJira
-from worker.migrate import migrate
+from worker.store.migrate import migrate
 
 FAILED = 250
 GONE = 300

@@ -34,9 +34,8 @@ from console.health import QueueState
 from console.sessions import Session, SessionCodec
 from console.sign_in import SignInRefused, check_administrator
 from producers.dead_letters.queue import DeadQueue
-from producers.publisher import PublishError
 from schemas.messages import BulkSyncRequested
-from worker.errors import ConfigError, StaleSettings, TransientError
+from worker.errors import ConfigError, PublishError, StaleSettings, TransientError
 from worker.jira import JiraClient
 from worker.settings import JIRA_FIELDS, Settings
 from worker.store import Store

@@ -11,7 +11,6 @@ from uuid import UUID
 import psycopg
 
 from schemas.messages import BulkSyncRequested, user_sync_bodies
-from worker import runs
 from worker.broker import Outgoing
 from worker.directory import Checkpoint, Filters, read_ahead, scan
 from worker.errors import PermanentError, StoreDown, StoreUnavailable
@@ -21,7 +20,7 @@ from worker.logs import log_context
 from worker.metrics import Metrics
 from worker.missing import MissingUsers
 from worker.signing import Signer, signed_user_syncs
-from worker.store import Store
+from worker.store import Store, locks, runs
 from worker.store.pool import translate_errors
 from worker.sync_config import LiveSync
 
@@ -118,7 +117,7 @@ class FanOut:
                 raise
             finally:
                 if not lock.closed:
-                    runs.unlock_run(lock, request.request_id)
+                    locks.unlock_run(lock, request.request_id)
 
     def _prune_old_runs(self, loop: Loop) -> None:
         """Delete the per-user rows of runs that ended over ``retention_days`` ago, a
@@ -149,7 +148,7 @@ class FanOut:
         than that; then its own delivery is the one that counts.
         """
         deadline = time.monotonic() + RUN_LOCK_WAIT
-        while not runs.try_lock_run(conn, run_id):
+        while not locks.try_lock_run(conn, run_id):
             if time.monotonic() > deadline:
                 return False
             loop.tick()
@@ -232,7 +231,7 @@ class _Locked:
     def publish(self, messages: Sequence[Outgoing]) -> None:
         try:
             with translate_errors():
-                held = runs.holds_run_lock(self._lock, self._run_id)
+                held = locks.holds_run_lock(self._lock, self._run_id)
         except StoreDown as exc:
             raise StoreDown(
                 f"bulk run {self._run_id}: the session that holds its run lock is gone"

@@ -12,8 +12,9 @@ from datetime import UTC
 from typing import TextIO
 from uuid import UUID
 
-from producers.runs import Run, RunStore
 from worker.cli import fail, one_line, say
+from worker.errors import TransientError
+from worker.store.views import Run, RunStore
 from worker.text import printable
 
 PROG = "python -m producers.bulk_sync"
@@ -129,7 +130,7 @@ def _terminal_width(stream: TextIO) -> int:
 # ------------------------------------------------------------------------- waiting
 
 
-class WaitTimeout(Exception):
+class WaitTimeout(TransientError):
     """The run did not end within ``--timeout``; it goes on without us."""
 
 
@@ -145,7 +146,7 @@ def follow_run(
     """Poll the run until it is done or failed.
 
     :raises WaitTimeout: it did not end within ``timeout`` seconds.
-    :raises StoreError: the asset store could not be read.
+    :raises StoreUnavailable: the asset store could not be read.
     """
     deadline = None if timeout is None else clock() + timeout
     while True:
@@ -178,8 +179,8 @@ def _timeout_message(run_id: UUID, run: Run | None, timeout: float) -> str:
 def joined_line(request_id: UUID, run: Run) -> str:
     """What the requester of a request that joined another's open run is told."""
     return (
-        f"request {request_id} joined run {run.run_id}, already {run.state} for the same"
-        f" filters (requested by {printable(run.requested_by, 60)}); following that run"
+        f"request {request_id} joined run {run.run_id}, open for the same filters when it"
+        f" arrived (requested by {printable(run.requested_by, 60)}); following that run"
     )
 
 

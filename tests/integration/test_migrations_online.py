@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.test_login_sync import login_body
 from tests.support import wait_for
-from worker import migrate as migrations
+from worker.store import migrate as migrations
 from worker.errors import StoreUnavailable
 
 

@@ -11,7 +11,7 @@ import psycopg
 from producers.publisher import Publisher
 from schemas.messages import BulkSyncRequested, utc_now
 from tests.support import counts, run_summary, wait_for, wait_run_finished
-from worker.runs import RUN_LOCK_SPACE
+from worker.store.locks import RUN_LOCKS
 
 USERS, PAGE = 3000, 100
 ENV = {"ASSETSYNC_JIRA_PAGE_SIZE": str(PAGE), "ASSETSYNC_BATCH_SIZE": "100"}
@@ -24,7 +24,7 @@ def lock_holder(database: str) -> int | None:
             "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
             " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s"
             " AND l.objsubid = 2 AND d.datname = current_database()",
-            [RUN_LOCK_SPACE],
+            [RUN_LOCKS],
         ).fetchone()
     return int(row[0]) if row else None
 

@@ -31,7 +31,7 @@ from tests.support import (
     wait_run_finished,
     worker_env,
 )
-from worker.migrate import migrate
+from worker.store.migrate import migrate
 
 PREVIOUS = "4dd36db52987c29abb8e522831b470f7411d70ea"  # version 0.2.0
 USERS = 2000

@@ -33,12 +33,12 @@ from psycopg import sql
 from yoyo import get_backend, read_migrations
 
 from worker.errors import StoreUnavailable
+from worker.store.locks import lock_migrations
 from worker.store.pool import session_options, translate_errors
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).with_name("migrations")
-LOCK_KEY = 0x61737379  # any constant shared by every replica ("assy")
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"  # worker/migrations
 LOCK_TIMEOUT_MS = 2000  # the longest a migration's statement waits for a lock
 PATIENCE = 600.0  # seconds of tries before migrate gives up
 PAUSES = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # between tries; then the last
@@ -79,7 +79,7 @@ def _migrate_once(url: str, source: Path) -> list[str]:
     with translate_errors():
         ensure_database(url)
         with psycopg.connect(url, autocommit=True, **options) as lock_conn:
-            lock_conn.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
+            lock_migrations(lock_conn)
             backend = get_backend(yoyo_url(url, lock_timeout_ms=LOCK_TIMEOUT_MS))
             migrations = read_migrations(str(source))
             try:

@@ -22,12 +22,12 @@ from uuid import UUID
 import psycopg
 
 from schemas.messages import BulkSyncRequested
-from worker import store
 from worker.checkpoints import Checkpoint, decode_checkpoint, encode_checkpoint
 from worker.errors import StoreUnavailable
-from worker.store import Change, Scheme
+from worker.store import upsert
+from worker.store.scheme import Scheme
+from worker.store.upsert import Change
 
-RUN_LOCK_SPACE = 0x72756E  # advisory lock namespace for runs ("run")
 COUNT_SLOTS = 16  # counter rows per run (see _count)
 
 
@@ -95,32 +95,6 @@ def open_run(conn: psycopg.Connection[Any], request: BulkSyncRequested) -> Run:
     raise StoreUnavailable(
         f"the open run of {key} kept changing while run {request.request_id} was opened"
     )
-
-
-def try_lock_run(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
-    """Session lock on the run, held by the replica fanning it out. It ends with that
-    replica's connection, so a crashed replica never blocks the redelivered request."""
-    row = conn.execute(
-        "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [RUN_LOCK_SPACE, str(run_id)]
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def holds_run_lock(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
-    """Whether this session still holds the run's lock. It has lost it when the session
-    was ended and replaced (it cannot be: psycopg never reconnects a connection), or
-    when the server forgot it; a session that is gone raises instead."""
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND pid = pg_backend_pid() AND classid = %s AND objid = hashtext(%s)::oid"
-        " AND objsubid = 2)",
-        [RUN_LOCK_SPACE, str(run_id)],
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def unlock_run(conn: psycopg.Connection[Any], run_id: UUID) -> None:
-    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [RUN_LOCK_SPACE, str(run_id)])
 
 
 def add_matched(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[str]) -> set[str]:
@@ -350,7 +324,7 @@ def mark_missing(
     row = conn.execute("SELECT started_at FROM sync_runs WHERE id = %s", [run_id]).fetchone()
     if row is None:
         return []
-    return store.mark_missing(conn, scheme, asset_ids, seen_before=row[0])
+    return upsert.mark_missing(conn, scheme, asset_ids, seen_before=row[0])
 
 
 def record_missing(
@@ -362,17 +336,6 @@ def record_missing(
         "UPDATE sync_runs SET missing = %s, missing_checked = %s WHERE id = %s",
         [missing, checked, run_id],
     )
-
-
-def progress(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
-    """The newest run still in progress: its id, state and counts, or None."""
-    row = conn.execute(
-        "SELECT run_id, state, matched, done, failed FROM sync_run_summary"
-        " WHERE state IN ('fanning_out', 'processing') ORDER BY started_at DESC LIMIT 1"
-    ).fetchone()
-    if row is None:
-        return None
-    return dict(zip(("run_id", "state", "matched", "done", "failed"), row, strict=True))
 
 
 def runs_to_prune(conn: psycopg.Connection[Any], *, older_than_days: float) -> list[UUID]:
