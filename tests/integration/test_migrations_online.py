@@ -13,8 +13,8 @@ import pytest
 
 from tests.integration.test_login_sync import login_body
 from tests.support import wait_for
-from worker.store import migrate as migrations
 from worker.errors import StoreUnavailable
+from worker.store import migrate as migrations
 
 
 def with_extra_migration(tmp_path: Path, body: str) -> tuple[Path, str]:
