@@ -265,7 +265,15 @@ class Settings(BaseSettings):
         None,
         group="Sync",
         doc="key (16+ bytes) the workers sign their `user-sync` messages with; unset, the"
-        " random key `migrate` keeps in the asset store",
+        " random keys `migrate` and `rotate-key` keep in the asset store",
+    )
+    signing_key_refresh: float = setting(
+        30.0,
+        group="Sync",
+        doc="seconds between two reads of the stored signing keys: a rotation reaches"
+        " every replica within it (`rotate-key --window` must be at least twice as long)",
+        gt=0,
+        le=3600,
     )
 
     # Operations
