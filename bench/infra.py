@@ -123,6 +123,7 @@ class Child:
     env: dict[str, str]
     log_path: Path
     with_stdin: bool = False
+    cwd: Path = ROOT
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> Child:
@@ -130,7 +131,7 @@ class Child:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", *self.module],
                 env=self.env,
-                cwd=ROOT,
+                cwd=self.cwd,
                 stdin=subprocess.PIPE if self.with_stdin else subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

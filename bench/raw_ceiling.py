@@ -71,9 +71,9 @@ from bench.infra import (
 )
 from bench.statements import Statements
 from worker.mapping import AssetPlan
-from worker.migrate import migrate
 from worker.settings import DEFAULT_FIELD_MAP, JIRA_FIELDS
 from worker.store import Folders, Store, apply_plans, load_scheme
+from worker.store.migrate import migrate
 
 TABLE = "raw_ceiling"
 BODY_BYTES = 400

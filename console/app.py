@@ -84,6 +84,10 @@ def create_app(console: pages.Console, *, secure_cookies: bool) -> Starlette:
         Route("/runs/{run_id}/preview", web.page(pages.preview)),
         Route("/runs/{run_id}/preview.csv", web.page(pages.preview_csv)),
         Route("/runs/{run_id}/{which}.csv", web.page(pages.run_csv)),
+        Route("/dead-letters", web.page(pages.dead_letters_page)),
+        Route("/dead-letters/confirm", web.page(pages.dead_letter_confirm)),
+        Route("/dead-letters", web.page(pages.dead_letter_act), methods=["POST"]),
+        Route("/health", web.page(pages.health_page)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

@@ -28,13 +28,14 @@ from starlette.responses import (
     StreamingResponse,
 )
 
-from console import runs_form, settings_form
+from console import dead_letters, runs_form, settings_form
 from console.approval import approvable, mark_approved
+from console.health import QueueState
 from console.sessions import Session, SessionCodec
 from console.sign_in import SignInRefused, check_administrator
-from producers.publisher import PublishError
+from producers.dead_letters.queue import DeadQueue
 from schemas.messages import BulkSyncRequested
-from worker.errors import ConfigError, StaleSettings, TransientError
+from worker.errors import ConfigError, PublishError, StaleSettings, TransientError
 from worker.jira import JiraClient
 from worker.settings import JIRA_FIELDS, Settings
 from worker.store import Store
@@ -70,6 +71,8 @@ class Console:
     :param publish: publishes a bulk request and returns once RabbitMQ confirmed it.
     :param codec: signs and reads session cookies.
     :param templates: the Jinja2 environment.
+    :param dead_queue: opens the dead-letter tool's queue (a connection per use).
+    :param queues: the work queues' depths and consumers, as RabbitMQ sees them now.
     """
 
     settings: Settings
@@ -78,6 +81,8 @@ class Console:
     publish: Callable[[BulkSyncRequested], None]
     codec: SessionCodec
     templates: Environment
+    dead_queue: Callable[[], DeadQueue]
+    queues: Callable[[], list[QueueState]]
 
     def render(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
         values.setdefault("session", None)
@@ -272,6 +277,86 @@ def start_run(request: Request, session: Session, form: dict[str, str]) -> Respo
         )
     log.info("run %s requested by %r", message.request_id, session.user)
     return RedirectResponse(f"/?run={message.request_id}#run-heading", status_code=303)
+
+
+# ---------------------------------------------------------------------- dead letters
+
+
+def dead_letters_page(request: Request, session: Session, form: dict[str, str]) -> Response:
+    """The dead letters with their reasons; reading them is on demand (each read counts
+    a delivery at the broker), the count is not."""
+    console = console_of(request)
+    done = request.query_params.get("done") or ""
+    shown: dead_letters.Listing | None = None
+    error = ""
+    if request.query_params.get("show"):
+        try:
+            shown = dead_letters.listing(console.dead_queue)
+        except dead_letters.NotDone as exc:
+            error = str(exc)
+    return console.render(
+        "dead_letters.html",
+        session=session,
+        shown=shown,
+        error=error,
+        done=done,
+        now=datetime.now(UTC),
+    )
+
+
+def dead_letter_confirm(request: Request, session: Session, form: dict[str, str]) -> Response:
+    console = console_of(request)
+    letter_id, action = request.query_params.get("id", ""), request.query_params.get("action", "")
+    if action not in dead_letters.ACTIONS or not letter_id:
+        return console.render("refused.html", 404, session=session, message="Nothing to confirm.")
+    return console.render(
+        "dead_letter_confirm.html", session=session, letter_id=letter_id[:200], action=action
+    )
+
+
+def dead_letter_act(request: Request, session: Session, form: dict[str, str]) -> Response:
+    console = console_of(request)
+    letter_id, action = form.get("id", ""), form.get("action", "")
+    try:
+        letter = dead_letters.act(console.dead_queue, letter_id, action)
+    except dead_letters.NotDone as exc:
+        return RedirectResponse(f"/dead-letters?show=1&done={quote('Not done: ' + str(exc))}", 303)
+    with console.store.transaction() as conn:
+        audit(
+            conn,
+            actor=session.user or "",
+            action=f"dead letter {dead_letters.ACTIONS[action]}",
+            subject=letter.id,
+            old={"type": letter.type, "reason": letter.reason, "identity": letter.identity},
+        )
+    log.info("%r %s dead letter %s", session.user, dead_letters.ACTIONS[action], letter.id)
+    message = f"{letter.id} {dead_letters.ACTIONS[action]}"
+    return RedirectResponse(f"/dead-letters?show=1&done={quote(message)}", 303)
+
+
+# ---------------------------------------------------------------------- health
+
+
+def health_page(request: Request, session: Session, form: dict[str, str]) -> Response:
+    console = console_of(request)
+    try:
+        queues = console.queues()
+        broker_error = ""
+    except Exception as exc:  # RabbitMQ's trouble is what this page reports
+        queues, broker_error = [], f"RabbitMQ cannot be asked: {exc}"
+    database = console.store.ping()
+    with console.store.transaction() as conn:
+        stored = load_settings(conn)
+        running = reads.recent_runs(conn, limit=1)
+    return console.render(
+        "health.html",
+        session=session,
+        queues=queues,
+        broker_error=broker_error,
+        database=database,
+        stored=stored,
+        newest=running[0] if running else None,
+    )
 
 
 # ---------------------------------------------------------------------- runs

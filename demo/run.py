@@ -27,6 +27,7 @@ import psycopg
 from demo.fake_jira import FakeJira
 from demo.fake_webhooks import DirectoryChanges
 from worker.settings import Settings
+from worker.store.views import user_asset_rows
 
 DEMO_USERS = 40
 RENAME_EVERY = 20.0  # seconds between the stand-in's user changes
@@ -137,10 +138,7 @@ def start_receiver(fake: FakeJira, env: dict[str, str]) -> subprocess.Popen[byte
 
 def show_assets(database_url: str, limit: int = 25) -> None:
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT folder_path, fields->>'Username', fields->>'Full name', fields->>'Active'"
-            " FROM user_assets ORDER BY folder_path, fields->>'Username'"
-        ).fetchall()
+        rows = user_asset_rows(conn)
     for folder, username, full_name, active in rows[:limit]:
         print(f"  {folder:<14} {username:<16} {full_name or '':<24} active={active}")
     if len(rows) > limit:

@@ -17,10 +17,7 @@ import pika.exceptions
 
 from schemas.messages import UserLoggedIn, _Message, to_body, utc_now
 from schemas.topology import Topology
-
-
-class PublishError(Exception):
-    """The broker did not take the message; it was not published."""
+from worker.errors import PublishError
 
 
 class Publisher:

@@ -9,6 +9,7 @@ this module for producers that are not written in Python (``python -m schemas``)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -87,6 +88,14 @@ class BulkSyncRequested(_Message):
     username_prefix: Name | None = None
     groups: list[Name] = Field(default_factory=list, max_length=100)
     dry_run: bool = False
+
+    def run_key(self) -> str:
+        """What makes two requests the same run: the same dry run, the same prefix as
+        matched (lower-cased, as the scan compares usernames), the same set of groups
+        (in any order, each once; as written: whether Jira matches group names
+        regardless of case is its own affair). Who asked and when do not count."""
+        prefix = None if self.username_prefix is None else self.username_prefix.lower()
+        return json.dumps([self.dry_run, prefix, sorted(set(self.groups))], ensure_ascii=False)
 
 
 class UserChanged(_Message):

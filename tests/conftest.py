@@ -18,7 +18,7 @@ from schemas.topology import Topology
 from tests.servers import Servers, servers
 from tests.support import Broker, WorkerProcess, worker_env
 from tests.webhook_support import ReceiverProcess, receiver_env
-from worker.migrate import migrate
+from worker.store.migrate import migrate
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,7 @@ from tests.support import (
     wait_quiet,
     worker_env,
 )
-from worker.migrate import migrate
+from worker.store.migrate import migrate
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 PHASES = ("fanning-out", "processing")

@@ -1,32 +1,41 @@
-"""The one exception tree of the worker.
+"""The one exception tree of assetsync: every error any component raises on purpose.
 
 ::
 
     AssetSyncError
     ├── PermanentError        retrying cannot help: dead-letter the message with the reason
     │   ├── InvalidMessage    bad JSON, unknown type or version, schema violation, too large
-    │   ├── UserNotFound      Jira has no such user
+    │   │   └── BadDelivery   a webhook delivery that is not a user event (producers.webhooks)
+    │   ├── UserNotFound      Jira has no such user (or group, or resource: it answered 404)
     │   ├── JiraRejected      Jira refused the request (400), or answered too much
     │   │   └── BadJiraUser   Jira's JSON for a user is not one we can store
     │   ├── StoreRejected     the database refused the data (a constraint, a bad value)
     │   ├── StaleSettings     a settings change based on a version someone replaced meanwhile
-    │   └── Unwritable        a message cannot be framed for the broker (a content
-    │                         header over the frame size)
+    │   ├── Unwritable        a message cannot be framed for the broker (a content
+    │   │                     header over the frame size)
+    │   ├── RegistrationError Jira's webhooks are not as `webhooks register` can work with
+    │   └── LogUnreadable     the security log or its state file cannot be read
     ├── TransientError        may work later: retry with backoff, then dead-letter
     │   ├── JiraUnavailable   429, 5xx, timeouts, connection errors
     │   ├── StoreUnavailable  lost database connection, deadlock, serialization failure
     │   ├── BrokerRefused     RabbitMQ nacked what we published (a full queue)
     │   │   └── Unroutable    RabbitMQ returned it: no queue is bound to take it
-    │   └── BrokerLost        the connection to RabbitMQ is gone or unresponsive: the
-    │                         loop reconnects and the broker redelivers what is unacked
-    ├── ConfigError           the deployment is wrong: stop the worker with one clear line
+    │   ├── BrokerLost        the connection to RabbitMQ is gone or unresponsive: the
+    │   │                     loop reconnects and the broker redelivers what is unacked
+    │   ├── PublishError      a producer's message was not confirmed (pika: unreachable,
+    │   │                     refused, unroutable); nothing was published
+    │   ├── BrokerUnavailable the webhook receiver cannot publish now: it answers 503
+    │   ├── DeadQueueError    the dead-letter tool could not reach or use the dead queue
+    │   └── WaitTimeout       a followed bulk run did not end in the time given
+    ├── ConfigError           the deployment is wrong: stop with one clear line (exit 78)
     │   └── JiraAuthError     Jira answered 401/403 to our credentials
     │       └── JiraCaptcha   ...without checking them: Jira wants a CAPTCHA answered first
     └── Interrupted           the replica is shutting down: put the message back
 
-Adapters (``jira.py``, ``store.py``) translate ``httpx`` and ``psycopg`` errors into these,
-keeping the cause (``raise ... from exc``); nothing above them imports those libraries'
-exceptions.
+The classes marked with a package are defined beside the code that raises them. The
+adapters (``worker/jira/``, ``worker/store/``, ``producers/publisher.py``) translate
+``httpx``, ``psycopg`` and ``pika`` errors into these, keeping the cause
+(``raise ... from exc``); nothing above them imports those libraries' exceptions.
 """
 
 from __future__ import annotations
@@ -114,3 +123,7 @@ class JiraCaptcha(JiraAuthError):
 
 class Interrupted(AssetSyncError):
     """Long work (a bulk fan-out) stopped at a checkpoint because the replica is stopping."""
+
+
+class PublishError(TransientError):
+    """A producer's message was not confirmed by the broker; it was not published."""

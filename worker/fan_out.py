@@ -11,7 +11,6 @@ from uuid import UUID
 import psycopg
 
 from schemas.messages import BulkSyncRequested, user_sync_bodies
-from worker import runs
 from worker.directory import Checkpoint, Filters, read_ahead, scan
 from worker.errors import PermanentError
 from worker.handling import Failures, Loop
@@ -20,7 +19,7 @@ from worker.logs import log_context
 from worker.metrics import Metrics
 from worker.missing import MissingUsers
 from worker.signing import Signer, signed_user_syncs
-from worker.store import Store
+from worker.store import Store, locks, runs
 from worker.sync_config import LiveSync
 
 log = logging.getLogger(__name__)
@@ -95,6 +94,15 @@ class FanOut:
                 # Read under the lock: a replica that just finished has moved it on.
                 with self.store.transaction() as conn:
                     run = runs.open_run(conn, request)
+                if run.joined:
+                    log.info(
+                        "bulk request %s joins run %s, open for the same filters (%s):"
+                        " nothing more to scan",
+                        request.request_id,
+                        run.id,
+                        run.state,
+                    )
+                    return
                 if run.state != "fanning_out":
                     log.info("bulk run %s is already %s; nothing to fan out", run.id, run.state)
                     return
@@ -106,7 +114,7 @@ class FanOut:
                 raise
             finally:
                 if not lock.closed:
-                    runs.unlock_run(lock, request.request_id)
+                    locks.unlock_run(lock, request.request_id)
 
     def _prune_old_runs(self, loop: Loop) -> None:
         """Delete the per-user rows of runs that ended over ``retention_days`` ago, a
@@ -137,7 +145,7 @@ class FanOut:
         than that; then its own delivery is the one that counts.
         """
         deadline = time.monotonic() + RUN_LOCK_WAIT
-        while not runs.try_lock_run(conn, run_id):
+        while not locks.try_lock_run(conn, run_id):
             if time.monotonic() > deadline:
                 return False
             loop.tick()

@@ -33,13 +33,12 @@ from typing import Literal
 from uuid import UUID
 
 from schemas.messages import JiraUser, user_sync_bodies
-from worker import runs
 from worker.errors import InvalidMessage, JiraRejected, UserNotFound
 from worker.handling import Loop
 from worker.jira import JiraClient, RefKind, UserRef
 from worker.settings import MissingLimit
 from worker.signing import Signer, signed_user_syncs
-from worker.store import Scheme, Store
+from worker.store import Scheme, Store, runs
 from worker.store.run_missing import record_gone
 
 log = logging.getLogger(__name__)

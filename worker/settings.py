@@ -259,7 +259,15 @@ class Settings(BaseSettings):
         None,
         group="Sync",
         doc="key (16+ bytes) the workers sign their `user-sync` messages with; unset, the"
-        " random key `migrate` keeps in the asset store",
+        " random keys `migrate` and `rotate-key` keep in the asset store",
+    )
+    signing_key_refresh: float = setting(
+        30.0,
+        group="Sync",
+        doc="seconds between two reads of the stored signing keys: a rotation reaches"
+        " every replica within it (`rotate-key --window` must be at least twice as long)",
+        gt=0,
+        le=3600,
     )
 
     # Operations
@@ -323,6 +331,37 @@ class Settings(BaseSettings):
         doc="seconds a request waits for RabbitMQ before 503 (Cloud waits ~20 s for an answer)",
         gt=0,
         le=60,
+    )
+    webhook_header_timeout: float = setting(
+        10.0,
+        group="Webhook receiver",
+        doc="seconds a client may take to send a request's headers (from connecting, or"
+        " from the previous answer on a kept-alive connection); then it is disconnected",
+        gt=0,
+        le=300,
+    )
+    webhook_body_timeout: float = setting(
+        10.0,
+        group="Webhook receiver",
+        doc="seconds a client may then take to send the body; then it is disconnected",
+        gt=0,
+        le=300,
+    )
+    webhook_max_connections: int = setting(
+        2000,
+        group="Webhook receiver",
+        doc="connections held at most; a newcomer past it pushes out the oldest that is"
+        " still sending its headers (see Slow clients)",
+        ge=16,
+        le=100_000,
+    )
+    webhook_body_budget: int = setting(
+        8 * 1024 * 1024,
+        group="Webhook receiver",
+        doc="bytes all request bodies being received or handled may hold together, at"
+        " least `ASSETSYNC_WEBHOOK_MAX_BYTES` (see Slow clients)",
+        ge=1024,
+        le=1024 * 1024 * 1024,
     )
     webhook_name: str = setting(
         "assetsync users",

@@ -12,13 +12,12 @@ from uuid import UUID
 import psycopg
 
 from schemas.messages import JiraUser, UserSync
-from worker import runs
 from worker.errors import BrokerLost, InvalidMessage, PermanentError, TransientError
 from worker.handling import Failures, Loop
 from worker.jira import JiraClient, UserRef
 from worker.mapping import AssetPlan, plan_asset
 from worker.metrics import Metrics
-from worker.store import Folders, Store, apply_plans
+from worker.store import Folders, Store, apply_plans, runs
 from worker.store.preview import record_preview
 from worker.sync_config import LiveSync, SyncConfig
 

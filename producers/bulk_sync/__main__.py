@@ -48,10 +48,11 @@ from producers.bulk_sync.progress import (
     summary_json,
 )
 from producers.durations import parse_duration, short_duration
-from producers.publisher import Publisher, PublishError
-from producers.runs import Run, RunStore, StoreError
+from producers.publisher import Publisher
 from schemas.messages import BulkSyncRequested, utc_now
-from worker.cli import EXIT_FAILED, EXIT_OK, Parser, configure, fail, say
+from worker.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Parser, configure, fail, say
+from worker.errors import AssetSyncError, ConfigError
+from worker.store.views import Run, RunStore
 
 PROG = "python -m producers.bulk_sync"
 # Message fields as the options that set them, for usage errors.
@@ -136,7 +137,9 @@ def request(argv: list[str]) -> int:
             return wait_and_report(
                 store, message.request_id, as_json=args.json, timeout=args.timeout
             )
-    except (PublishError, StoreError) as exc:
+    except ConfigError as exc:
+        return fail(PROG, str(exc), EXIT_CONFIG)
+    except AssetSyncError as exc:  # the broker or the asset store
         return fail(PROG, str(exc))
 
 
@@ -193,7 +196,7 @@ def wait_and_report(store: RunStore, run_id: UUID, *, as_json: bool, timeout: fl
         return fail(PROG, str(exc))
     except KeyboardInterrupt:
         return fail(PROG, f"stopped waiting; run {run_id} goes on (`{PROG} status {run_id}`)")
-    report(run, as_json=as_json)
+    report(run, as_json=as_json, requested=run_id if as_json else None)
     return EXIT_OK if run.succeeded else EXIT_FAILED
 
 
@@ -207,11 +210,13 @@ def status(argv: list[str]) -> int:
                 say(json.dumps(runs_json(runs)) if args.json else runs_table(runs))
                 return EXIT_OK
             run = store.get(args.run_id)
-    except StoreError as exc:
+    except ConfigError as exc:
+        return fail(PROG, str(exc), EXIT_CONFIG)
+    except AssetSyncError as exc:
         return fail(PROG, str(exc))
     if run is None:
         return fail(PROG, f"no run {args.run_id}")
-    report(run, as_json=args.json)
+    report(run, as_json=args.json, requested=args.run_id)
     return EXIT_OK
 
 

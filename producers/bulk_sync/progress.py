@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -11,8 +12,9 @@ from datetime import UTC
 from typing import TextIO
 from uuid import UUID
 
-from producers.runs import Run, RunStore
 from worker.cli import fail, one_line, say
+from worker.errors import TransientError
+from worker.store.views import Run, RunStore
 from worker.text import printable
 
 PROG = "python -m producers.bulk_sync"
@@ -83,6 +85,7 @@ class Progress:
         self._clock = clock
         self._meter = RateMeter()
         self._told_waiting = False
+        self._told_joined = False
         self._last_plain: float | None = None
         self._drawn = 0  # length of the live line on screen
 
@@ -90,6 +93,11 @@ class Progress:
         if self._stream is not None and not self._told_waiting:
             say(WAITING, file=self._stream)
             self._told_waiting = True
+
+    def joined(self, request_id: UUID, run: Run) -> None:
+        if self._stream is not None and not self._told_joined:
+            say(joined_line(request_id, run), file=self._stream)
+            self._told_joined = True
 
     def update(self, run: Run) -> None:
         now = self._clock()
@@ -122,7 +130,7 @@ def _terminal_width(stream: TextIO) -> int:
 # ------------------------------------------------------------------------- waiting
 
 
-class WaitTimeout(Exception):
+class WaitTimeout(TransientError):
     """The run did not end within ``--timeout``; it goes on without us."""
 
 
@@ -138,7 +146,7 @@ def follow_run(
     """Poll the run until it is done or failed.
 
     :raises WaitTimeout: it did not end within ``timeout`` seconds.
-    :raises StoreError: the asset store could not be read.
+    :raises StoreUnavailable: the asset store could not be read.
     """
     deadline = None if timeout is None else clock() + timeout
     while True:
@@ -146,6 +154,8 @@ def follow_run(
         if run is None:
             progress.waiting()
         else:
+            if run.run_id != run_id:
+                progress.joined(run_id, run)
             progress.update(run)
             if run.finished:
                 return run
@@ -164,6 +174,14 @@ def _timeout_message(run_id: UUID, run: Run | None, timeout: float) -> str:
 
 
 # -------------------------------------------------------------------------- output
+
+
+def joined_line(request_id: UUID, run: Run) -> str:
+    """What the requester of a request that joined another's open run is told."""
+    return (
+        f"request {request_id} joined run {run.run_id}, already {run.state} for the same"
+        f" filters (requested by {printable(run.requested_by, 60)}); following that run"
+    )
 
 
 def summary_json(run: Run) -> dict[str, object]:
@@ -228,7 +246,14 @@ def runs_json(runs: list[Run]) -> list[dict[str, object]]:
     ]
 
 
-def report(run: Run, *, as_json: bool) -> None:
-    say(json.dumps(summary_json(run)) if as_json else summary_table(run))
+def report(run: Run, *, as_json: bool, requested: UUID | None = None) -> None:
+    """The run's summary; for a request that joined it (``requested`` is not the run's
+    id), the JSON also says so, and the text says it on stderr."""
+    summary = summary_json(run)
+    if requested is not None and requested != run.run_id:
+        summary.update(request_id=str(requested), joined=True)
+        if not as_json:
+            say(joined_line(requested, run), file=sys.stderr)
+    say(json.dumps(summary) if as_json else summary_table(run))
     if run.state == "failed":
         fail(PROG, f"run failed: {one_line(run.error or 'no error was recorded')}")

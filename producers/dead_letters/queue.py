@@ -32,6 +32,7 @@ from producers.publisher import declare
 from schemas.topology import Topology
 from worker import content_header
 from worker.cli import one_line
+from worker.errors import TransientError
 
 # Kept on a replayed copy. Not user_id (RabbitMQ checks it against the connection's
 # user) nor expiration (a copy could expire at once).
@@ -51,7 +52,7 @@ READ_PROPERTIES = (*KEPT_PROPERTIES, "delivery_mode", "priority", "expiration", 
 HIGH_DELIVERY_COUNT = 10
 
 
-class DeadQueueError(Exception):
+class DeadQueueError(TransientError):
     """The broker could not be reached or refused; the message is one line for a person."""
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from producers.publisher import Publisher, PublishError, publish_user_logged_in
+from producers.publisher import Publisher, publish_user_logged_in
 from worker.cli import EXIT_OK, Parser, configure, fail, say
+from worker.errors import PublishError
 
 PROG = "python -m producers.login_event"
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from worker import files
+from worker.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ HEAD_BYTES = 1024
 COMPRESSED = (".gz", ".zip", ".bz2", ".xz")
 
 
-class LogUnreadable(Exception):
+class LogUnreadable(PermanentError):
     """The log file cannot be read at all (missing at start, no permission)."""
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from producers.publisher import Publisher, PublishError
+from producers.publisher import Publisher
 from producers.security_log.fold import QuietPeriod
 from producers.security_log.follow import Follower, Position, save_position
 from producers.security_log.parse import Login, Skip, parse_line
 from schemas.messages import UserLoggedIn
+from worker.errors import PublishError
 
 DEFAULT_MIN_INTERVAL = 300.0
 MAX_BACKOFF = 60.0

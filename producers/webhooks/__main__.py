@@ -13,6 +13,7 @@ settings or credentials that cannot work (the receiver does not start).
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import socket
 import sys
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from producers.publisher import Publisher
 from producers.webhooks.app import WEBHOOK_PATH, Receiver
+from producers.webhooks.guard import SlowClientGuard
+from producers.webhooks.protocol import Limits, guarded_protocol
 from producers.webhooks.publishing import Publishers
 from producers.webhooks.registration import Registration, complete
 from worker.cli import (
@@ -41,6 +44,10 @@ from worker.settings import Settings
 PROG = "python -m producers.jira_webhooks"
 log = logging.getLogger("producers.jira_webhooks")
 
+BUDGET_TOO_SMALL = (
+    "invalid setting ASSETSYNC_WEBHOOK_BODY_BUDGET: must be at least"
+    " ASSETSYNC_WEBHOOK_MAX_BYTES (one body of the largest size must fit)"
+)
 NO_SECRET = (
     "ASSETSYNC_WEBHOOK_SECRET is not set: refusing unsigned webhooks"
     " (set ASSETSYNC_WEBHOOK_INSECURE=true only for a receiver on a private network)"
@@ -81,8 +88,10 @@ def serve(settings: Settings) -> int:
     )
     if secret is None and not settings.webhook_insecure:
         return fail(PROG, NO_SECRET, EXIT_CONFIG)
+    if settings.webhook_body_budget < settings.webhook_max_bytes:
+        return fail(PROG, BUDGET_TOO_SMALL, EXIT_CONFIG)
     try:
-        sock = _listen(host, port)
+        sock = _listen(host, port, backlog=backlog(settings.webhook_max_connections))
     except OSError as exc:
         return fail(PROG, f"cannot listen on {host}:{port} ({one_line(exc)})", EXIT_FAILED)
     url = settings.amqp_url.get_secret_value()
@@ -95,13 +104,27 @@ def serve(settings: Settings) -> int:
         max_bytes=settings.webhook_max_bytes,
         confirm_timeout=settings.webhook_confirm_timeout,
     )
+    cap = _connection_cap(settings.webhook_max_connections)
+    guard: SlowClientGuard[object] = SlowClientGuard(
+        max_connections=cap,
+        body_budget=settings.webhook_body_budget,
+    )
+    limits = Limits(
+        header_timeout=settings.webhook_header_timeout,
+        body_timeout=settings.webhook_body_timeout,
+        max_body=settings.webhook_max_bytes,
+        count=receiver.counters.close,
+    )
     config = uvicorn.Config(
         receiver.app(),
+        # Bounds per connection and for all of them (protocol.py); not uvicorn's
+        # limit_concurrency, which counts idle connections and answers 503 to all.
+        http=guarded_protocol(guard, limits),
         log_config=None,  # our logging setup, one format for every line
         access_log=False,  # the receiver logs one line per delivery itself
-        limit_concurrency=1000,
         timeout_graceful_shutdown=15,
         server_header=False,
+        backlog=backlog(cap),
     )
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -126,7 +149,38 @@ def serve(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def backlog(cap: int) -> int:
+    """Connections the kernel queues until they are accepted, which asyncio also
+    accepts in one go. A quarter of the cap: a burst of newcomers accepted at once must
+    not push out a delivery that connected just before them and whose bytes are on their
+    way; a queue much shorter would make Jira's connections wait for a SYN retry (1 s)
+    under a flood."""
+    return max(64, min(1024, cap // 4))
+
+
+def _connection_cap(wanted: int) -> int:
+    """``wanted``, or fewer if the process may not open that many files: past the limit
+    accept() fails and nobody gets in, while the guard pushes slow clients out."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted + 64:
+        target = wanted + 64 if hard == resource.RLIM_INFINITY else min(wanted + 64, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    cap = wanted if soft == resource.RLIM_INFINITY else min(wanted, soft - 64)
+    if cap < wanted:
+        log.warning(
+            "ASSETSYNC_WEBHOOK_MAX_CONNECTIONS=%d: only %d, the open-file limit is %d",
+            wanted,
+            cap,
+            soft,
+        )
+    return max(cap, 16)
+
+
+def _listen(host: str, port: int, *, backlog: int) -> socket.socket:
     """The listening socket, bound here so that port 0 can be logged as the real port.
 
     Made with an explicit IPPROTO_TCP: asyncio turns Nagle's algorithm off only on
@@ -138,7 +192,7 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(1024)
+        sock.listen(backlog)  # uvicorn listens again with the same number
     except OSError:
         sock.close()
         raise

@@ -40,6 +40,8 @@ class Counters:
     duplicate: int = 0
     skipped: int = 0
     refused: dict[int, int] = field(default_factory=dict)
+    # Connections closed unanswered (or refused before their request) by reason.
+    closed: dict[str, int] = field(default_factory=dict)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
@@ -50,6 +52,18 @@ class Counters:
             ["outcome", "status"],
             registry=self.registry,
         )
+        self._closed = Counter(
+            "assetsync_webhook_connections_closed_total",
+            "Connections the receiver closed or refused to protect itself from slow or"
+            " too many clients, by reason (header_timeout, body_timeout, pushed_out,"
+            " too_many_connections, body_budget).",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def close(self, reason: str) -> None:
+        self.closed[reason] = self.closed.get(reason, 0) + 1
+        self._closed.labels(reason).inc()
 
     def count(self, outcome: str, status: int = 200) -> None:
         if outcome == "refused":
@@ -119,6 +133,7 @@ class Receiver:
             "duplicates": self.counters.duplicate,
             "skipped": self.counters.skipped,
             "refused": {str(k): v for k, v in sorted(self.counters.refused.items())},
+            "connections_closed": dict(sorted(self.counters.closed.items())),
         }
         # Liveness only: a broker outage must not get every receiver restarted.
         return JSONResponse(body, status_code=200 if alive else 503)
@@ -133,7 +148,9 @@ class Receiver:
         except _TooLarge:
             return self._refuse(413, f"body over {self.max_bytes} bytes", client)
         except ClientDisconnect:
-            return self._refuse(400, "client disconnected before sending the body", client)
+            # Gone, or closed by the slow-client guard (counted there): nobody to answer.
+            log.debug("%s disconnected before sending the whole body", client)
+            return PlainTextResponse("", status_code=400)
         if self.secret is not None:
             problem = payload.signature_problem(
                 self.secret, body, request.headers.get(payload.SIGNATURE_HEADER)

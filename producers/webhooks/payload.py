@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.messages import UserChanged
+from worker.errors import InvalidMessage
 from worker.text import printable
 
 SIGNATURE_HEADER = "x-hub-signature"
@@ -39,7 +40,7 @@ _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 2, 60, 60, 4, 4
 
 
-class BadDelivery(ValueError):
+class BadDelivery(InvalidMessage):
     """The body cannot be turned into a message; ``str()`` is a one-line reason."""
 
 

@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from producers.publisher import Publisher, PublishError
+from producers.publisher import Publisher
 from schemas.messages import _Message
+from worker.errors import PublishError, TransientError
 
 log = logging.getLogger(__name__)
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(TransientError):
     """The message was not confirmed: RabbitMQ is unreachable, refused it, or is busy."""
 
 

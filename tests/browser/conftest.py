@@ -19,7 +19,7 @@ from schemas.topology import Topology
 from tests.console_support import CHROMIUM_FLAGS, ConsoleProcess, chromium
 from tests.servers import Servers
 from tests.support import Broker, WorkerProcess, worker_env
-from worker.migrate import migrate
+from worker.store.migrate import migrate
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 PASSWORD = "correct horse battery staple"

@@ -265,3 +265,42 @@ def test_a_dry_run_previews_what_it_would_do_user_by_user(page, stack):
     lines = Path(download.value.path()).read_text().splitlines()
     assert lines[0] == "would,jira_id,username,display_name,changes"
     assert {line.split(",")[2] for line in lines[1:]} == {"zz.hostile", "zz.plain"}
+
+
+def test_dead_letters_are_listed_with_reasons_and_replayed_or_deleted(page, stack):
+    dead = stack.broker.topology.dead_queue
+    login(stack, "latecomer")  # not in Jira (yet): dead-lettered with the reason
+    login(stack, "nobody.ever")
+    wait_for(lambda: stack.broker.count(dead) == 2, what="two dead letters")
+    late = stack.jira.add_user("latecomer", display_name="Late Comer")
+
+    sign_in(page, "ann")
+    page.get_by_role("link", name="Dead letters").click()
+    page.get_by_role("button", name="Show dead letters").click()
+    table = page.get_by_role("table", name="2 of 2 dead letters")
+    row = table.get_by_role("row", name="Jira has no user with username 'latecomer'")
+    expect(row).to_be_visible()
+    screenshot(page, "console-dead-letters")
+    row.get_by_role("button", name="Replay").click()
+    expect(page.get_by_role("heading", name="Replay dead letter")).to_be_visible()
+    page.get_by_role("button", name="Yes, replay it").click()
+    expect(page.get_by_role("status")).to_contain_text("replayed")
+    wait_for(lambda: asset_of(stack.database, late["key"]), what="the replayed login's asset")
+
+    row = page.get_by_role("row", name="Jira has no user with username 'nobody.ever'")
+    row.get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Yes, delete it").click()
+    expect(page.get_by_role("status")).to_contain_text("deleted")
+    expect(page.get_by_role("table", name="0 of 0 dead letters")).to_be_visible()
+    assert stack.broker.count(dead) == 0
+    page.goto("/")
+    expect(page.get_by_role("cell", name="dead letter deleted:")).to_be_visible()  # audited
+
+
+def test_health_shows_the_workers_and_queue_depths(page, stack):
+    sign_in(page, "ann")
+    page.get_by_role("link", name="Health").click()
+    expect(page.get_by_text("Workers seen: 1")).to_be_visible()
+    queues = page.get_by_role("table", name="Work queues")
+    expect(queues.get_by_role("row", name=stack.broker.topology.login_queue)).to_contain_text("1")
+    expect(page.get_by_text("Asset store: up")).to_be_visible()

@@ -28,8 +28,7 @@ import pytest
 
 from schemas.topology import Topology
 from tests.support import ROOT, Broker, wait_for
-from worker import runs
-from worker.store import Change
+from worker.store import Change, runs
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -98,7 +97,7 @@ def cli(broker: Broker, database: str) -> Iterator[Cli]:
 
 
 class PlayedWorker:
-    """Records a bulk run the way a worker does (``worker.runs``): the run row, one row
+    """Records a bulk run the way a worker does (``worker.store.runs``): the run row, one row
     per matched user (outcome NULL), each outcome as the user is processed, then the
     final state."""
 
@@ -520,7 +519,7 @@ def test_database_without_migrations_says_to_migrate(cli, infra):
     # The server's maintenance database has none of assetsync's tables.
     done = cli.run("status", ASSETSYNC_DATABASE_URL=infra.database_url)
 
-    assert done.returncode == 1
+    assert done.returncode == 78  # the deployment is not ready: a person must act
     assert done.stderr.splitlines() == [
         f"{PROG}: the asset store has no sync runs table: run `python -m worker migrate`"
     ]

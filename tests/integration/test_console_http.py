@@ -153,3 +153,41 @@ def test_a_mass_change_stopped_at_the_limit_is_approved_user_by_user(
         asset = asset_of(database, user["key"])
         assert (asset["state"], asset["fields"]["Active"]) == ("missing", False)
     assert jira.request_count("/rest/api/2/user?key=") >= 5 + 5  # the run's and the approval's
+
+
+def test_a_setting_the_environment_gives_is_read_only_and_named(
+    infra, database, broker, jira, tmp_path
+):
+    import psycopg
+
+    from worker.store.sync_settings import load_settings
+
+    jira.accounts.add("ann", "pw", administrator=True)
+    env = worker_env(
+        amqp_url=infra.amqp_url, database_url=database, topology=broker.topology, jira_url=jira.url
+    )
+    pinned = ConsoleProcess(
+        env={**env, "ASSETSYNC_FOLDER": "Pinned"}, log_path=tmp_path / "pinned.log"
+    ).start()
+    try:
+        with contextlib.closing(signed_in(pinned)) as http:
+            page = http.get("/")
+            assert re.search(r'<input id="folder" name="folder" value="Pinned" disabled', page.text)
+            assert "Set by ASSETSYNC_FOLDER: change it there." in page.text
+            form = {
+                "csrf": csrf(page),
+                "version": "0",
+                "folder": "Forged",
+                "asset_type": "Employee",
+                "missing_users": "mark",
+                "missing_limit": "5%",
+                "map:Employee:Username": "name",
+                "map:Employee:Active": "active",
+            }
+            assert http.post("/settings", data=form).status_code == 303
+    finally:
+        pinned.terminate()
+    with psycopg.connect(database) as conn:
+        stored = load_settings(conn)
+    assert stored.version == 1 and "folder" not in stored.values  # the form cannot set it
+    assert stored.values["field_map"] == {"name": "Username", "active": "Active"}

@@ -9,7 +9,7 @@ import psycopg
 from yoyo import get_backend, read_migrations
 
 from tests.support import counts, request_bulk, run_summary, wait_run_finished
-from worker.migrate import MIGRATIONS, ensure_database, yoyo_url
+from worker.store.migrate import MIGRATIONS, ensure_database, yoyo_url
 
 
 def add_run(conn, *, users: int, finished_days_ago: float | None = None) -> uuid.UUID:
@@ -123,8 +123,7 @@ def test_upgrading_keeps_the_counts_of_earlier_runs(infra):
 
 def test_counts_stay_exact_when_outcomes_are_recorded_twice(database):
     """A redelivered batch changes no row, so it counts nothing."""
-    from worker import runs
-    from worker.store import Change
+    from worker.store import Change, runs
 
     with psycopg.connect(database) as conn:
         run_id = uuid.uuid4()

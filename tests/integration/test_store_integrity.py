@@ -17,9 +17,9 @@ import pytest
 from yoyo import get_backend, read_migrations
 
 from worker.mapping import AssetPlan
-from worker.migrate import MIGRATIONS, ensure_database, yoyo_url
 from worker.settings import DEFAULT_FIELD_MAP, JIRA_FIELDS
 from worker.store import Folders, Store, apply_plans, load_scheme
+from worker.store.migrate import MIGRATIONS, ensure_database, yoyo_url
 
 VALUE = (
     "INSERT INTO asset_values (asset_id, asset_type_id, field_id, field_type, is_unique,"

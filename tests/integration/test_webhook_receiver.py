@@ -317,6 +317,7 @@ def test_health_reports_the_broker_and_what_was_answered(receiver, broker):
         "duplicates": 0,
         "skipped": 0,
         "refused": {"400": 1},
+        "connections_closed": {},
     }
 
 

@@ -193,3 +193,22 @@ def test_user_changed_goes_to_the_login_queue() -> None:
     keys = {b.routing_key for b in queue(TOPOLOGY, TOPOLOGY.login_queue).bindings}
 
     assert keys == {"user-logged-in", "user-changed"}
+
+
+def test_requests_for_the_same_run_have_one_key_and_others_another():
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from schemas.messages import BulkSyncRequested
+
+    def key(**fields: object) -> str:
+        request = BulkSyncRequested(
+            request_id=uuid4(), requested_at=datetime.now(UTC), requested_by="x", **fields
+        )
+        return request.run_key()
+
+    assert key(username_prefix="Ab", groups=["g2", "g1", "g1"]) == key(
+        username_prefix="aB", groups=["g1", "g2"]
+    )
+    assert len({key(), key(dry_run=True), key(username_prefix="a"), key(groups=["G1"]),
+                key(groups=["g1"]), key(username_prefix="a", dry_run=True)}) == 6  # fmt: skip

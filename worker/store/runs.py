@@ -22,53 +22,79 @@ from uuid import UUID
 import psycopg
 
 from schemas.messages import BulkSyncRequested
-from worker import store
 from worker.checkpoints import Checkpoint, decode_checkpoint, encode_checkpoint
-from worker.store import Change, Scheme
+from worker.errors import StoreUnavailable
+from worker.store import upsert
+from worker.store.scheme import Scheme
+from worker.store.upsert import Change
 
-RUN_LOCK_SPACE = 0x72756E  # advisory lock namespace for runs ("run")
 COUNT_SLOTS = 16  # counter rows per run (see _count)
 
 
 @dataclass(frozen=True)
 class Run:
+    """:param joined: the request joined this run, open for an identical request."""
+
     id: UUID
     state: str
     checkpoint: Checkpoint | None
+    joined: bool = False
 
 
 def open_run(conn: psycopg.Connection[Any], request: BulkSyncRequested) -> Run:
-    """The run of this request, created on first sight."""
-    conn.execute(
-        "INSERT INTO sync_runs (id, requested_by, requested_at, username_prefix, groups, dry_run)"
-        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-        [
-            request.request_id,
-            request.requested_by,
-            request.requested_at,
-            request.username_prefix,
-            list(request.groups),
-            request.dry_run,
-        ],
+    """The run of this request, created on first sight; or, while a run for an identical
+    request is open (``BulkSyncRequested.run_key``: the same filters and dry run), that
+    run, which the request joins (``sync_run_joins``) instead of starting a scan.
+
+    One open run per key is the database's rule (a partial unique index), so this holds
+    with any number of replicas: of two identical requests arriving at once, one insert
+    waits for the other's commit, finds the conflict and joins.
+
+    :raises StoreUnavailable: the open run kept ending and starting under us.
+    """
+    row = conn.execute(
+        "SELECT r.id, r.state, r.checkpoint FROM sync_run_joins j"
+        " JOIN sync_runs r ON r.id = j.run_id WHERE j.request_id = %s",
+        [request.request_id],
+    ).fetchone()
+    if row is not None:  # joined before (a redelivered request)
+        return Run(row[0], row[1], decode_checkpoint(row[2]), joined=True)
+    key = request.run_key()
+    for _ in range(3):
+        conn.execute(
+            "INSERT INTO sync_runs (id, requested_by, requested_at, username_prefix, groups,"
+            " dry_run, request_key) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [
+                request.request_id,
+                request.requested_by,
+                request.requested_at,
+                request.username_prefix,
+                list(request.groups),
+                request.dry_run,
+                key,
+            ],
+        )
+        row = conn.execute(
+            "SELECT state, checkpoint FROM sync_runs WHERE id = %s", [request.request_id]
+        ).fetchone()
+        if row is not None:
+            return Run(request.request_id, row[0], decode_checkpoint(row[1]))
+        row = conn.execute(
+            "SELECT id, state, checkpoint FROM sync_runs"
+            " WHERE request_key = %s AND state IN ('fanning_out', 'processing')",
+            [key],
+        ).fetchone()
+        if row is not None:
+            conn.execute(
+                "INSERT INTO sync_run_joins (request_id, run_id, requested_by, requested_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [request.request_id, row[0], request.requested_by, request.requested_at],
+            )
+            return Run(row[0], row[1], decode_checkpoint(row[2]), joined=True)
+        # That run ended between the two statements: try again, it no longer conflicts.
+    raise StoreUnavailable(
+        f"the open run of {key} kept changing while run {request.request_id} was opened"
     )
-    row = conn.execute(
-        "SELECT state, checkpoint FROM sync_runs WHERE id = %s", [request.request_id]
-    ).fetchone()
-    assert row is not None
-    return Run(request.request_id, row[0], decode_checkpoint(row[1]))
-
-
-def try_lock_run(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
-    """Session lock on the run, held by the replica fanning it out. It ends with that
-    replica's connection, so a crashed replica never blocks the redelivered request."""
-    row = conn.execute(
-        "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [RUN_LOCK_SPACE, str(run_id)]
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def unlock_run(conn: psycopg.Connection[Any], run_id: UUID) -> None:
-    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [RUN_LOCK_SPACE, str(run_id)])
 
 
 def add_matched(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[str]) -> set[str]:
@@ -298,7 +324,7 @@ def mark_missing(
     row = conn.execute("SELECT started_at FROM sync_runs WHERE id = %s", [run_id]).fetchone()
     if row is None:
         return []
-    return store.mark_missing(conn, scheme, asset_ids, seen_before=row[0])
+    return upsert.mark_missing(conn, scheme, asset_ids, seen_before=row[0])
 
 
 def record_missing(
@@ -310,17 +336,6 @@ def record_missing(
         "UPDATE sync_runs SET missing = %s, missing_checked = %s WHERE id = %s",
         [missing, checked, run_id],
     )
-
-
-def progress(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
-    """The newest run still in progress: its id, state and counts, or None."""
-    row = conn.execute(
-        "SELECT run_id, state, matched, done, failed FROM sync_run_summary"
-        " WHERE state IN ('fanning_out', 'processing') ORDER BY started_at DESC LIMIT 1"
-    ).fetchone()
-    if row is None:
-        return None
-    return dict(zip(("run_id", "state", "matched", "done", "failed"), row, strict=True))
 
 
 def runs_to_prune(conn: psycopg.Connection[Any], *, older_than_days: float) -> list[UUID]:

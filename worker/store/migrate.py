@@ -15,12 +15,12 @@ import psycopg
 from psycopg import sql
 from yoyo import get_backend, read_migrations
 
+from worker.store.locks import lock_migrations
 from worker.store.pool import translate_errors
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).with_name("migrations")
-LOCK_KEY = 0x61737379  # any constant shared by every replica ("assy")
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"  # worker/migrations
 
 
 def migrate(url: str) -> list[str]:
@@ -28,7 +28,7 @@ def migrate(url: str) -> list[str]:
     with translate_errors():
         ensure_database(url)
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as lock_conn:
-            lock_conn.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
+            lock_migrations(lock_conn)
             backend = get_backend(yoyo_url(url))
             try:
                 todo = backend.to_apply(read_migrations(str(MIGRATIONS)))

@@ -1,5 +1,7 @@
-"""The bulk runs the workers record in the asset store, read for the admin script; and
-the one write it makes: a scheduled run's row, so that schedulers never pile up runs."""
+"""What people read of the asset store: the documented views ``sync_run_summary`` (a
+run's state and counts: the admin script, the metrics, the console) and ``user_assets``;
+and the one write a scheduler makes, a scheduled run's row, so that schedulers never
+pile up runs (``RunStore.request_unless_recent``)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -15,11 +18,10 @@ from psycopg import sql
 from psycopg.rows import class_row, tuple_row
 
 from schemas.messages import BulkSyncRequested
-from worker.cli import one_line
+from worker.errors import ConfigError, StoreRejected, StoreUnavailable
+from worker.store import locks
 
 RECENT_RUNS = 20
-# Advisory lock that schedulers take turns on ("sch"; the worker's run locks use "run").
-SCHEDULE_LOCK = (0x736368, 1)
 FINAL_STATES = frozenset({"done", "failed"})
 
 
@@ -64,10 +66,6 @@ class Run:
 RUN_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(Run))
 
 
-class StoreError(Exception):
-    """The asset store could not be read; the message is one line for a person."""
-
-
 class RunStore:
     """Reads runs from the asset store over one autocommit connection.
 
@@ -98,9 +96,14 @@ class RunStore:
         self._conn.close()
 
     def get(self, run_id: UUID) -> Run | None:
-        query = sql.SQL("SELECT {} FROM sync_run_summary WHERE run_id = %s").format(RUN_COLUMNS)
+        """The run of this request id: its own, or the open run it joined (whose
+        ``run_id`` is then another)."""
+        query = sql.SQL(
+            "SELECT {} FROM sync_run_summary WHERE run_id = COALESCE("
+            " (SELECT run_id FROM sync_run_joins WHERE request_id = %(id)s), %(id)s)"
+        ).format(RUN_COLUMNS)
         with _translate_errors():
-            return self._conn.execute(query, [run_id]).fetchone()
+            return self._conn.execute(query, {"id": run_id}).fetchone()
 
     def recent(self, limit: int = RECENT_RUNS) -> list[Run]:
         # Limit the runs before the view counts their users, not after.
@@ -126,19 +129,25 @@ class RunStore:
         on). If publishing fails, no row is left behind. A failed run does not count,
         so the next schedule tries again.
 
-        :raises StoreError: the asset store could not be read or written.
+        :raises StoreUnavailable: the asset store could not be reached.
+        :raises StoreRejected: it refused the query.
         """
         assert not request.username_prefix and not request.groups and not request.dry_run
         with _translate_errors(), self._conn.transaction():
             tuples = self._conn.cursor(row_factory=tuple_row)
-            tuples.execute("SELECT pg_advisory_xact_lock(%s, %s)", SCHEDULE_LOCK)
+            locks.lock_schedulers(self._conn)
             recent = self._conn.execute(_RECENT_UNFILTERED, {"within": within}).fetchone()
             if recent is not None:
                 return recent
+            # An identical request a worker is opening right now takes this key first:
+            # then its run is the one in progress (worker.store.runs.open_run).
             tuples.execute(
-                "INSERT INTO sync_runs (id, requested_by, requested_at) VALUES (%s, %s, %s)",
-                [request.request_id, request.requested_by, request.requested_at],
+                "INSERT INTO sync_runs (id, requested_by, requested_at, request_key)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [request.request_id, request.requested_by, request.requested_at, request.run_key()],
             )
+            if tuples.rowcount == 0:
+                return self._conn.execute(_RECENT_UNFILTERED, {"within": within}).fetchone()
             publish()
         return None
 
@@ -154,15 +163,45 @@ _RECENT_UNFILTERED = sql.SQL(
 ).format(RUN_COLUMNS)
 
 
+def progress(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """The newest run still in progress: its id, state and counts, or None."""
+    row = conn.execute(
+        "SELECT run_id, state, matched, done, failed FROM sync_run_summary"
+        " WHERE state IN ('fanning_out', 'processing') ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    return dict(zip(("run_id", "state", "matched", "done", "failed"), row, strict=True))
+
+
+def user_asset_rows(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str, str]]:
+    """(folder path, username, full name, active) of every user asset, by folder and
+    username, from the ``user_assets`` view of the default scheme's fields."""
+    return [
+        (r[0], r[1], r[2], r[3])
+        for r in conn.execute(
+            "SELECT folder_path, fields->>'Username', fields->>'Full name', fields->>'Active'"
+            " FROM user_assets ORDER BY folder_path, fields->>'Username'"
+        )
+    ]
+
+
 @contextlib.contextmanager
 def _translate_errors() -> Iterator[None]:
+    """psycopg's errors as the tree's, each a line for a person (the admin script)."""
     try:
         yield
     except psycopg.errors.UndefinedTable as exc:
-        raise StoreError(
+        raise ConfigError(
             "the asset store has no sync runs table: run `python -m worker migrate`"
         ) from exc
     except psycopg.OperationalError as exc:
-        raise StoreError(f"cannot reach the asset store database: {one_line(exc)}") from exc
+        raise StoreUnavailable(f"cannot reach the asset store database: {_one_line(exc)}") from exc
     except psycopg.Error as exc:
-        raise StoreError(f"the asset store database refused the query: {one_line(exc)}") from exc
+        raise StoreRejected(
+            f"the asset store database refused the query: {_one_line(exc)}"
+        ) from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

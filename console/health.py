@@ -1,0 +1,51 @@
+"""What the health section shows: each work queue's depth and how many consumers the
+broker sees on it (each worker replica consumes every work queue once), read with a
+passive declare: no message is touched."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import pika
+import pika.exceptions
+
+from schemas.topology import Topology
+
+
+@dataclass(frozen=True)
+class QueueState:
+    name: str
+    purpose: str
+    ready: int | None  # None: the queue does not exist (nothing ran with this prefix)
+    consumers: int
+
+
+def queues(url: str, topology: Topology, *, timeout: float = 5.0) -> list[QueueState]:
+    """:raises OSError, pika.exceptions.AMQPError: RabbitMQ cannot be asked."""
+    params = pika.URLParameters(url)
+    params.socket_timeout = params.stack_timeout = params.blocked_connection_timeout = timeout
+    params.connection_attempts = 1
+    wanted = [
+        (topology.login_queue, "logins and Jira's user events"),
+        (topology.user_sync_queue, "per-user messages of bulk runs"),
+        (topology.bulk_queue, "bulk run requests"),
+        (topology.dead_queue, "dead letters"),
+    ]
+    found = []
+    connection = pika.BlockingConnection(params)
+    try:
+        for name, purpose in wanted:
+            channel = connection.channel()
+            try:
+                ok = channel.queue_declare(name, passive=True).method
+                found.append(
+                    QueueState(name, purpose, int(ok.message_count), int(ok.consumer_count))
+                )
+                channel.close()
+            except pika.exceptions.ChannelClosedByBroker:  # 404: not declared yet
+                found.append(QueueState(name, purpose, None, 0))
+    finally:
+        with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+            connection.close()
+    return found
