@@ -30,9 +30,9 @@ from bench.infra import (
     unique_suffix,
 )
 from worker.mapping import AssetPlan
-from worker.migrate import migrate
 from worker.settings import DEFAULT_FIELD_MAP, JIRA_FIELDS
 from worker.store import Folders, Store, apply_plans, load_scheme
+from worker.store.migrate import migrate
 
 
 def plans(users: int) -> list[AssetPlan]:
