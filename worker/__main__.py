@@ -52,6 +52,15 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
         return EXIT_FAILED
 
 
+def migrate_main(argv: list[str] | None = None, *, prog: str = "assetsync migrate") -> int:
+    """``assetsync migrate``: ``python -m worker migrate`` as a command of its own."""
+    parser = Parser(prog=prog, description=COMMANDS["migrate"][0].upper() + COMMANDS["migrate"][1:])
+    parser.add_argument("--env-file", type=Path, help="read ASSETSYNC_* settings from this file")
+    args = parser.parse_args(argv)
+    rest = ["--env-file", str(args.env_file)] if args.env_file else []
+    return main(["migrate", *rest], prog=prog)
+
+
 def healthcheck(settings: Settings) -> int:
     """Exit 0 when the consuming loop has touched its health file recently."""
     path = settings.health_file
