@@ -38,7 +38,7 @@ class Command:
 COMMANDS = {
     "worker": Command(
         "worker.__main__:main",
-        "a worker replica: `worker [run]`, `worker check`, `worker healthcheck`",
+        "a worker replica (`worker check`, `worker healthcheck`, `worker rotate-key` too)",
     ),
     "migrate": Command(
         "worker.__main__:migrate_main", "create the database if needed and apply migrations"

@@ -18,6 +18,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from console import health
 from console.app import create_app, templates
@@ -98,6 +99,25 @@ def serve(settings: Settings) -> int:
         except OSError as exc:
             log.critical("cannot listen on %s:%d (%s)", host, port, exc)
             return EXIT_FAILED
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            limit_concurrency=200,
+            timeout_graceful_shutdown=10,
+            server_header=False,
+            lifespan="off",
+        )
+        server = uvicorn.Server(config)
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            server.should_exit = True
+
+        # Before the URL is announced: a SIGTERM that comes before uvicorn installs its
+        # own handlers still stops it (cleanly). uvicorn raises the signal again against
+        # this handler once it has shut down: that must not kill the process either.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, stop)
         bound = sock.getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         log.info(
@@ -108,20 +128,7 @@ def serve(settings: Settings) -> int:
             settings.jira_url,
             "Secure: serve it over HTTPS" if secure else "not Secure: loopback only",
         )
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            limit_concurrency=200,
-            timeout_graceful_shutdown=10,
-            server_header=False,
-            lifespan="off",
-        )
-        # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again against
-        # the handler installed before it ran: a no-op one makes that exit 0.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: None)
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
         log.info("console stopped")
         return 0
     finally:

@@ -250,9 +250,9 @@ def retry_queues(topology: Topology) -> list[str]:
 
 
 def signed(database_url: str, body: bytes) -> dict[str, str]:
-    """The headers a worker would give ``body``: signed with the store's worker key."""
-    from worker.signing import SIGNATURE_HEADER, Signer
-    from worker.store.keys import load_key
+    """The headers a worker would give ``body``: signed with the store's key in use."""
+    from worker.signing import SIGNATURE_HEADER
+    from worker.store.keys import load_ring
 
     with psycopg.connect(database_url) as conn:
-        return {SIGNATURE_HEADER: Signer(load_key(conn)).sign(body)}
+        return {SIGNATURE_HEADER: load_ring(conn).sign(body)}

@@ -23,9 +23,9 @@ from worker.login import LoginSync
 from worker.metrics import Metrics, StoreCollector
 from worker.probes import Health, serve
 from worker.settings import Settings
-from worker.signing import Signer
+from worker.signing import KeyRing, Signer
 from worker.store import Folders, Store, views
-from worker.store.keys import load_key
+from worker.store.keys import load_ring
 from worker.sync_config import LiveSync
 from worker.user_sync import UserSyncBatch
 
@@ -65,10 +65,14 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
         health.beat("startup")
         with_retries("asset store", store.open, on_wait=lambda: health.beat("startup"))
         with store.transaction() as conn:
-            signer = Signer(
-                settings.signing_key.get_secret_value().encode()
+            signer = (
+                Signer.fixed(settings.signing_key.get_secret_value().encode())
                 if settings.signing_key
-                else load_key(conn)
+                else Signer(
+                    load_ring(conn),
+                    reload=functools.partial(_read_keys, store),
+                    refresh=settings.signing_key_refresh,
+                )
             )
             sync = LiveSync(store=store, env=settings)
             sync.start(conn)
@@ -211,6 +215,11 @@ def with_retries(what: str, call: Callable[[], T], *, on_wait: Callable[[], None
             log.warning("%s not reachable yet (%s); retrying in %ss", what, exc, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _read_keys(store: Store) -> KeyRing:
+    with store.connection() as conn:
+        return load_ring(conn)
 
 
 def _progress(store: Store) -> Callable[[], dict[str, object] | None]:

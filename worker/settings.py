@@ -204,6 +204,12 @@ class Settings(BaseSettings):
         gt=0,
         le=7 * 24 * 60,
     )
+    console_webhooks_url: str | None = setting(
+        None,
+        group="Console",
+        doc="the webhook receiver's base URL (e.g. `http://assetsync-webhooks`), for the"
+        " last delivery on the console's Health page; unset, not shown",
+    )
     console_secret: SecretStr | None = setting(
         None,
         group="Console",
@@ -259,7 +265,15 @@ class Settings(BaseSettings):
         None,
         group="Sync",
         doc="key (16+ bytes) the workers sign their `user-sync` messages with; unset, the"
-        " random key `migrate` keeps in the asset store",
+        " random keys `migrate` and `rotate-key` keep in the asset store",
+    )
+    signing_key_refresh: float = setting(
+        30.0,
+        group="Sync",
+        doc="seconds between two reads of the stored signing keys: a rotation reaches"
+        " every replica within it (`rotate-key --window` must be at least twice as long)",
+        gt=0,
+        le=3600,
     )
 
     # Operations
@@ -416,6 +430,7 @@ class Settings(BaseSettings):
         "jira_username",
         "jira_token",
         "console_secret",
+        "console_webhooks_url",
         mode="before",
     )
     @classmethod

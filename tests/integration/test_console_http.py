@@ -153,3 +153,66 @@ def test_a_mass_change_stopped_at_the_limit_is_approved_user_by_user(
         asset = asset_of(database, user["key"])
         assert (asset["state"], asset["fields"]["Active"]) == ("missing", False)
     assert jira.request_count("/rest/api/2/user?key=") >= 5 + 5  # the run's and the approval's
+
+
+def test_a_setting_the_environment_gives_is_read_only_and_named(
+    infra, database, broker, jira, tmp_path
+):
+    import psycopg
+
+    from worker.store.sync_settings import load_settings
+
+    jira.accounts.add("ann", "pw", administrator=True)
+    env = worker_env(
+        amqp_url=infra.amqp_url, database_url=database, topology=broker.topology, jira_url=jira.url
+    )
+    pinned = ConsoleProcess(
+        env={**env, "ASSETSYNC_FOLDER": "Pinned"}, log_path=tmp_path / "pinned.log"
+    ).start()
+    try:
+        with contextlib.closing(signed_in(pinned)) as http:
+            page = http.get("/")
+            assert re.search(r'<input id="folder" name="folder" value="Pinned" disabled', page.text)
+            assert "Set by ASSETSYNC_FOLDER: change it there." in page.text
+            form = {
+                "csrf": csrf(page),
+                "version": "0",
+                "folder": "Forged",
+                "asset_type": "Employee",
+                "missing_users": "mark",
+                "missing_limit": "5%",
+                "map:Employee:Username": "name",
+                "map:Employee:Active": "active",
+            }
+            assert http.post("/settings", data=form).status_code == 303
+    finally:
+        pinned.terminate()
+    with psycopg.connect(database) as conn:
+        stored = load_settings(conn)
+    assert stored.version == 1 and "folder" not in stored.values  # the form cannot set it
+    assert stored.values["field_map"] == {"name": "Username", "active": "Active"}
+
+
+def test_health_shows_the_queues_and_the_last_webhook_delivery(
+    infra, database, broker, jira, receiver, tmp_path
+):
+    from tests.webhook_support import dc_event
+
+    jira.accounts.add("ann", "pw", administrator=True)
+    env = worker_env(
+        amqp_url=infra.amqp_url, database_url=database, topology=broker.topology, jira_url=jira.url
+    )
+    console = ConsoleProcess(
+        env={**env, "ASSETSYNC_CONSOLE_WEBHOOKS_URL": receiver.base}, log_path=tmp_path / "c.log"
+    ).start()
+    try:
+        with contextlib.closing(signed_in(console)) as http:
+            assert "last delivery: <strong>none yet</strong>" in http.get("/health").text
+            assert receiver.post(dc_event("user_updated")).status_code == 200
+            page = http.get("/health").text
+    finally:
+        console.terminate()
+    assert "1 deliveries published since it started" in page
+    assert re.search(r"last delivery: <strong>\d{4}-\d\d-\d\dT", page)
+    assert f"<td>{broker.topology.login_queue}</td>" in page
+    assert "Workers seen: <strong>0</strong> — no worker consumes" in page

@@ -53,7 +53,7 @@ def test_a_forged_user_sync_changes_no_asset(start_worker, broker, jira, databas
     )  # fmt: skip
     headers = None
     if signature == "wrong key":
-        headers = {SIGNATURE_HEADER: Signer(b"sixteen-byte-key-guess").sign(body)}
+        headers = {SIGNATURE_HEADER: Signer.fixed(b"sixteen-byte-key-guess").sign(body)}
     broker.publish_raw(body, routing_key="user-sync", headers=headers)
 
     dead = wait_for(broker.dead_letters, what="the forged message dead-lettered")
