@@ -33,6 +33,7 @@ from typing import Any
 from schemas.messages import BULK_SYNC_REQUESTED, USER_CHANGED, USER_LOGGED_IN, USER_SYNC
 from schemas.topology import Topology
 
+SHIPPED = Topology()  # the names deployments use (prefix "assetsync")
 NOTHING = "^$"
 EVERYTHING = ".*"
 
@@ -53,7 +54,7 @@ class Grant:
     topic_read: str = NOTHING
 
 
-def grants(topology: Topology = Topology()) -> list[Grant]:
+def grants(topology: Topology = SHIPPED) -> list[Grant]:
     prefix = re.escape(topology.prefix)
     exchange = f"^{re.escape(topology.exchange)}$"
     ours = f"^{prefix}(\\..*)?$"
@@ -77,7 +78,7 @@ def grants(topology: Topology = Topology()) -> list[Grant]:
             "operator",
             "assetsync-operator",
             NOTHING,
-            f"^({re.escape(topology.exchange)}|{re.escape(topology.dead_queue)})$",
+            exchange,
             f"^{re.escape(topology.dead_queue)}$",
             EVERYTHING,
         ),
@@ -99,7 +100,7 @@ def definitions(
     *,
     admin: tuple[str, str] | None = None,
     vhost: str = "/",
-    topology: Topology = Topology(),
+    topology: Topology = SHIPPED,
 ) -> dict[str, Any]:
     """RabbitMQ definitions (users, the vhost, permissions, topic permissions) for the
     components in ``passwords`` (component -> password), plus ``admin``."""
