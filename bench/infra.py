@@ -266,11 +266,11 @@ class Servers:
     def find(cls, database_url: str, amqp_url: str) -> Servers:
         with psycopg.connect(database_url, autocommit=True) as conn:
             row = conn.execute("SELECT pg_backend_pid()").fetchone()
-        assert row is not None
-        try:
-            postmaster: int | None = _parent_of(int(row[0]))
-        except OSError:  # not on this machine
-            postmaster = None
+            assert row is not None
+            try:  # while the backend lives: its parent is the postmaster
+                postmaster: int | None = _parent_of(int(row[0]))
+            except OSError:  # not on this machine
+                postmaster = None
         port = urllib.parse.urlsplit(amqp_url).port or 5672
         return cls(postmaster=postmaster, rabbitmq=pid_listening_on(port))
 

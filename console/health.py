@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+import httpx
 import pika
 import pika.exceptions
 
@@ -49,3 +50,16 @@ def queues(url: str, topology: Topology, *, timeout: float = 5.0) -> list[QueueS
         with contextlib.suppress(pika.exceptions.AMQPError, OSError):
             connection.close()
     return found
+
+
+def webhook_receiver(base_url: str, *, timeout: float = 3.0) -> dict[str, object]:
+    """What the webhook receiver's ``/healthz`` says (broker, deliveries published, the
+    last one's time), or why it could not be asked."""
+    try:
+        answer = httpx.get(base_url.rstrip("/") + "/healthz", timeout=timeout)
+        found = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return {"error": f"the webhook receiver at {base_url} does not answer ({exc})"}
+    if not isinstance(found, dict):
+        return {"error": f"the webhook receiver at {base_url} answered something else"}
+    return {k: found.get(k) for k in ("status", "broker", "published", "last_published_at")}

@@ -28,7 +28,7 @@ from starlette.responses import (
     StreamingResponse,
 )
 
-from console import dead_letters, runs_form, settings_form
+from console import dead_letters, health, runs_form, settings_form
 from console.approval import approvable, mark_approved
 from console.health import QueueState
 from console.sessions import Session, SessionCodec
@@ -345,6 +345,8 @@ def health_page(request: Request, session: Session, form: dict[str, str]) -> Res
     except Exception as exc:  # RabbitMQ's trouble is what this page reports
         queues, broker_error = [], f"RabbitMQ cannot be asked: {exc}"
     database = console.store.ping()
+    hooks_url = console.settings.console_webhooks_url
+    webhooks = health.webhook_receiver(hooks_url) if hooks_url else None
     with console.store.transaction() as conn:
         stored = load_settings(conn)
         running = reads.recent_runs(conn, limit=1)
@@ -356,6 +358,7 @@ def health_page(request: Request, session: Session, form: dict[str, str]) -> Res
         database=database,
         stored=stored,
         newest=running[0] if running else None,
+        webhooks=webhooks,
     )
 
 

@@ -204,6 +204,12 @@ class Settings(BaseSettings):
         gt=0,
         le=7 * 24 * 60,
     )
+    console_webhooks_url: str | None = setting(
+        None,
+        group="Console",
+        doc="the webhook receiver's base URL (e.g. `http://assetsync-webhooks`), for the"
+        " last delivery on the console's Health page; unset, not shown",
+    )
     console_secret: SecretStr | None = setting(
         None,
         group="Console",
@@ -424,6 +430,7 @@ class Settings(BaseSettings):
         "jira_username",
         "jira_token",
         "console_secret",
+        "console_webhooks_url",
         mode="before",
     )
     @classmethod

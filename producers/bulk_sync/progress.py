@@ -179,8 +179,8 @@ def _timeout_message(run_id: UUID, run: Run | None, timeout: float) -> str:
 def joined_line(request_id: UUID, run: Run) -> str:
     """What the requester of a request that joined another's open run is told."""
     return (
-        f"request {request_id} joined run {run.run_id}, already {run.state} for the same"
-        f" filters (requested by {printable(run.requested_by, 60)}); following that run"
+        f"request {request_id} joined run {run.run_id}, open for the same filters when it"
+        f" arrived (requested by {printable(run.requested_by, 60)}); following that run"
     )
 
 

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
@@ -37,6 +38,7 @@ class Counters:
     Prometheus on /metrics (``assetsync_webhook_deliveries_total``)."""
 
     published: int = 0
+    last_published_at: str | None = None  # when the last delivery was published (UTC)
     duplicate: int = 0
     skipped: int = 0
     refused: dict[int, int] = field(default_factory=dict)
@@ -70,6 +72,8 @@ class Counters:
             self.refused[status] = self.refused.get(status, 0) + 1
         else:
             setattr(self, outcome, getattr(self, outcome) + 1)
+        if outcome == "published":
+            self.last_published_at = datetime.now(UTC).isoformat(timespec="seconds")
         self._deliveries.labels(outcome, str(status)).inc()
 
     def refuse(self, status: int) -> None:
@@ -130,6 +134,7 @@ class Receiver:
             "status": "ok" if alive else "publisher thread stopped",
             "broker": {None: "not tried yet", True: "up", False: "down"}[self.publisher.broker_up],
             "published": self.counters.published,
+            "last_published_at": self.counters.last_published_at,
             "duplicates": self.counters.duplicate,
             "skipped": self.counters.skipped,
             "refused": {str(k): v for k, v in sorted(self.counters.refused.items())},

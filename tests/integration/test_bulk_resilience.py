@@ -202,7 +202,7 @@ def test_a_request_whose_run_lock_is_still_held_waits_for_it(start_worker, broke
     import uuid
 
     from schemas.messages import BulkSyncRequested, to_body, utc_now
-    from worker.store.runs import RUN_LOCK_SPACE
+    from worker.store.locks import RUN_LOCKS as RUN_LOCK_SPACE
 
     jira.add_sample_users(120)
     request = BulkSyncRequested(

@@ -191,3 +191,28 @@ def test_a_setting_the_environment_gives_is_read_only_and_named(
         stored = load_settings(conn)
     assert stored.version == 1 and "folder" not in stored.values  # the form cannot set it
     assert stored.values["field_map"] == {"name": "Username", "active": "Active"}
+
+
+def test_health_shows_the_queues_and_the_last_webhook_delivery(
+    infra, database, broker, jira, receiver, tmp_path
+):
+    from tests.webhook_support import dc_event
+
+    jira.accounts.add("ann", "pw", administrator=True)
+    env = worker_env(
+        amqp_url=infra.amqp_url, database_url=database, topology=broker.topology, jira_url=jira.url
+    )
+    console = ConsoleProcess(
+        env={**env, "ASSETSYNC_CONSOLE_WEBHOOKS_URL": receiver.base}, log_path=tmp_path / "c.log"
+    ).start()
+    try:
+        with contextlib.closing(signed_in(console)) as http:
+            assert "last delivery: <strong>none yet</strong>" in http.get("/health").text
+            assert receiver.post(dc_event("user_updated")).status_code == 200
+            page = http.get("/health").text
+    finally:
+        console.terminate()
+    assert "1 deliveries published since it started" in page
+    assert re.search(r"last delivery: <strong>\d{4}-\d\d-\d\dT", page)
+    assert f"<td>{broker.topology.login_queue}</td>" in page
+    assert "Workers seen: <strong>0</strong> — no worker consumes" in page

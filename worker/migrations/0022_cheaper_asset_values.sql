@@ -13,7 +13,7 @@
 --
 -- The identity look-ups get one index instead of two: (value_user, field_id) serves both
 -- "this user field, these users" and "this Jira identity" (user_assets WHERE jira_id).
--- depends: 0018_sync_settings
+-- depends: 0019_run_pages
 
 CREATE UNIQUE INDEX asset_values_unique_identity ON asset_values (value_user, field_id) WHERE is_unique;
 DROP INDEX asset_values_unique_user;
