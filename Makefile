@@ -20,7 +20,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 types: $(STAMP)
-	$(PY) -m mypy worker producers schemas demo bench console
+	$(PY) -m mypy assetsync worker producers schemas demo bench console
 
 test: $(STAMP) services
 	scripts/ensure-chromium

@@ -11,7 +11,9 @@ Figures per scenario:
   the connections silenced, the sessions killed...) until a login published at that
   moment, for a user whose Jira data changed, shows the new data in ``user_assets``;
 * run done after: from the bulk request to the run's end (the run without a fault, for
-  comparison, is the ``none`` row);
+  comparison, is the ``none`` row); after the fault: from the fault's end to the run's end;
+* logins held: from the fault's end until every login published during the fault shows
+  its new data;
 * checks: the fault suite's (run done with exact counts, one asset per user, every login's
   latest data, no dead letter, queues drained, workers running).
 """
@@ -19,13 +21,24 @@ Figures per scenario:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from tests.fault_lab import FAULTS, PHASES, USERS, Lab, Outcome, own_rabbit_possible, rabbit_node
+from tests.fault_lab import (
+    FAULTS,
+    PAIR_FAULTS,
+    PHASES,
+    USERS,
+    Lab,
+    Outcome,
+    own_rabbit_possible,
+    rabbit_node,
+)
+from tests.pg_pair import pair_possible, postgres_pair
 from tests.servers import LOCAL_DATABASE
 
 
@@ -51,7 +64,7 @@ def checks(outcome: Outcome) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__)
-    parser.add_argument("--fault", action="append", choices=["none", *FAULTS])
+    parser.add_argument("--fault", action="append", choices=["none", *FAULTS, *PAIR_FAULTS])
     parser.add_argument("--phase", action="append", choices=PHASES)
     parser.add_argument("--database-url", default=LOCAL_DATABASE)
     parser.add_argument("--json", action="store_true")
@@ -60,12 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     if why_not:
         print(f"bench.faults: {why_not}", file=sys.stderr)
         return 2
+    faults = args.fault or ["none", *FAULTS, *([] if pair_possible() else PAIR_FAULTS)]
     results = []
     with rabbit_node() as node:
-        for fault in args.fault or ["none", *FAULTS]:
+        for fault in faults:
             for phase in args.phase or PHASES:
-                with tempfile.TemporaryDirectory() as workdir:
-                    lab = Lab(node=node, database_url=args.database_url, workdir=Path(workdir))
+                with tempfile.TemporaryDirectory() as workdir, contextlib.ExitStack() as stack:
+                    pair = stack.enter_context(postgres_pair()) if fault in PAIR_FAULTS else None
+                    lab = Lab(
+                        node=node, database_url=args.database_url, workdir=Path(workdir), pair=pair
+                    )
                     try:
                         outcome = lab.run(fault, phase)
                     finally:
@@ -75,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.json:
                     print(
                         f"{fault:20} {phase:12} recovered in {outcome.recovered_in:5.1f} s"
+                        f"   logins held {outcome.held_logins_in:5.1f} s"
                         f"   run done after {outcome.finished_in:5.1f} s"
+                        f" ({outcome.done_after_fault:5.1f} s after the fault)"
                         f"   jira faults {outcome.jira_faults_served:2} repeats"
                         f" {outcome.jira_repeats:2}"
                         f"   {'; '.join(result['failed_checks']) or 'checks ok'}",

@@ -58,9 +58,14 @@ FAULTS = (
     "database-silent",
     "jira-storm",
     "jira-slow",
+    "database-read-only",
 )
+# Faults that need servers a lab makes only when asked (``Lab(pair=...)``).
+PAIR_FAULTS = ("switchover",)
 USERS = 3000
-LOGINS = 6  # users who log in before the fault, and as many during it
+LOGINS = 6  # users who log in before the fault, and as many during it...
+LOGINS_DURING = {"database-read-only": 20, "switchover": 20}  # ...or this many
+READ_ONLY_FOR = 10.0  # seconds the database refuses writes in "database-read-only"
 # Groups are mapped: listing pages carry none, so every user costs a Jira request while
 # the per-user messages are processed, as with a real directory that maps them. That
 # makes the processing phase last long enough to be hit, and Jira faults reach it too.
@@ -196,6 +201,8 @@ class Outcome:
     injected_after: float  # seconds from the run's request to the fault
     recovered_in: float  # seconds from the fault's end to a login synced again
     finished_in: float  # seconds from the run's request to the run's end
+    held_logins_in: float = 0.0  # from the fault's end to every login made during it synced
+    done_after_fault: float = 0.0  # from the fault's end to the run's end
     notes: list[str] = field(default_factory=list)
 
 
@@ -205,10 +212,18 @@ class Lab:
     :param node: the lab's RabbitMQ node.
     :param database_url: a maintenance database URL of the shared PostgreSQL.
     :param workdir: where worker logs go.
+    :param pair: a PostgreSQL primary and standby of the lab's own (``tests.pg_pair``)
+        instead of the shared server: workers reach it by its multi-host URL, without
+        a proxy, and the ``switchover`` fault fails it over.
     """
 
-    def __init__(self, *, node: RabbitNode, database_url: str, workdir: Path) -> None:
+    def __init__(
+        self, *, node: RabbitNode, database_url: str, workdir: Path, pair: Any = None
+    ) -> None:
         self.node = node
+        self.pair = pair
+        if pair is not None:
+            database_url = pair.url()
         self.maintenance_url = database_url
         self.workdir = workdir
         self.topology = Topology(
@@ -220,7 +235,11 @@ class Lab:
         self.jira = FakeJira(flavor="datacenter").start()
         pg = psycopg.conninfo.conninfo_to_dict(self.database_url)
         self.amqp_proxy = Proxy(("127.0.0.1", node.port))
-        self.db_proxy = Proxy((str(pg.get("host") or "127.0.0.1"), int(pg.get("port") or 5432)))
+        self.db_proxy = (
+            None
+            if pair is not None
+            else Proxy((str(pg.get("host") or "127.0.0.1"), int(pg.get("port") or 5432)))
+        )
         self.workers: list[WorkerProcess] = []
         migrate(self.database_url)
         with psycopg.connect(self.database_url) as conn:  # an admin adds a field for groups
@@ -235,7 +254,8 @@ class Lab:
             worker.kill()
         self.jira.stop()
         self.amqp_proxy.close()
-        self.db_proxy.close()
+        if self.db_proxy is not None:
+            self.db_proxy.close()
         with contextlib.suppress(Exception):
             self.broker.delete_all()
         with psycopg.connect(self.maintenance_url, autocommit=True) as conn:
@@ -247,7 +267,8 @@ class Lab:
 
     def start_worker(self) -> WorkerProcess:
         pg = psycopg.conninfo.conninfo_to_dict(self.database_url)
-        pg.update(host="127.0.0.1", port=str(self.db_proxy.port))
+        if self.db_proxy is not None:
+            pg.update(host="127.0.0.1", port=str(self.db_proxy.port))
         env = worker_env(
             amqp_url=self.amqp_proxy.url(self.node.url),
             database_url=psycopg.conninfo.make_conninfo(**pg),  # type: ignore[arg-type]
@@ -283,7 +304,22 @@ class Lab:
         elif fault == "broker-silent":
             self.amqp_proxy.go_silent()
         elif fault == "database-silent":
+            assert self.db_proxy is not None
             self.db_proxy.go_silent()
+        elif fault == "database-read-only":
+            # What a switchover, a lagging virtual IP or a pooler still pointing at the
+            # old primary look like, on this database alone.
+            self._set_read_only(True)
+
+            def end() -> None:
+                time.sleep(READ_ONLY_FOR)
+                self._set_read_only(False)
+
+            return end
+        elif fault == "switchover":
+            if self.pair is None:
+                raise ValueError("the switchover needs a PostgreSQL pair: Lab(pair=...)")
+            self.pair.fail_over()
         elif fault == "jira-storm":
             self.jira.fail_next(20, status=503)
             self.jira.fail_next(5, status=429, retry_after=1)
@@ -296,6 +332,22 @@ class Lab:
         else:
             raise ValueError(f"unknown fault {fault!r}")
         return lambda: None
+
+    def _set_read_only(self, on: bool) -> None:
+        """``default_transaction_read_only`` for new sessions of the lab's database, and
+        its sessions ended, so that the workers' next ones are opened under it."""
+        name = sql.Identifier(self.db_name)
+        with psycopg.connect(self.maintenance_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(name)
+                if on
+                else sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(name)
+            )
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                [self.db_name],
+            )
 
     def _kill_sessions(self) -> int:
         with psycopg.connect(self.maintenance_url, autocommit=True) as conn:
@@ -311,10 +363,11 @@ class Lab:
     def run(self, fault: str, phase: str) -> Outcome:
         """Run a bulk sync with logins, inject ``fault`` in ``phase``, check the result."""
         jira = self.jira
-        jira.add_sample_users(USERS - 2 * LOGINS - 1)
+        during = LOGINS_DURING.get(fault, LOGINS)
+        jira.add_sample_users(USERS - LOGINS - during - 1)
         logins = [
             jira.add_user(f"login.user{i:02d}", display_name=f"Login User{i:02d}")
-            for i in range(2 * LOGINS)
+            for i in range(LOGINS + during)
         ]
         probe = jira.add_user("probe.user", display_name="Probe Before")
         self.start_worker()
@@ -348,6 +401,10 @@ class Lab:
             what="a login after the fault",
         )
         recovered_in = time.monotonic() - healed
+        wait_for(
+            lambda: not self._stale(logins[LOGINS:]), timeout=120, what="the logins made during it"
+        )
+        held_logins_in = time.monotonic() - healed
         run = wait_for(
             lambda: (
                 (r := run_summary(self.database_url, run_id))
@@ -358,11 +415,22 @@ class Lab:
             what="the run to end",
         )
         finished_in = time.monotonic() - requested
+        done_after_fault = time.monotonic() - healed
         work = [self.topology.login_queue, self.topology.bulk_queue, self.topology.user_sync_queue]
         wait_quiet(self.broker, work + retry_queues(self.topology), quiet=2.0)
-        return self._outcome(
+        outcome = self._outcome(
             fault, phase, run, logins, injected - requested, recovered_in, finished_in
         )
+        outcome.held_logins_in, outcome.done_after_fault = held_logins_in, done_after_fault
+        return outcome
+
+    def _stale(
+        self, logins: list[dict[str, Any]], by_key: dict[str, Any] | None = None
+    ) -> list[str]:
+        """The users among ``logins`` whose asset does not show their Jira data yet."""
+        if by_key is None:
+            by_key = {a["jira_id"]: a for a in user_assets(self.database_url)}
+        return [u["name"] for u in logins if not _fresh(by_key.get(u["key"]), self.jira, u)]
 
     def _publish_login(self, username: str) -> None:
         # Straight to the node: the broker may be down or silent at this moment, and a
@@ -406,12 +474,7 @@ class Lab:
     ) -> Outcome:
         assets = user_assets(self.database_url)
         by_key = {a["jira_id"]: a for a in assets}
-        stale = [
-            u["name"]
-            for u in logins
-            if (a := by_key.get(u["key"])) is None
-            or a["fields"]["Full name"] != self.jira.user_json(u["name"])["displayName"]
-        ]
+        stale = self._stale(logins, by_key)
         queues = [self.topology.login_queue, self.topology.bulk_queue]
         queues += [self.topology.user_sync_queue, self.topology.dead_queue]
         queues += retry_queues(self.topology)
@@ -432,6 +495,12 @@ class Lab:
             recovered_in=recovered_in,
             finished_in=finished_in,
         )
+
+
+def _fresh(asset: dict[str, Any] | None, jira: FakeJira, user: dict[str, Any]) -> bool:
+    return asset is not None and (
+        asset["fields"]["Full name"] == jira.user_json(user["name"])["displayName"]
+    )
 
 
 def _repeats(jira: FakeJira) -> int:

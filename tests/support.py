@@ -120,6 +120,7 @@ class WorkerProcess:
     log_path: Path
     args: tuple[str, ...] = ()
     module: str = "worker"  # what ``python -m`` runs (a launcher of the worker)
+    cwd: Path = ROOT  # where it runs: the code found first (another version's tree)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self, *, wait: bool = True) -> WorkerProcess:
@@ -127,7 +128,7 @@ class WorkerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module, *self.args],
             env=self.env,
-            cwd=ROOT,
+            cwd=self.cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

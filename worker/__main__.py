@@ -1,5 +1,6 @@
-"""``python -m worker [run|migrate|check|healthcheck|rotate-key [--window SECONDS]]``: settings read once, the command
-dispatched (a replica is composed in ``worker.replica``). Exit codes: 0 stopped cleanly, 1 a
+"""``python -m worker [run|migrate|check|healthcheck|rotate-key [--window SECONDS]]``
+(``assetsync worker``): settings read once, the command dispatched (a replica is
+composed in ``worker.replica``). Exit codes: 0 stopped cleanly, 1 a
 dependency stayed unreachable, 2 usage, 78 configuration error (one line says which).
 """
 
@@ -66,6 +67,15 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     except TransientError as exc:
         log.critical("giving up: %s", exc)
         return EXIT_FAILED
+
+
+def migrate_main(argv: list[str] | None = None, *, prog: str = "assetsync migrate") -> int:
+    """``assetsync migrate``: ``python -m worker migrate`` as a command of its own."""
+    parser = Parser(prog=prog, description=COMMANDS["migrate"][0].upper() + COMMANDS["migrate"][1:])
+    parser.add_argument("--env-file", type=Path, help="read ASSETSYNC_* settings from this file")
+    args = parser.parse_args(argv)
+    rest = ["--env-file", str(args.env_file)] if args.env_file else []
+    return main(["migrate", *rest], prog=prog)
 
 
 def rotate_key(settings: Settings, *, window: float) -> int:

@@ -4,6 +4,8 @@ Each delivery ends in exactly one of the ways ``worker.settle`` decides, and onl
 the database transaction (or the broker-confirmed republish) it depends on has finished:
 
 * handled: ack (a batch: one ``multiple`` ack after its transaction commits);
+* the asset store down (a failover, read-only): held, unacked, and handled again once
+  the store takes writes, no retry spent (``worker.outages``);
 * transient failure: republished to one delay queue with the attempt count, then ack;
   after the last delay it is given up on like a permanent failure;
 * permanent failure or invalid message: republished to ``<prefix>.dead`` with the reason
@@ -38,9 +40,10 @@ from schemas.topology import Topology
 from worker import broker, content_header, files
 from worker.decoding import decode
 from worker.errors import ConfigError, Interrupted, InvalidMessage
-from worker.handling import GiveUp, Handler
+from worker.handling import Failures, GiveUp, Handler
 from worker.logs import log_context
 from worker.metrics import Metrics, Timer
+from worker.outages import handle_through_outages
 from worker.probes import Health
 from worker.settle import (
     DeadLetter,
@@ -135,6 +138,9 @@ class Consumer:
     :param name: the loop's name in probes and logs.
     :param metrics: where deliveries are counted.
     :param health: where the loop reports its progress and connection.
+    :param store_ready: whether the asset store takes writes now; given, an outage of
+        the store is waited out instead of spending the messages' retries
+        (``worker.outages``).
     """
 
     def __init__(
@@ -150,8 +156,10 @@ class Consumer:
         name: str = "loop",
         metrics: Metrics | None = None,
         health: Health | None = None,
+        store_ready: Callable[[], bool] | None = None,
     ) -> None:
         self.name = name
+        self.store_ready = store_ready
         self.metrics = metrics or Metrics()
         self.health = health or Health(stall_after=300)
         self.url = url
@@ -316,7 +324,7 @@ class Consumer:
             with Timer(
                 m.processing.labels(route.queue), m.in_progress.labels(route.queue), len(decoded)
             ):
-                failures = route.handle([d for _, d in decoded], self._loop)
+                failures = self._call(route, [d for _, d in decoded])
         except Exception as exc:  # every failure is settled below
             if len(decoded) > 1 and worth_splitting(exc):
                 # One bad message must not sink its batch: find it by going one by one.
@@ -340,10 +348,17 @@ class Consumer:
             self.handled += len(done)
             m.messages.labels(route.queue, "synced").inc(len(done))
 
-    def _handle_one(self, route: Route, message: Any, body: Any) -> None:
+    def _call(self, route: Route, bodies: list[Any]) -> Failures:
         assert self._loop is not None
+        if self.store_ready is None:
+            return route.handle(bodies, self._loop)
+        return handle_through_outages(
+            route.handle, bodies, self._loop, takes_writes=self.store_ready
+        )
+
+    def _handle_one(self, route: Route, message: Any, body: Any) -> None:
         try:
-            failures = route.handle([body], self._loop)
+            failures = self._call(route, [body])
         except Exception as exc:  # settled below
             self._settle_failure(route, message, body, exc)
             return

@@ -17,7 +17,9 @@
     │   └── LogUnreadable     the security log or its state file cannot be read
     ├── TransientError        may work later: retry with backoff, then dead-letter
     │   ├── JiraUnavailable   429, 5xx, timeouts, connection errors
-    │   ├── StoreUnavailable  lost database connection, deadlock, serialization failure
+    │   ├── StoreUnavailable  deadlock, serialization failure, a lock or statement timeout
+    │   │   └── StoreDown     the store takes no writes now (failover, read-only, shutdown,
+    │   │                     unreachable): the loop waits for it, the message's retries kept
     │   ├── BrokerRefused     RabbitMQ nacked what we published (a full queue)
     │   │   └── Unroutable    RabbitMQ returned it: no queue is bound to take it
     │   ├── BrokerLost        the connection to RabbitMQ is gone or unresponsive: the
@@ -94,6 +96,11 @@ class JiraUnavailable(TransientError):
 
 class StoreUnavailable(TransientError):
     pass
+
+
+class StoreDown(StoreUnavailable):
+    """Not the message's fault: the asset store takes no writes from anyone now
+    (``worker.store.sqlstates``). The loop waits for it instead of spending retries."""
 
 
 class BrokerRefused(TransientError):

@@ -11,8 +11,9 @@ from uuid import UUID
 import psycopg
 
 from schemas.messages import BulkSyncRequested, user_sync_bodies
+from worker.broker import Outgoing
 from worker.directory import Checkpoint, Filters, read_ahead, scan
-from worker.errors import PermanentError
+from worker.errors import PermanentError, StoreDown, StoreUnavailable
 from worker.handling import Failures, Loop
 from worker.jira import JiraClient, Patience
 from worker.logs import log_context
@@ -20,6 +21,7 @@ from worker.metrics import Metrics
 from worker.missing import MissingUsers
 from worker.signing import Signer, signed_user_syncs
 from worker.store import Store, locks, runs
+from worker.store.pool import translate_errors
 from worker.sync_config import LiveSync
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,8 @@ class FanOut:
                     log.info("bulk run %s is already %s; nothing to fan out", run.id, run.state)
                     return
                 self._prune_old_runs(loop)
-                self._scan_and_publish(request, run, loop)
+                # Every page is published only while this session holds the run lock.
+                self._scan_and_publish(request, run, _Locked(loop, lock, run.id))
             except PermanentError as exc:
                 with self.store.transaction() as conn:
                     runs.fail_run(conn, request.request_id, str(exc))
@@ -208,3 +211,41 @@ class FanOut:
             for run_id, state in runs.finish_runs(conn, [run.id]):
                 self.metrics.runs.labels(state).inc()
                 log.info("bulk run %s %s", run_id, state)
+
+
+class _Locked:
+    """The loop, for a fan-out: each publish is made only once the session that took
+    the run lock is checked to hold it still.
+
+    The lock lives on one pooled session. When that session ends (killed with
+    ``pg_terminate_backend``, cut off, or its server failed over), PostgreSQL frees the
+    lock at once, and the replica that holds a copy of the request, or gets it next,
+    takes the lock and resumes from the checkpoint. This replica must then stop before
+    its next page: the check fails (``StoreDown`` for a session that is gone), the scan
+    ends, and the request is handled again from the checkpoint, here or there.
+    """
+
+    def __init__(self, loop: Loop, lock: psycopg.Connection[Any], run_id: UUID) -> None:
+        self._loop, self._lock, self._run_id = loop, lock, run_id
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        try:
+            with translate_errors():
+                held = locks.holds_run_lock(self._lock, self._run_id)
+        except StoreDown as exc:
+            raise StoreDown(
+                f"bulk run {self._run_id}: the session that holds its run lock is gone"
+                f" ({exc}); the scan stops"
+            ) from exc
+        if not held:
+            raise StoreUnavailable(
+                f"bulk run {self._run_id}: this replica no longer holds the run lock;"
+                " the scan stops (it goes on from its checkpoint)"
+            )
+        self._loop.publish(messages)
+
+    def tick(self) -> None:
+        self._loop.tick()
+
+    def sleep(self, seconds: float) -> None:
+        self._loop.sleep(seconds)

@@ -1,8 +1,9 @@
 """What a replica counts, for Prometheus: ``assetsync_*`` in base units, counters ending
 in ``_total`` (the names follow dramatiq's middleware and celery-exporter where they fit).
 
-One ``Metrics`` per replica, built in ``__main__`` and passed down; everything here is
-cheap enough for the bulk path because it is counted per batch, not per message. The
+One ``Metrics`` per replica, built where the replica is composed (``worker.replica``)
+and passed down; everything here is cheap enough for the bulk path because it is
+counted per batch, not per message. The
 values that live in the database (the bulk run in progress, the connection pool) are
 read when Prometheus scrapes, by ``StoreCollector``.
 """

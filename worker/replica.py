@@ -106,7 +106,14 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
                 retention_days=settings.run_retention_days,
             ),
         )
-        return consume(settings, services, metrics=metrics, health=health, sync=sync)
+        return consume(
+            settings,
+            services,
+            metrics=metrics,
+            health=health,
+            sync=sync,
+            store_ready=store.takes_writes,
+        )
     finally:
         if stop_probes is not None:
             stop_probes()
@@ -115,9 +122,17 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
 
 
 def consume(
-    settings: Settings, services: Services, *, metrics: Metrics, health: Health, sync: LiveSync
+    settings: Settings,
+    services: Services,
+    *,
+    metrics: Metrics,
+    health: Health,
+    sync: LiveSync,
+    store_ready: Callable[[], bool] | None = None,
 ) -> int:
     """Run the replica's three consuming loops until SIGTERM/SIGINT or a fatal error.
+    With ``store_ready`` (whether the asset store takes writes), each loop waits out an
+    outage of the store instead of spending the messages' retries on it.
 
     Logins, per-user bulk messages and bulk requests each get a loop (and connection) of
     their own: a login is handled as soon as it arrives, not after the batch of bulk
@@ -137,6 +152,7 @@ def consume(
         stop=stop,
         metrics=metrics,
         health=health,
+        store_ready=store_ready,
     )
     bulk_users = Route(
         topology.user_sync_queue,

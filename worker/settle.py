@@ -17,6 +17,8 @@
 ``settle`` decides for a message that failed; ``settle_unrecorded`` for one whose
 give-up could not be recorded in the database (a bulk run's bookkeeping);
 ``settle_refused`` for one whose retry or dead-letter copy the broker would not take.
+Before any of them, ``hold_back`` decides whether the failure is an outage of the store
+that the loop waits out instead (``worker.outages``).
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ from worker.errors import (
     ConfigError,
     Interrupted,
     PermanentError,
+    StoreDown,
     TransientError,
 )
+
+# Waits for the store one batch gets before its outage counts as a failure of its own.
+MAX_HOLDS = 10
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,15 @@ def settle_unrecorded(
     if isinstance(exc, TransientError):
         return Retry(delays[-1], attempt, f"{reason} (not recorded yet: {exc})")
     return DeadLetter(f"{reason} (not recorded in its run: {exc})", record=False)
+
+
+def hold_back(exc: BaseException, *, held: int) -> bool:
+    """Whether messages that failed with ``exc``, after ``held`` waits for the store
+    already, are kept and handled again once the store takes writes: yes for an outage
+    of the store (``StoreDown``), which is no message's fault and must not use up its
+    retries, up to ``MAX_HOLDS`` times (a message that takes its database session down
+    every time gets bounded retries like any other)."""
+    return isinstance(exc, StoreDown) and held < MAX_HOLDS
 
 
 def settle_refused(exc: BaseException, *, wanted: Retry | DeadLetter) -> Decision:

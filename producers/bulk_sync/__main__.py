@@ -61,11 +61,11 @@ OPTION_OF = {"username_prefix": "--prefix", "groups": "--group", "requested_by":
 # ------------------------------------------------------------------------ commands
 
 
-def request_parser() -> Parser:
+def request_parser(prog: str = PROG) -> Parser:
     parser = Parser(
-        prog=PROG,
+        prog=prog,
         description="Ask the workers to sync every Jira user matching the filters.",
-        epilog=f"`{PROG} status [RUN_ID]` shows runs.",
+        epilog=f"`{prog} status [RUN_ID]` shows runs.",
     )
     parser.add_argument("--prefix", metavar="TEXT", help="only usernames starting with this")
     parser.add_argument(
@@ -92,15 +92,15 @@ def request_parser() -> Parser:
     return parser
 
 
-def status_parser() -> Parser:
-    parser = Parser(prog=f"{PROG} status", description="Show a sync run, or the recent ones.")
+def status_parser(prog: str = PROG) -> Parser:
+    parser = Parser(prog=f"{prog} status", description="Show a sync run, or the recent ones.")
     parser.add_argument("run_id", nargs="?", type=UUID, help="the run (default: the last 20)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
-def request(argv: list[str]) -> int:
-    parser = request_parser()
+def request(argv: list[str], prog: str) -> int:
+    parser = request_parser(prog)
     args = parser.parse_args(argv)
     waiting = args.wait or args.json
     if args.timeout is not None and not waiting:
@@ -109,7 +109,7 @@ def request(argv: list[str]) -> int:
     if scheduled and (args.prefix is not None or args.group or args.dry_run):
         parser.error("--unless-recent requests real runs of every user: no filters, no --dry-run")
     message = build_request(parser, args)
-    settings = configure(PROG)
+    settings = configure(prog)
     try:
         # Open the store first: a run that cannot be followed (or, scheduled, checked and
         # recorded) had better not start.
@@ -135,12 +135,12 @@ def request(argv: list[str]) -> int:
             if store is None or not waiting:
                 return EXIT_OK
             return wait_and_report(
-                store, message.request_id, as_json=args.json, timeout=args.timeout
+                store, message.request_id, as_json=args.json, timeout=args.timeout, prog=prog
             )
     except ConfigError as exc:
-        return fail(PROG, str(exc), EXIT_CONFIG)
+        return fail(prog, str(exc), EXIT_CONFIG)
     except AssetSyncError as exc:  # the broker or the asset store
-        return fail(PROG, str(exc))
+        return fail(prog, str(exc))
 
 
 def print_not_requested(run: Run, within: float, *, as_json: bool) -> None:
@@ -186,23 +186,25 @@ def default_requester() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def wait_and_report(store: RunStore, run_id: UUID, *, as_json: bool, timeout: float | None) -> int:
+def wait_and_report(
+    store: RunStore, run_id: UUID, *, as_json: bool, timeout: float | None, prog: str
+) -> int:
     progress = Progress(stream=None if as_json else sys.stderr)
     try:
         # Closed before any message below, which must not land on the progress line.
         with contextlib.closing(progress):
             run = follow_run(store, run_id, progress=progress, timeout=timeout)
     except WaitTimeout as exc:
-        return fail(PROG, str(exc))
+        return fail(prog, str(exc))
     except KeyboardInterrupt:
-        return fail(PROG, f"stopped waiting; run {run_id} goes on (`{PROG} status {run_id}`)")
-    report(run, as_json=as_json, requested=run_id if as_json else None)
+        return fail(prog, f"stopped waiting; run {run_id} goes on (`{prog} status {run_id}`)")
+    report(run, as_json=as_json, requested=run_id if as_json else None, prog=prog)
     return EXIT_OK if run.succeeded else EXIT_FAILED
 
 
-def status(argv: list[str]) -> int:
-    args = status_parser().parse_args(argv)
-    settings = configure(PROG)
+def status(argv: list[str], prog: str) -> int:
+    args = status_parser(prog).parse_args(argv)
+    settings = configure(prog)
     try:
         with RunStore(url=settings.database_url.get_secret_value()) as store:
             if args.run_id is None:
@@ -211,24 +213,24 @@ def status(argv: list[str]) -> int:
                 return EXIT_OK
             run = store.get(args.run_id)
     except ConfigError as exc:
-        return fail(PROG, str(exc), EXIT_CONFIG)
+        return fail(prog, str(exc), EXIT_CONFIG)
     except AssetSyncError as exc:
-        return fail(PROG, str(exc))
+        return fail(prog, str(exc))
     if run is None:
-        return fail(PROG, f"no run {args.run_id}")
-    report(run, as_json=args.json, requested=args.run_id)
+        return fail(prog, f"no run {args.run_id}")
+    report(run, as_json=args.json, requested=args.run_id, prog=prog)
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # "status" is a word of its own; anything else requests a run (the common case).
     try:
         if argv[:1] == ["status"]:
-            return status(argv[1:])
-        return request(argv)
+            return status(argv[1:], prog)
+        return request(argv, prog)
     except KeyboardInterrupt:
-        return fail(PROG, "interrupted")
+        return fail(prog, "interrupted")
 
 
 def _duration(text: str) -> float:

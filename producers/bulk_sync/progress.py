@@ -246,7 +246,7 @@ def runs_json(runs: list[Run]) -> list[dict[str, object]]:
     ]
 
 
-def report(run: Run, *, as_json: bool, requested: UUID | None = None) -> None:
+def report(run: Run, *, as_json: bool, requested: UUID | None = None, prog: str = PROG) -> None:
     """The run's summary; for a request that joined it (``requested`` is not the run's
     id), the JSON also says so, and the text says it on stderr."""
     summary = summary_json(run)
@@ -256,4 +256,4 @@ def report(run: Run, *, as_json: bool, requested: UUID | None = None) -> None:
             say(joined_line(requested, run), file=sys.stderr)
     say(json.dumps(summary) if as_json else summary_table(run))
     if run.state == "failed":
-        fail(PROG, f"run failed: {one_line(run.error or 'no error was recorded')}")
+        fail(prog, f"run failed: {one_line(run.error or 'no error was recorded')}")

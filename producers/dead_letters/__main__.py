@@ -59,8 +59,8 @@ DEFAULT_LIMIT = 1000
 # ------------------------------------------------------------------------ arguments
 
 
-def parser() -> Parser:
-    top = Parser(prog=PROG, description="Look at, replay or purge dead-lettered messages.")
+def parser(prog: str = PROG) -> Parser:
+    top = Parser(prog=prog, description="Look at, replay or purge dead-lettered messages.")
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
     listing = commands.add_parser("list", help="list dead letters (the default)")
     _add_filters(listing)
@@ -121,7 +121,9 @@ def selection(top: Parser, args: argparse.Namespace) -> Selection:
 # ------------------------------------------------------------------------- commands
 
 
-def list_letters(queue: DeadQueue, chosen: Selection, *, limit: int, as_json: bool) -> int:
+def list_letters(
+    queue: DeadQueue, chosen: Selection, *, limit: int, as_json: bool, prog: str
+) -> int:
     ready = queue.count()
     try:
         letters = [describe(t.envelope) for t in queue.take(limit)]
@@ -142,11 +144,13 @@ def list_letters(queue: DeadQueue, chosen: Selection, *, limit: int, as_json: bo
         )
     else:
         say(listing_text(queue.topology.dead_queue, ready, letters, shown, limit, now))
-    warn_about_delivery_counts(queue, letters)
+    warn_about_delivery_counts(queue, letters, prog)
     return EXIT_OK
 
 
-def show_letter(queue: DeadQueue, wanted: str, *, limit: int, max_bytes: int, as_json: bool) -> int:
+def show_letter(
+    queue: DeadQueue, wanted: str, *, limit: int, max_bytes: int, as_json: bool, prog: str
+) -> int:
     queue.count()  # says so when there is no dead queue at all
     # Stops at the first match: every message read before it is given back, which
     # counts as a delivery; the fewer the better.
@@ -158,9 +162,9 @@ def show_letter(queue: DeadQueue, wanted: str, *, limit: int, max_bytes: int, as
             found = taken
             break
     queue.release_all()
-    warn_about_delivery_counts(queue, examined)
+    warn_about_delivery_counts(queue, examined, prog)
     if found is None:
-        return fail(PROG, f"no dead letter {printable(wanted, 100)} among {len(examined)} read")
+        return fail(prog, f"no dead letter {printable(wanted, 100)} among {len(examined)} read")
     letter, envelope, now = examined[-1], found.envelope, datetime.now(UTC)
     body, cut = preview(envelope.body, max_bytes)
     headers = header_values(envelope.headers)
@@ -181,6 +185,7 @@ def act(
     limit: int,
     dry_run: bool,
     as_json: bool,
+    prog: str,
 ) -> int:
     """Replay or purge the selected dead letters; give every other one back."""
     replaying = action == "replay"
@@ -222,21 +227,21 @@ def act(
         say(summary_line(action, verb, done, skipped, len(kept), queue.topology.dead_queue))
     if replaying and not dry_run and any(d.type == BULK_SYNC_REQUESTED for d in done):
         say(
-            f"{PROG}: note: a replayed bulk-sync-requested does not restart a run already"
+            f"{prog}: note: a replayed bulk-sync-requested does not restart a run already"
             " marked failed; request a new run for that",
             file=sys.stderr,
         )
-    warn_about_delivery_counts(queue, kept)
+    warn_about_delivery_counts(queue, kept, prog)
     if skipped:
-        return fail(PROG, f"{len(skipped)} selected message(s) cannot be replayed")
+        return fail(prog, f"{len(skipped)} selected message(s) cannot be replayed")
     return EXIT_OK
 
 
-def warn_about_delivery_counts(queue: DeadQueue, given_back: Sequence[Letter]) -> None:
+def warn_about_delivery_counts(queue: DeadQueue, given_back: Sequence[Letter], prog: str) -> None:
     worn = [d for d in given_back if (d.delivery_count or 0) + 1 >= HIGH_DELIVERY_COUNT]
     if worn and queue.server_version >= (4,):
         say(
-            f"{PROG}: warning: {len(worn)} dead letter(s) have now been read and given back"
+            f"{prog}: warning: {len(worn)} dead letter(s) have now been read and given back"
             f" {HIGH_DELIVERY_COUNT} times or more; RabbitMQ 4 drops a quorum-queue message"
             f" given back 20 times unless {queue.topology.dead_queue} has its delivery"
             " limit lifted (README: Dead letters)",
@@ -247,21 +252,21 @@ def warn_about_delivery_counts(queue: DeadQueue, given_back: Sequence[Letter]) -
 # ----------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["list", *argv]  # listing is the common case
-    top = parser()
+    top = parser(prog)
     args = top.parse_args(argv)
     chosen = selection(top, args) if args.command != "show" else Selection()
-    settings = configure(PROG)
+    settings = configure(prog)
     try:
         with DeadQueue(url=settings.amqp_url.get_secret_value(), topology=settings.topology) as q:
             if args.command == "list":
-                return list_letters(q, chosen, limit=args.limit, as_json=args.json)
+                return list_letters(q, chosen, limit=args.limit, as_json=args.json, prog=prog)
             if args.command == "show":
                 return show_letter(
-                    q, args.id, limit=args.limit, max_bytes=args.bytes, as_json=args.json
+                    q, args.id, limit=args.limit, max_bytes=args.bytes, as_json=args.json, prog=prog
                 )
             return act(
                 q,
@@ -270,11 +275,12 @@ def main(argv: list[str] | None = None) -> int:
                 limit=args.limit,
                 dry_run=args.dry_run,
                 as_json=args.json,
+                prog=prog,
             )
     except DeadQueueError as exc:
-        return fail(PROG, str(exc))
+        return fail(prog, str(exc))
     except KeyboardInterrupt:
-        return fail(PROG, "interrupted; every message not yet replayed or purged is still there")
+        return fail(prog, "interrupted; every message not yet replayed or purged is still there")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ from worker.errors import PublishError
 PROG = "python -m producers.login_event"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog=PROG, description="Publish a user-logged-in event.")
+def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
+    parser = Parser(prog=prog, description="Publish a user-logged-in event.")
     parser.add_argument("username", nargs="?", help="Jira Data Center username")
     parser.add_argument("--key", help="Jira Data Center user key (stable across renames)")
     parser.add_argument("--account-id", help="Jira Cloud accountId")
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give exactly one of USERNAME, --key, --account-id")
     if not next(iter(given.values())).strip():
         parser.error("the user identifier is empty")
-    settings = configure(PROG)
+    settings = configure(prog)
     try:
         with Publisher(
             url=settings.amqp_url.get_secret_value(), topology=settings.topology
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                 publisher, username=args.username, user_key=args.key, account_id=args.account_id
             )
     except PublishError as exc:
-        return fail(PROG, str(exc))
+        return fail(prog, str(exc))
     say(f"published user-logged-in {event.event_id}")
     return EXIT_OK
 

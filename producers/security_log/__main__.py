@@ -29,8 +29,8 @@ PROG = "python -m producers.security_log"
 log = logging.getLogger("producers.security_log")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog=PROG, description=__doc__.split("\n\n")[1])
+def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
+    parser = Parser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("path", type=Path, help="atlassian-jira-security.log")
     parser.add_argument(
         "--state-file",
@@ -52,16 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.min_interval < 0:
         parser.error("--min-interval must not be negative")
-    settings = configure(PROG)
+    settings = configure(prog)
     if args.state_file is not None:
         where = args.state_file.parent
         if not (where.is_dir() and os.access(where, os.W_OK)):
-            return fail(PROG, f"cannot write the state file in {where} (missing or not writable)")
+            return fail(prog, f"cannot write the state file in {where} (missing or not writable)")
     try:
         start = load_position(args.state_file) if args.state_file else None
         follower = Follower(path=args.path, start=start, from_start=args.from_start)
     except LogUnreadable as exc:
-        return fail(PROG, str(exc))
+        return fail(prog, str(exc))
     if args.state_file is None:
         log.warning("no --state-file: the position is not kept; a restart starts at the end")
     stop = threading.Event()
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         source.run()
     except OSError as exc:  # e.g. the state file's directory is not writable
-        return fail(PROG, one_line(exc))
+        return fail(prog, one_line(exc))
     return EXIT_OK
 
 

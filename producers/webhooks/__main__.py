@@ -41,8 +41,8 @@ from worker.errors import AssetSyncError, ConfigError
 from worker.jira import JiraClient, Webhook
 from worker.settings import Settings
 
-PROG = "python -m producers.jira_webhooks"
-log = logging.getLogger("producers.jira_webhooks")
+PROG = "python -m producers.webhooks"
+log = logging.getLogger("producers.webhooks")
 
 BUDGET_TOO_SMALL = (
     "invalid setting ASSETSYNC_WEBHOOK_BODY_BUDGET: must be at least"
@@ -54,8 +54,8 @@ NO_SECRET = (
 )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog=PROG, description=__doc__.split("\n\n")[1])
+def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
+    parser = Parser(prog=prog, description=__doc__.split("\n\n")[1])
     commands = parser.add_subparsers(dest="command", metavar="[register|unregister|status]")
     reg = commands.add_parser("register", help="create or update the webhook in Jira")
     reg.add_argument("--url", required=True, help="the receiver's public URL")
@@ -65,21 +65,21 @@ def main(argv: list[str] | None = None) -> int:
         sub.error = parser.error  # type: ignore[method-assign]  # one line, exit 2
         sub.add_argument("--name", help="the webhook's name in Jira (ASSETSYNC_WEBHOOK_NAME)")
     args = parser.parse_args(argv)
-    settings = configure(PROG)
+    settings = configure(prog)
     if args.command is None:
-        return serve(settings)
+        return serve(settings, prog=prog)
     name = args.name or settings.webhook_name
     if args.command == "register":
-        return register(settings, name=name, url=args.url)
+        return register(settings, name=name, url=args.url, prog=prog)
     if args.command == "unregister":
-        return unregister(settings, name=name)
-    return status(settings, name=name)
+        return unregister(settings, name=name, prog=prog)
+    return status(settings, name=name, prog=prog)
 
 
 # -- the receiver ------------------------------------------------------------------------
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, prog: str = PROG) -> int:
     import uvicorn  # only the receiver needs the ASGI server
 
     host, port = settings.webhook_address
@@ -87,13 +87,13 @@ def serve(settings: Settings) -> int:
         settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
     )
     if secret is None and not settings.webhook_insecure:
-        return fail(PROG, NO_SECRET, EXIT_CONFIG)
+        return fail(prog, NO_SECRET, EXIT_CONFIG)
     if settings.webhook_body_budget < settings.webhook_max_bytes:
-        return fail(PROG, BUDGET_TOO_SMALL, EXIT_CONFIG)
+        return fail(prog, BUDGET_TOO_SMALL, EXIT_CONFIG)
     try:
         sock = _listen(host, port, backlog=backlog(settings.webhook_max_connections))
     except OSError as exc:
-        return fail(PROG, f"cannot listen on {host}:{port} ({one_line(exc)})", EXIT_FAILED)
+        return fail(prog, f"cannot listen on {host}:{port} ({one_line(exc)})", EXIT_FAILED)
     url = settings.amqp_url.get_secret_value()
     publisher = Publishers(
         connect=lambda: Publisher(url=url, topology=settings.topology, connection_attempts=1)
@@ -202,13 +202,13 @@ def _listen(host: str, port: int, *, backlog: int) -> socket.socket:
 # -- registration in Jira ----------------------------------------------------------------
 
 
-def register(settings: Settings, *, name: str, url: str) -> int:
+def register(settings: Settings, *, name: str, url: str, prog: str = PROG) -> int:
     target = _receiver_url(url)
     if target is None:
-        return fail(PROG, f"--url {url!r} is not an http(s) URL", EXIT_USAGE)
+        return fail(prog, f"--url {url!r} is not an http(s) URL", EXIT_USAGE)
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     if secret is None and not settings.webhook_insecure:
-        return fail(PROG, NO_SECRET, EXIT_CONFIG)
+        return fail(prog, NO_SECRET, EXIT_CONFIG)
 
     def write(webhooks: Registration) -> int:
         action, hook = webhooks.register(name=name, url=target, secret=secret)
@@ -216,10 +216,10 @@ def register(settings: Settings, *, name: str, url: str) -> int:
         say(f"{action} webhook {_describe(hook)}, {signed}")
         return EXIT_OK
 
-    return _in_jira(settings, write)
+    return _in_jira(settings, write, prog)
 
 
-def unregister(settings: Settings, *, name: str) -> int:
+def unregister(settings: Settings, *, name: str, prog: str = PROG) -> int:
     def delete(webhooks: Registration) -> int:
         deleted = webhooks.unregister(name)
         if not deleted:
@@ -228,36 +228,36 @@ def unregister(settings: Settings, *, name: str) -> int:
             say(f"deleted webhook {_describe(hook)}")
         return EXIT_OK
 
-    return _in_jira(settings, delete)
+    return _in_jira(settings, delete, prog)
 
 
-def status(settings: Settings, *, name: str) -> int:
+def status(settings: Settings, *, name: str, prog: str = PROG) -> int:
     def show(webhooks: Registration) -> int:
         hook = webhooks.find(name)
         if hook is None:
-            return fail(PROG, f"no webhook named {name!r} in Jira (run `register --url URL`)")
+            return fail(prog, f"no webhook named {name!r} in Jira (run `register --url URL`)")
         say(_describe(hook))
         if not complete(hook):
-            return fail(PROG, "the webhook is disabled or lacks user events: run `register` again")
+            return fail(prog, "the webhook is disabled or lacks user events: run `register` again")
         return EXIT_OK
 
-    return _in_jira(settings, show)
+    return _in_jira(settings, show, prog)
 
 
-def _in_jira(settings: Settings, act: Callable[[Registration], int]) -> int:
+def _in_jira(settings: Settings, act: Callable[[Registration], int], prog: str) -> int:
     """``act`` on the webhooks in Jira; an error is one line: 78 when the settings or
     credentials cannot work, 1 when Jira failed or refused."""
     if settings.jira_token is None:
         return fail(
-            PROG, "set ASSETSYNC_JIRA_URL and ASSETSYNC_JIRA_TOKEN (and the username)", EXIT_CONFIG
+            prog, "set ASSETSYNC_JIRA_URL and ASSETSYNC_JIRA_TOKEN (and the username)", EXIT_CONFIG
         )
     try:
         with JiraClient.from_settings(settings) as jira:
             return act(Registration(jira=jira))
     except ConfigError as exc:
-        return fail(PROG, one_line(exc), EXIT_CONFIG)
+        return fail(prog, one_line(exc), EXIT_CONFIG)
     except AssetSyncError as exc:
-        return fail(PROG, one_line(exc))
+        return fail(prog, one_line(exc))
 
 
 def _receiver_url(url: str) -> str | None:

@@ -25,7 +25,8 @@ def test_uses_current_rabbitmq_4_and_postgresql_17_images(compose):
 
 def test_runs_migrations_once_before_two_worker_replicas(compose):
     services = compose["services"]
-    assert services["migrate"]["command"] == ["python", "-m", "worker", "migrate"]
+    assert services["migrate"]["command"] == ["assetsync", "migrate"]
+    assert services["worker"]["command"] == ["assetsync", "worker"]
     worker = services["worker"]
     assert worker["deploy"]["replicas"] == 2
     assert worker["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
@@ -44,20 +45,23 @@ def test_demo_jira_and_traffic_are_in_the_demo_profile_only(compose):
     demo = {n for n, s in services.items() if "demo" in s.get("profiles", [])}
     assert demo == {"demo-jira", "demo-traffic", "demo-webhooks", "demo-webhooks-register"}
     assert services["demo-jira"]["command"][:3] == ["python", "-m", "demo.fake_jira"]
+    # Only the demo Jira's image has demo/ (the Dockerfile's `demo` target).
+    assert services["demo-jira"]["build"] == {"context": ".", "target": "demo"}
+    assert all(s["build"] == "." for n, s in services.items() if "build" in s and n != "demo-jira")
 
 
 def test_the_webhook_receiver_is_opt_in_and_has_no_default_secret(compose):
     services = compose["services"]
     receiver = services["webhooks"]
     assert receiver["profiles"] == ["webhooks"]
-    assert receiver["command"] == ["python", "-m", "producers.jira_webhooks"]
+    assert receiver["command"] == ["assetsync", "webhooks"]
     assert receiver["environment"]["ASSETSYNC_WEBHOOK_SECRET"] == "${ASSETSYNC_WEBHOOK_SECRET:-}"
     assert "ASSETSYNC_WEBHOOK_INSECURE" not in receiver["environment"]
     assert "/healthz" in " ".join(receiver["healthcheck"]["test"])
     # The demo registers its receiver through Jira's REST API with the same secret.
     demo_secret = services["demo-webhooks"]["environment"]["ASSETSYNC_WEBHOOK_SECRET"]
     register = services["demo-webhooks-register"]
-    assert register["command"][3:5] == ["register", "--url"]
+    assert register["command"][1:4] == ["webhooks", "register", "--url"]
     assert register["environment"]["ASSETSYNC_WEBHOOK_SECRET"] == demo_secret
 
 
@@ -69,11 +73,17 @@ def test_services_get_every_required_setting(compose):
     assert compose["services"]["demo-traffic"]["environment"] == env
 
 
-def test_dockerfile_installs_every_package_the_commands_need():
+def test_the_image_installs_the_wheel_of_every_package_and_not_the_demo_or_the_tests():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("worker", "producers", "schemas", "demo"):
-        assert f"COPY {package} ./{package}" in dockerfile
-    assert "STOPSIGNAL SIGTERM" in dockerfile
+    stages = re.split(r"^FROM ", dockerfile, flags=re.M)[1:]
+    wheel, base, demo, default = stages
+    for package in ("assetsync", "worker", "producers", "schemas", "console"):
+        assert f"COPY {package} ./{package}" in wheel, package
+    assert "pip wheel" in wheel and "pip install /dist/*.whl" in base
+    assert not re.search(r"^COPY", base, re.M) and not re.search(r"^COPY.* tests", dockerfile, re.M)
+    assert demo.startswith("base AS demo") and "COPY --chown=assetsync demo ./demo" in demo
+    assert default.strip() == "base"  # the default target: the product alone
+    assert 'CMD ["assetsync", "worker"]' in base and "STOPSIGNAL SIGTERM" in base
 
 
 def test_published_ports_are_reachable_from_this_machine_only(compose):

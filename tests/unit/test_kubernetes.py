@@ -10,7 +10,6 @@ Schema of cloudcoil's models, which are generated from KEDA's CRDs, made strict 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ import pytest
 import yaml
 from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
 
+from assetsync.__main__ import available
 from producers.bulk_sync.__main__ import request_parser
 from schemas.topology import Topology
 from worker.settings import Settings
@@ -189,19 +189,9 @@ def test_the_validators_would_catch_a_misspelt_field_or_a_number_for_a_string():
 # ------------------------------------------------------------------ agree with code
 
 
-# The settings each command reads, by the module it runs.
-SETTINGS_OF = {
-    "worker": Settings,
-    "producers.bulk_sync": Settings,
-    "producers.jira_webhooks": Settings,
-    "console": Settings,
-}
-
-
 def test_every_setting_named_is_one_the_code_reads_and_its_value_is_valid(monkeypatch):
     for where, container in containers():
-        reads = SETTINGS_OF[container["command"][2]]
-        fields = {f"ASSETSYNC_{name.upper()}" for name in reads.model_fields}
+        fields = {f"ASSETSYNC_{name.upper()}" for name in Settings.model_fields}
         named = {e["name"] for e in container.get("env", [])}
         if container.get("envFrom"):
             named |= set(settings_map())
@@ -310,14 +300,13 @@ def test_commands_are_ones_the_image_runs():
     commands = {where: c["command"] for where, c in containers()}
 
     for where, command in commands.items():
-        assert command[:2] == ["python", "-m"], where
-        module = command[2]
-        assert importlib.util.find_spec(module) is not None, where
-    assert commands["Deployment/assetsync-worker/worker"] == ["python", "-m", "worker"]
-    assert commands["Job/assetsync-migrate/migrate"] == ["python", "-m", "worker", "migrate"]
+        assert command[0] == "assetsync", where
+        assert command[1] in available(), where
+    assert commands["Deployment/assetsync-worker/worker"] == ["assetsync", "worker"]
+    assert commands["Job/assetsync-migrate/migrate"] == ["assetsync", "migrate"]
     scheduled = commands["CronJob/assetsync-bulk-sync/bulk-sync"]
-    assert scheduled[2] == "producers.bulk_sync"
-    args = request_parser().parse_args(scheduled[3:])  # exits (fails the test) if unknown
+    assert scheduled[1] == "sync"
+    args = request_parser().parse_args(scheduled[2:])  # exits (fails the test) if unknown
     assert args.unless_recent is not None and not (args.prefix or args.group or args.dry_run)
 
 

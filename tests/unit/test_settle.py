@@ -12,17 +12,20 @@ from worker.errors import (
     InvalidMessage,
     JiraAuthError,
     JiraUnavailable,
+    StoreDown,
     StoreRejected,
     StoreUnavailable,
     UserNotFound,
 )
 from worker.settle import (
+    MAX_HOLDS,
     DeadLetter,
     Reconnect,
     Requeue,
     Retry,
     Stop,
     attempt_of,
+    hold_back,
     settle,
     settle_unrecorded,
     worth_splitting,
@@ -131,3 +134,17 @@ def test_the_attempt_comes_from_its_header_and_garbage_means_the_first(
     headers: dict[str, object] | None, attempt: int
 ) -> None:
     assert attempt_of(headers, "a") == attempt
+
+
+def test_an_outage_of_the_store_is_waited_out_a_bounded_number_of_times() -> None:
+    assert hold_back(StoreDown("read-only"), held=0)
+    assert hold_back(StoreDown("read-only"), held=MAX_HOLDS - 1)
+    assert not hold_back(StoreDown("read-only"), held=MAX_HOLDS)
+    # A race lost, a timeout: the message's own retries, as before.
+    assert not hold_back(StoreUnavailable("deadlock detected"), held=0)
+    assert not hold_back(JiraUnavailable("503"), held=0)
+
+
+def test_an_outage_of_the_store_past_the_holds_is_retried_like_any_transient_failure() -> None:
+    decision = settle(StoreDown("read-only"), attempt=1, delays=DELAYS)
+    assert isinstance(decision, Retry) and decision.attempt == 2

@@ -35,6 +35,19 @@ def try_lock_run(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
     return bool(row and row[0])
 
 
+def holds_run_lock(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
+    """Whether this session still holds the run's lock. It has lost it when the session
+    was ended and replaced (it cannot be: psycopg never reconnects a connection), or
+    when the server forgot it; a session that is gone raises instead."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND pid = pg_backend_pid() AND classid = %s AND objid = hashtext(%s)::oid"
+        " AND objsubid = 2)",
+        [RUN_LOCKS, str(run_id)],
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def unlock_run(conn: psycopg.Connection[Any], run_id: UUID) -> None:
     conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [RUN_LOCKS, str(run_id)])
 

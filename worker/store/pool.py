@@ -1,10 +1,18 @@
 """The replica's connection pool: transactions, sessions for locks, error translation,
-and a deadline on every wait for the server.
+the database's clock, and a deadline on every wait for the server.
 
 A database that goes silent (a dropped route, a stuck proxy) leaves a connection open
 with nothing coming back; TCP keepalives cannot tell when something in between still
 answers them. So every wait for the server is bounded here: past the deadline the
-connection is closed and the wait ends as ``StoreUnavailable`` (transient).
+connection is closed and the wait ends as ``StoreDown`` (transient).
+
+Failover. Sessions are opened with ``target_session_attrs=read-write`` unless the URL
+says otherwise, so that libpq skips a standby or a read-only server (and, given a
+multi-host URL, tries the next host). A session can still turn read-only, or end,
+under us: a connection that met an error saying the store is down
+(``worker.store.sqlstates``) is closed rather than given back, and the pool's check
+before each use drops one whose server reports it read-only or in recovery, so that no
+batch draws it again once the database takes writes.
 """
 
 from __future__ import annotations
@@ -18,10 +26,20 @@ from typing import Any
 import psycopg
 import psycopg_pool
 
-from worker.errors import StoreRejected, StoreUnavailable
+from worker.errors import StoreDown, StoreRejected, StoreUnavailable
 from worker.store.clock import DatabaseClock
+from worker.store.sqlstates import Verdict, verdict
 
 DEFAULT_DEADLINE = 60.0
+# Seconds a caller waits for a connection. The pool has one to hand at once unless the
+# database refuses new sessions (down, read-only); a consuming loop blocked longer than
+# a couple of heartbeats would lose its broker connection as well.
+POOL_WAIT = 2.0
+# psycopg_pool tries a failed connection again with doubling delays (1 s, 2 s, 4 s, ...)
+# for as long as this: at its default (5 minutes) the next try could come a minute after
+# the database is back. Past it, the next request for a connection (the loops ask every
+# second while the store is down) starts a new round at once.
+RECONNECT_FOR = 2.0
 
 
 class Store:
@@ -44,13 +62,14 @@ class Store:
             min_size=1,
             max_size=self._max_size,
             open=False,
-            timeout=10,
-            kwargs={"connect_timeout": 10, "application_name": "assetsync"},
+            timeout=POOL_WAIT,
+            reconnect_timeout=RECONNECT_FOR,
+            kwargs=session_options(self._url),
             connection_class=_BoundedConnection,
             configure=lambda conn: _configure(conn, deadline),
-            # A connection killed while it sat in the pool is found out before use,
-            # rather than failing the batch that draws it.
-            check=psycopg_pool.ConnectionPool.check_connection,
+            # A connection killed, or turned read-only, while it sat in the pool is found
+            # out before use, rather than failing the batch that draws it.
+            check=_check,
         )
 
     def open(self) -> None:
@@ -81,30 +100,58 @@ class Store:
         return row[0]  # type: ignore[no-any-return]
 
     def ping(self, timeout: float = 2.0) -> bool:
-        """Whether the database answers now (for the readiness probe)."""
+        """Whether the database answers now and takes writes (for the readiness probe)."""
+        return self.takes_writes(timeout)
+
+    def takes_writes(self, timeout: float = 1.0) -> bool:
+        """Whether the database takes writes now: a session can be had within
+        ``timeout`` seconds, and it is neither read-only nor a standby's."""
         try:
-            with self._pool.connection(timeout=timeout) as conn:
-                conn.execute("SELECT 1")
-        except (psycopg.Error, psycopg_pool.PoolTimeout):
+            with translate_errors(), self._pool.connection(timeout=timeout) as conn:
+                with _dropped_when_down(conn):
+                    row = conn.execute(
+                        "SELECT pg_is_in_recovery()"
+                        " OR current_setting('transaction_read_only')::bool"
+                    ).fetchone()
+                if row is None or row[0]:
+                    conn.close()  # a read-only session stays so: never hand it out
+                    return False
+        except StoreUnavailable:
             return False
         return True
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection inside one transaction; commits on success. Errors translated."""
-        with translate_errors(), self._pool.connection() as conn, conn.transaction():
+        with (
+            translate_errors(),
+            self._pool.connection() as conn,
+            _dropped_when_down(conn),
+            conn.transaction(),
+        ):
             yield conn
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection of its own, in autocommit mode (for session-level locks)."""
-        with translate_errors(), self._pool.connection() as conn:
+        with translate_errors(), self._pool.connection() as conn, _dropped_when_down(conn):
             conn.autocommit = True
             try:
                 yield conn
             finally:
                 if not conn.closed:
                     conn.autocommit = False
+
+
+def session_options(url: str) -> dict[str, Any]:
+    """What every session of the worker is opened with, beside ``url``. Sessions must
+    take writes: ``target_session_attrs=read-write`` (unless the URL sets its own) has
+    libpq refuse a read-only server or a standby and, in a multi-host URL, try the
+    next host."""
+    options: dict[str, Any] = {"connect_timeout": 10, "application_name": "assetsync"}
+    if not psycopg.conninfo.conninfo_to_dict(url).get("target_session_attrs"):
+        options["target_session_attrs"] = "read-write"
+    return options
 
 
 class _BoundedConnection(psycopg.Connection[Any]):
@@ -145,13 +192,47 @@ def _configure(conn: psycopg.Connection[Any], deadline: float) -> None:
         conn.deadline = deadline
 
 
+def _check(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check before handing a connection out: alive (a round trip), and its
+    server does not report the session read-only or in hot standby (PostgreSQL 14 and
+    later report both as they change, e.g. on a reload of the configuration)."""
+    psycopg_pool.ConnectionPool.check_connection(conn)
+    status = conn.info.parameter_status
+    if "on" in (status("default_transaction_read_only"), status("in_hot_standby")):
+        conn.close()
+        raise psycopg.OperationalError("the session is read-only now: dropped from the pool")
+
+
+def _verdict(exc: psycopg.Error) -> Verdict:
+    return verdict(exc.sqlstate, client_connection_error=isinstance(exc, psycopg.OperationalError))
+
+
 @contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """psycopg's errors as ours: connection trouble is transient, refusals permanent."""
+def _dropped_when_down(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Close ``conn`` when it meets an error saying the store is down, so that the pool
+    replaces it: a session that found the database read-only (25006) stays read-only
+    after the database takes writes again."""
     try:
         yield
-    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-        # OperationalError covers lost connections, deadlocks and serialization failures.
-        raise StoreUnavailable(f"asset store unavailable: {exc}".strip()) from exc
     except psycopg.Error as exc:
+        if _verdict(exc) == "down" and not conn.closed:
+            conn.close()
+        raise
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """psycopg's errors as ours, by SQLSTATE (``worker.store.sqlstates``): the store down
+    (a failover, read-only, unreachable), busy (a deadlock, a lock timeout), or refusing
+    the change (a constraint, a bad value)."""
+    try:
+        yield
+    except psycopg_pool.PoolTimeout as exc:
+        raise StoreDown(f"asset store unavailable: {exc}".strip()) from exc
+    except psycopg.Error as exc:
+        kind = _verdict(exc)
+        if kind == "down":
+            raise StoreDown(f"asset store unavailable: {exc}".strip()) from exc
+        if kind == "busy":
+            raise StoreUnavailable(f"asset store busy: {exc}".strip()) from exc
         raise StoreRejected(f"asset store refused the change: {exc}".strip()) from exc

@@ -1,0 +1,1 @@
+"""``assetsync``: the one command of the project (``python -m assetsync`` too)."""
