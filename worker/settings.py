@@ -189,7 +189,9 @@ class Settings(BaseSettings):
         SecretStr("postgresql://postgres@127.0.0.1:5432/assetsync"),
         group="PostgreSQL",
         read_by=("worker", "migrate", "sync", "console"),
-        doc="the asset store; created by `migrate` if missing",
+        doc="the asset store; created by `migrate` if missing; a failover pair names both"
+        " hosts (`...@db-a:5432,db-b:5432/assetsync?target_session_attrs=read-write`, see"
+        " Database failover)",
     )
     database_timeout: float = setting(
         60.0,
@@ -223,7 +225,7 @@ class Settings(BaseSettings):
         "auto",
         group="Jira",
         read_by=JIRA,
-        doc="`auto` (from `deploymentType` of `/rest/api/2/serverInfo`), `datacenter` or `cloud`",
+        doc="`auto` (from the `deploymentType` Jira's `serverInfo` gives), `datacenter` or `cloud`",
     )
     jira_timeout: float = setting(
         10.0,

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.support import ROOT, asset_of, wait_for
+from lab.harness import ROOT, asset_of, wait_for
 
 
 def test_migrate_from_three_replicas_at_once_on_a_new_database(infra):
@@ -102,7 +102,7 @@ def test_worker_waits_for_a_jira_that_is_still_starting(start_worker, broker, ji
     jira.add_user("jdoe")
     jira.fail_next(2, status=503, path_contains="/myself")
     start_worker()
-    from tests.integration.test_login_sync import login_body
+    from lab.harness import login_body
 
     broker.publish_raw(login_body(username="jdoe"), routing_key="user-logged-in")
     wait_for(lambda: asset_of(database, "JIRAUSER10000"), what="the asset")

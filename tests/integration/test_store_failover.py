@@ -5,15 +5,18 @@ out again once the database takes writes."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from tests.integration.test_login_sync import login_body
-from tests.support import asset_of, wait_for
+from lab.faults import free_port
+from lab.harness import ROOT, asset_of, login_body, wait_for
 from worker.errors import StoreDown
 from worker.store import Store
 
@@ -121,3 +124,34 @@ def test_a_login_during_an_outage_longer_than_all_its_retries_is_synced_not_dead
     assert "attempt 2" not in worker.log()
     assert broker.dead_letters() == []
     assert worker.proc is not None and worker.proc.poll() is None
+
+
+def test_migrate_takes_a_multi_host_url_and_the_host_that_takes_writes(infra):
+    """A failover pair's URL, its first host down: ``python -m worker migrate`` (whose
+    migration library cannot parse several hosts) creates and migrates the database on
+    the host that answers."""
+    name = f"assetsync_test_{uuid.uuid4().hex[:12]}"
+    server = psycopg.conninfo.conninfo_to_dict(infra.database_url)
+    host, port = server.get("host") or "127.0.0.1", server.get("port") or 5432
+    url = (
+        f"postgresql://{server.get('user') or 'postgres'}@127.0.0.1:{free_port()},"
+        f"{host}:{port}/{name}?target_session_attrs=read-write"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "worker", "migrate"],
+            cwd=ROOT,
+            env={"ASSETSYNC_DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "migrations applied: 0001_asset_store" in done.stderr
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM asset_types").fetchone() == (1,)
+    finally:
+        with psycopg.connect(infra.database_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

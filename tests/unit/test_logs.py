@@ -15,7 +15,7 @@ import pytest
 from kombu import Connection
 
 from demo.fake_jira import FakeJira
-from tests.servers import Servers
+from lab.servers import Servers
 from worker.logs import CHATTY, MAX_FIELD_CHARS, configure, log_context
 from worker.settings import Settings
 
