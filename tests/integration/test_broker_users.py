@@ -22,10 +22,10 @@ import pika
 import pika.exceptions
 import pytest
 
+from lab.harness import asset_of, request_bulk, wait_for, wait_run_finished
 from producers.publisher import Publisher, publish_user_logged_in
 from schemas.access import definitions, grants
 from schemas.topology import Topology
-from tests.support import asset_of, request_bulk, wait_for, wait_run_finished
 from tests.webhook_support import ReceiverProcess, dc_event, receiver_env
 from worker.errors import PublishError
 
