@@ -53,8 +53,7 @@ def mark_approved(
     done = Approved()
     for start in range(0, len(waiting), PER_TRANSACTION):
         batch = Approved()
-        with store.connection() as conn:
-            asked_at = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        asked_at = store.now()  # the clock Jira snapshots are stamped with (jira_seen_at)
         gone: list[int] = []
         for jira_id, asset_id in waiting[start : start + PER_TRANSACTION]:
             try:

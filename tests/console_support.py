@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support import ROOT, wait_for
+from lab.harness import ROOT, wait_for
 
 # Chromium as root, headless, on a machine whose network reaches nothing: without the
 # background-networking flags it tries Google's hosts at every start.

@@ -10,8 +10,8 @@ import re
 import httpx
 import pytest
 
+from lab.harness import worker_env
 from tests.console_support import ConsoleProcess
-from tests.support import worker_env
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
@@ -91,7 +91,7 @@ def signed_in(console) -> httpx.Client:
 def test_a_runs_page_lists_its_failed_and_missing_users_with_csv(
     console, start_worker, broker, jira, database
 ):
-    from tests.support import request_bulk, wait_run_finished
+    from lab.harness import request_bulk, wait_run_finished
 
     jira.add_sample_users(6)
     gone = jira.add_user("gone.soon", display_name="Gone Soon")
@@ -122,7 +122,7 @@ def test_a_runs_page_lists_its_failed_and_missing_users_with_csv(
 def test_a_mass_change_stopped_at_the_limit_is_approved_user_by_user(
     console, start_worker, broker, jira, database
 ):
-    from tests.support import asset_of, request_bulk, wait_run_finished
+    from lab.harness import asset_of, request_bulk, wait_run_finished
 
     jira.add_sample_users(20)
     start_worker(env={"ASSETSYNC_MISSING_LIMIT": "2"})
