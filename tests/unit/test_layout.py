@@ -98,3 +98,26 @@ def test_one_settings_model_and_one_log_setup():
 
     assert settings_classes == ["worker/settings.py:Settings"]
     assert basic_configs == []
+
+
+def test_each_unit_test_is_found_by_the_name_of_the_code_it_tests():
+    # tests/unit/<path>/test_<name>[_<aspect>].py tests <path>/<name>(.py|/): the module
+    # or package it is named after, where the code is. Files at tests/unit/ itself are
+    # about the repository as a whole (this file, the Compose file).
+    unit = ROOT / "tests" / "unit"
+    astray = []
+    for test in sorted(unit.rglob("test_*.py")):
+        where = test.parent.relative_to(unit)
+        if where == Path("."):
+            continue
+        code = ROOT / where
+        names = (
+            {p.stem for p in code.glob("*.py")} | {p.name for p in code.iterdir() if p.is_dir()}
+            if code.is_dir()
+            else set()
+        )
+        subject = test.stem.removeprefix("test_")
+        if not any(subject == n or subject.startswith(f"{n}_") for n in names):
+            astray.append(str(test.relative_to(ROOT)))
+
+    assert astray == []

@@ -29,7 +29,7 @@ from producers.bulk_sync.__main__ import request_parser
 from schemas.topology import Topology
 from worker.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BASE = ROOT / "deploy" / "kubernetes"
 # The oldest Kubernetes the manifests are for (CronJob timeZone is GA from 1.27), and
 # the newest the validator knows.
