@@ -11,7 +11,7 @@ from assetsync.__main__ import COMMANDS
 from worker import settings, settings_reference
 from worker.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PAGE = ROOT / "docs" / "settings.md"
 
 
