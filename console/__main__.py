@@ -9,7 +9,6 @@ stopped cleanly, 1 a dependency stayed unreachable, 78 a configuration error.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import logging
 import secrets
@@ -27,8 +26,8 @@ from console.sessions import SessionCodec
 from producers.dead_letters.queue import DeadQueue
 from producers.publisher import Publisher
 from schemas.messages import BulkSyncRequested
-from worker.cli import EXIT_CONFIG, EXIT_FAILED, configure
-from worker.errors import ConfigError, TransientError
+from worker.cli import EXIT_FAILED, Parser, configure, exit_code_of
+from worker.errors import ConfigError
 from worker.jira import JiraClient
 from worker.replica import with_retries
 from worker.settings import Settings
@@ -39,19 +38,12 @@ log = logging.getLogger("console")
 PROG = "python -m console"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
+    parser = Parser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("--env-file", type=Path, help="read ASSETSYNC_* settings from this file")
     args = parser.parse_args(argv)
-    settings = configure(PROG, env_file=args.env_file)
-    try:
-        return serve(settings)
-    except ConfigError as exc:
-        log.critical("%s", exc)
-        return EXIT_CONFIG
-    except TransientError as exc:
-        log.critical("giving up: %s", exc)
-        return EXIT_FAILED
+    settings = configure(prog, env_file=args.env_file)
+    return exit_code_of(lambda: serve(settings))
 
 
 def serve(settings: Settings) -> int:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psycopg
 
-from worker.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Parser, configure, say
-from worker.errors import ConfigError, TransientError
+from worker.cli import EXIT_FAILED, EXIT_OK, Parser, configure, exit_code_of, say
+from worker.errors import ConfigError
 from worker.replica import run
 from worker.settings import Settings
 from worker.store import keys
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     )
     args = parser.parse_args(argv)
     settings = configure(prog, env_file=args.env_file)
-    try:
+
+    def command() -> int:
         if args.command == "migrate":
             migrate(settings.database_url.get_secret_value())
             return EXIT_OK
@@ -61,12 +62,8 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
         if args.command == "rotate-key":
             return rotate_key(settings, window=args.window)
         return run(settings, check_only=args.command == "check")
-    except ConfigError as exc:
-        log.critical("%s", exc)
-        return EXIT_CONFIG
-    except TransientError as exc:
-        log.critical("giving up: %s", exc)
-        return EXIT_FAILED
+
+    return exit_code_of(command)
 
 
 def migrate_main(argv: list[str] | None = None, *, prog: str = "assetsync migrate") -> int:

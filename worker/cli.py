@@ -5,15 +5,19 @@ the same exit codes (0 done, 1 failed, 2 usage, 78 settings that cannot work), a
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TextIO
 
 from worker import logs
-from worker.errors import ConfigError
+from worker.errors import ConfigError, TransientError
 from worker.settings import Settings, load_settings
 from worker.text import printable
+
+log = logging.getLogger("assetsync")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_CONFIG = os.EX_CONFIG  # 78: the deployment is wrong; no retry helps until a person acts
@@ -39,6 +43,20 @@ def configure(prog: str, *, env_file: Path | None = None) -> Settings:
         sys.exit(fail(prog, str(exc), EXIT_CONFIG))
     logs.configure(settings)
     return settings
+
+
+def exit_code_of(body: Callable[[], int]) -> int:
+    """Run a command's body and say how it ended: its own code; 78 when the settings or
+    credentials cannot work (``ConfigError``); 1 when a dependency stayed unreachable
+    (``TransientError``). Either failure is one log line, through the log setup."""
+    try:
+        return body()
+    except ConfigError as exc:
+        log.critical("%s", exc)
+        return EXIT_CONFIG
+    except TransientError as exc:
+        log.critical("giving up: %s", exc)
+        return EXIT_FAILED
 
 
 def fail(prog: str, message: str, code: int = EXIT_FAILED) -> int:

@@ -32,6 +32,7 @@ FORMS = {
     "webhooks register": ["producers.jira_webhooks", "register"],
     "security-log": ["producers.security_log"],
     "dead-letters": ["producers.dead_letters"],
+    "console": ["console"],
 }
 
 
