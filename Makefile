@@ -29,7 +29,7 @@ test: $(STAMP) services
 # The main job: workers syncing users from the demo Jira (or ASSETSYNC_JIRA_URL).
 run: $(STAMP)
 	@if docker info >/dev/null 2>&1; then \
-		docker compose --profile demo up --build; \
+		scripts/compose-env && docker compose --profile demo up --build; \
 	else \
 		scripts/ensure-services && $(PY) -m demo.run; \
 	fi

@@ -1,6 +1,6 @@
 """Recovery from faults, measured: ``python -m bench.faults [--fault F] [--phase P] [--json]``.
 
-Runs the fault suite's scenarios (``tests/fault_lab.py``) and times them instead of only
+Runs the fault suite's scenarios (``lab/faults.py``) and times them instead of only
 checking them: a bulk run of 3,000 users with logins, on a RabbitMQ node of its own (this
 needs root, to run it as user ``rabbitmq``) and the local PostgreSQL, two workers, the
 fault injected while the request fans out or while its per-user messages are processed.
@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from tests.fault_lab import (
+from lab.faults import (
     FAULTS,
     PAIR_FAULTS,
     PHASES,
@@ -38,8 +38,8 @@ from tests.fault_lab import (
     own_rabbit_possible,
     rabbit_node,
 )
-from tests.pg_pair import pair_possible, postgres_pair
-from tests.servers import LOCAL_DATABASE
+from lab.pg_pair import pair_possible, postgres_pair
+from lab.servers import LOCAL_DATABASE
 
 
 def checks(outcome: Outcome) -> list[str]:

@@ -24,8 +24,8 @@ class Publisher:
     """One pika connection and a confirming channel.
 
     :param url: the AMQP URL (write the default vhost ``/`` as ``%2F``).
-    :param topology: where messages go; declared on connect, so a message published
-        before any worker ever ran still has its queue.
+    :param topology: where messages go; checked on connect, and declared if missing, so
+        a message published before any worker ever ran still has its queue.
     :param timeout: seconds for connecting, and for a blocked broker (resource alarm).
     :param connection_attempts: tries to connect, a second apart; long-running producers
         that retry on their own ask for one.
@@ -43,9 +43,11 @@ class Publisher:
         params.retry_delay = 1
         try:
             self._conn = pika.BlockingConnection(params)
-            self._channel = self._conn.channel()
-            self._channel.confirm_delivery()
-            declare(self._channel, topology)
+            try:
+                self._channel = ensure_topology(self._conn, topology)
+            except PublishError:
+                self.close()
+                raise
         except (pika.exceptions.AMQPError, OSError) as exc:
             where = f"{params.host}:{params.port}"
             raise PublishError(f"cannot reach RabbitMQ at {where} ({_why(exc)})") from exc
@@ -103,6 +105,36 @@ class Publisher:
             raise PublishError(f"RabbitMQ refused the {kind} message") from exc
         except pika.exceptions.AMQPError as exc:
             raise PublishError(f"lost RabbitMQ while publishing: {_why(exc)}") from exc
+
+
+def ensure_topology(conn: Any, topology: Topology) -> Any:
+    """A confirming channel, once the exchange and the queues are there.
+
+    They are checked with passive declarations, which need no permission: a producer's
+    own RabbitMQ user may only publish its message type (schemas/access.py). Only when
+    something is missing is the topology declared, which needs configure permission;
+    a producer without it then fails, saying that a worker must declare it first.
+    """
+    channel = conn.channel()
+    try:
+        channel.exchange_declare(exchange=topology.exchange, passive=True)
+        for q in topology.queues(retry=False):
+            channel.queue_declare(queue=q.name, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code != 404:
+            raise
+        channel = conn.channel()
+        try:
+            declare(channel, topology)
+        except pika.exceptions.ChannelClosedByBroker as refused:
+            if refused.reply_code != 403:
+                raise
+            raise PublishError(
+                f"the exchange {topology.exchange!r} or its queues are missing and this"
+                " RabbitMQ user may not declare them: start a worker first"
+            ) from refused
+    channel.confirm_delivery()
+    return channel
 
 
 def declare(channel: Any, topology: Topology) -> None:

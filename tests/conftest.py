@@ -14,9 +14,9 @@ import pytest
 from psycopg import sql
 
 from demo.fake_jira import FakeJira
+from lab.harness import Broker, WorkerProcess, worker_env
+from lab.servers import Servers, servers
 from schemas.topology import Topology
-from tests.servers import Servers, servers
-from tests.support import Broker, WorkerProcess, worker_env
 from tests.webhook_support import ReceiverProcess, receiver_env
 from worker.store.migrate import migrate
 

@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import psycopg
 from psycopg import sql
 
-import httpx
-
-from tests.support import ROOT, wait_for
+from lab.harness import ROOT, wait_for
 
 # Chromium as root, headless, on a machine whose network reaches nothing: without the
 # background-networking flags it tries Google's hosts at every start.

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from lab.harness import ROOT, wait_for
 from schemas.topology import Topology
-from tests.support import ROOT, wait_for
 
 T0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
+from lab.harness import ROOT, wait_for
 from schemas.topology import Topology
-from tests.support import ROOT, wait_for
 
 SECRET = "s3cr3t-for-tests"
 LISTENING = re.compile(r"listening on (http://\S+)")

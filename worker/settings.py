@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     jira_flavor: Literal["auto", "datacenter", "cloud"] = setting(
         "auto",
         group="Jira",
-        doc="`auto` (from `deploymentType` of `/rest/api/2/serverInfo`), `datacenter` or `cloud`",
+        doc="`auto` (from the `deploymentType` Jira's `serverInfo` gives), `datacenter` or `cloud`",
     )
     jira_timeout: float = setting(
         10.0, group="Jira", doc="seconds, for connecting and for each read", gt=0, le=60

@@ -15,10 +15,10 @@ import pytest
 from psycopg import sql
 
 from demo.fake_jira import FakeJira
+from lab.harness import Broker, WorkerProcess, worker_env
+from lab.servers import Servers
 from schemas.topology import Topology
 from tests.console_support import CHROMIUM_FLAGS, ConsoleProcess, chromium
-from tests.servers import Servers
-from tests.support import Broker, WorkerProcess, worker_env
 from worker.store.migrate import migrate
 
 HOSTILE = "<img src=x onerror=alert(1)>"

@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 from playwright.sync_api import expect
 
+from lab.harness import asset_of, user_assets, wait_for
 from producers.publisher import Publisher, publish_user_logged_in
 from tests.browser.conftest import HOSTILE, screenshot, sign_in
-from tests.support import asset_of, user_assets, wait_for
 from worker.store.sync_settings import load_settings
 
 

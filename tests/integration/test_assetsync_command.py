@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from assetsync.__main__ import COMMANDS
-from tests.support import ROOT
+from lab.harness import ROOT
 
 PACKAGES = ("assetsync", "worker", "producers", "schemas", "console")
 NOT_SOURCE = (".git", ".venv", "__pycache__", "*_cache", "build", "*.egg-info", "node_modules")

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+from lab.harness import ROOT, counts, wait_for, wait_run_finished
 from producers.publisher import Publisher
 from schemas.messages import BulkSyncRequested
-from tests.support import ROOT, counts, wait_for, wait_run_finished
 from worker.store import runs
 
 pytestmark = pytest.mark.timeout(180)

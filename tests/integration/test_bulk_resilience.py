@@ -7,17 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from schemas.messages import JiraUser
-from tests.integration.test_login_sync import login_body
-from tests.support import (
+from lab.harness import (
     asset_of,
     counts,
+    login_body,
     request_bulk,
     run_summary,
     user_assets,
     wait_for,
     wait_run_finished,
 )
+from schemas.messages import JiraUser
 from worker.mapping import MappingRules, plan_asset
 from worker.settings import DEFAULT_FIELD_MAP
 from worker.store import Folders, Store, apply_plans, load_scheme

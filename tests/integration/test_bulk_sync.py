@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from demo.fake_jira import FakeJira
-from tests.support import counts, request_bulk, user_assets, wait_run_finished
+from lab.harness import counts, request_bulk, user_assets, wait_run_finished
 
 PAGE = {"ASSETSYNC_JIRA_PAGE_SIZE": "100", "ASSETSYNC_BATCH_SIZE": "50"}
 

@@ -26,8 +26,8 @@ import pika
 import psycopg
 import pytest
 
+from lab.harness import ROOT, Broker, wait_for
 from schemas.topology import Topology
-from tests.support import ROOT, Broker, wait_for
 from worker.store import Change, runs
 
 pytestmark = pytest.mark.timeout(90)

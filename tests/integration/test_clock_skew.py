@@ -7,9 +7,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.integration.test_login_sync import login_body
+from lab.harness import asset_of, login_body, request_bulk, wait_for, wait_run_finished
 from tests.skewed_clock import libfaketime, skewed_env
-from tests.support import asset_of, request_bulk, wait_for, wait_run_finished
 
 pytestmark = pytest.mark.skipif(
     libfaketime() is None, reason="libfaketime is not installed (apt-get install faketime)"

@@ -10,8 +10,8 @@ import re
 import psycopg
 import pytest
 
+from lab.harness import asset_of, request_bulk, wait_for, wait_run_finished, worker_env
 from tests.console_support import ConsoleProcess, console_role, csrf, signed_in
-from tests.support import asset_of, request_bulk, wait_for, wait_run_finished, worker_env
 
 LOOKUP = "/rest/api/2/user?key="
 

@@ -10,8 +10,8 @@ import re
 import httpx
 import pytest
 
+from lab.harness import worker_env
 from tests.console_support import ConsoleProcess, csrf, signed_in
-from tests.support import worker_env
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
@@ -75,7 +75,7 @@ def test_sigterm_stops_the_console_cleanly(console):
 def test_a_runs_page_lists_its_failed_and_missing_users_with_csv(
     console, start_worker, broker, jira, database
 ):
-    from tests.support import request_bulk, wait_run_finished
+    from lab.harness import request_bulk, wait_run_finished
 
     jira.add_sample_users(6)
     gone = jira.add_user("gone.soon", display_name="Gone Soon")

@@ -9,8 +9,8 @@ import re
 
 import psycopg
 
+from lab.harness import wait_for, wait_run_finished, worker_env
 from tests.console_support import ConsoleProcess, console_role, csrf, signed_in
-from tests.support import wait_for, wait_run_finished, worker_env
 
 
 def newest_run(database: str, *, after: set[str]) -> str:
@@ -94,9 +94,10 @@ def test_every_page_and_change_of_the_console_works_with_its_roles_grants(
                     timeout=30,
                     what="the workers to carry out the approval",
                 )
-                assert "Done: 3 marked missing, 0 came back, 0 failed." in http.get(
-                    f"/runs/{over}"
-                ).text
+                assert (
+                    "Done: 3 marked missing, 0 came back, 0 failed."
+                    in http.get(f"/runs/{over}").text
+                )
                 signed_out = http.post("/sign-out", data={"csrf": csrf(http.get("/"))})
                 assert signed_out.status_code == 303
         finally:

@@ -21,9 +21,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from lab.harness import ROOT
+from lab.servers import Servers
 from schemas.messages import BulkSyncRequested, utc_now
-from tests.servers import Servers
-from tests.support import ROOT
 from worker.store.keys import load_ring
 from worker.store.migrate import migrate
 from worker.store.views import RunStore

@@ -15,10 +15,10 @@ from typing import Any
 import pika
 import pytest
 
+from lab.harness import ROOT, Broker, asset_of, wait_for
 from producers.publisher import Publisher, publish_user_logged_in
 from schemas.topology import ERROR_HEADER, Topology
 from tests.policies import broker_policy
-from tests.support import ROOT, Broker, asset_of, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,13 +11,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from schemas.messages import utc_now
-from schemas.topology import ERROR_HEADER
-from tests.integration.test_login_sync import login_body
-from tests.proxy import Proxy
-from tests.support import (
+from lab.harness import (
     asset_of,
     counts,
+    login_body,
     request_bulk,
     run_summary,
     signed,
@@ -25,6 +22,9 @@ from tests.support import (
     wait_for,
     wait_run_finished,
 )
+from lab.proxy import Proxy
+from schemas.messages import utc_now
+from schemas.topology import ERROR_HEADER
 from worker.broker import ConfirmPublisher, Outgoing, connect
 from worker.errors import BrokerLost
 

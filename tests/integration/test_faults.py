@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fault_lab import FAULTS, PHASES, USERS, Lab, RabbitNode, own_rabbit_possible, rabbit_node
+from lab.faults import FAULTS, PHASES, USERS, Lab, RabbitNode, own_rabbit_possible, rabbit_node
 
 pytestmark = pytest.mark.skipif(
     own_rabbit_possible() is not None, reason=str(own_rabbit_possible())

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fault_lab import PHASES, USERS, Lab, RabbitNode, own_rabbit_possible, rabbit_node
-from tests.pg_pair import pair_possible, postgres_pair
+from lab.faults import PHASES, USERS, Lab, RabbitNode, own_rabbit_possible, rabbit_node
+from lab.pg_pair import pair_possible, postgres_pair
 
 why_not = own_rabbit_possible() or pair_possible()
 pytestmark = pytest.mark.skipif(why_not is not None, reason=str(why_not))

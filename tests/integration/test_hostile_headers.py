@@ -14,6 +14,7 @@ import zlib
 
 import pytest
 
+from lab.harness import asset_of, login_body, wait_for
 from tests.amqp_frames import (
     CONTENT_TYPE,
     DELIVERY_MODE,
@@ -29,8 +30,6 @@ from tests.amqp_frames import (
     table,
 )
 from tests.integration.test_dead_letters_cli import Cli
-from tests.integration.test_login_sync import login_body
-from tests.support import asset_of, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

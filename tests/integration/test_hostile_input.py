@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from schemas.topology import ERROR_HEADER
-from tests.integration.test_login_sync import login_body
-from tests.proxy import Proxy
-from tests.support import (
+from lab.harness import (
     asset_of,
+    login_body,
     request_bulk,
     signed,
     wait_for,
     wait_run_finished,
 )
+from lab.proxy import Proxy
+from schemas.topology import ERROR_HEADER
 from worker.signing import SIGNATURE_HEADER, Signer
 
 
@@ -193,7 +193,7 @@ def test_a_user_jira_describes_badly_fails_alone_in_a_bulk_run(
 ):
     """Seen: a user JSON without what we need was an "internal error" that failed the
     whole scan. Now that user is counted failed, with the reason; everyone else syncs."""
-    from tests.support import counts, run_summary
+    from lab.harness import counts, run_summary
 
     jira.add_sample_users(30)
     odd = jira.add_user("odd.one", display_name="x" * 5000)  # beyond any sane display name

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+from lab.harness import asset_of, wait_for
 from producers.publisher import Publisher, publish_user_logged_in
 from tests.seclog_support import SecurityLogProcess, append, passed
-from tests.support import asset_of, wait_for
 from tests.webhook_support import SECRET, ReceiverProcess, dc_event, receiver_env
 
 

@@ -12,7 +12,7 @@ import time
 import pika
 import psycopg
 
-from tests.support import ROOT, request_bulk, run_summary, wait_for, wait_run_finished
+from lab.harness import ROOT, request_bulk, run_summary, wait_for, wait_run_finished
 from worker.signing import SIGNATURE_HEADER, key_id_of
 from worker.store.keys import load_ring
 

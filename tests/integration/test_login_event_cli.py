@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support import ROOT
+from lab.harness import ROOT
 
 
 def run_cli(*args: str, amqp_url: str, prefix: str) -> subprocess.CompletedProcess[str]:

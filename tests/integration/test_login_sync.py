@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import UTC, datetime
 
+from lab.harness import asset_of, login_body, user_assets, wait_for
 from producers.publisher import Publisher, publish_user_logged_in
-from tests.support import asset_of, user_assets, wait_for
-
-
-def login_body(**ident: str) -> bytes:
-    return json.dumps(
-        {
-            "type": "user-logged-in",
-            "schema_version": 1,
-            "event_id": str(uuid.uuid4()),
-            "occurred_at": datetime.now(UTC).isoformat(),
-            **ident,
-        }
-    ).encode()
 
 
 def test_first_login_creates_the_asset_in_its_folder_and_subfolder(

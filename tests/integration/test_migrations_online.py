@@ -11,8 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.integration.test_login_sync import login_body
-from tests.support import wait_for
+from lab.harness import login_body, wait_for
 from worker.errors import StoreUnavailable
 from worker.store import migrate as migrations
 

@@ -9,11 +9,11 @@ import sys
 
 from demo import directories
 from demo.fake_jira import FakeJira
-from tests.integration.test_login_sync import login_body
-from tests.support import (
+from lab.harness import (
     ROOT,
     asset_of,
     counts,
+    login_body,
     request_bulk,
     user_assets,
     wait_for,

@@ -7,9 +7,8 @@ import json
 
 import pytest
 
+from lab.harness import asset_of, login_body, wait_for
 from schemas.topology import ERROR_HEADER
-from tests.integration.test_login_sync import login_body
-from tests.support import asset_of, wait_for
 
 POISON = [
     ("not JSON", b"{nope", "user-logged-in", "application/json", "not valid JSON"),

@@ -12,9 +12,8 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.test_login_sync import login_body
-from tests.proxy import Proxy
-from tests.support import asset_of, request_bulk, wait_for, wait_run_finished
+from lab.harness import asset_of, login_body, request_bulk, wait_for, wait_run_finished
+from lab.proxy import Proxy
 
 
 def free_port() -> int:

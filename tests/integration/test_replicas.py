@@ -5,8 +5,7 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.integration.test_login_sync import login_body
-from tests.support import user_assets, wait_for
+from lab.harness import login_body, user_assets, wait_for
 
 
 def test_fifty_duplicate_events_across_two_workers_make_one_asset(

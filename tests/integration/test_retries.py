@@ -8,6 +8,7 @@ from __future__ import annotations
 import pika
 import pytest
 
+from lab.harness import asset_of, login_body, retry_queues, wait_for, wait_quiet
 from schemas.topology import (
     ATTEMPT_HEADER,
     DELAY_HEADER,
@@ -15,9 +16,7 @@ from schemas.topology import (
     LEGACY_RETRY_HEADER,
     Topology,
 )
-from tests.integration.test_login_sync import login_body
 from tests.policies import broker_policy
-from tests.support import asset_of, retry_queues, wait_for, wait_quiet
 
 LOOKUP = "/rest/api/2/user?username="
 

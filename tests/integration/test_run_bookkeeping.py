@@ -8,7 +8,7 @@ import uuid
 import psycopg
 from yoyo import get_backend, read_migrations
 
-from tests.support import counts, request_bulk, run_summary, wait_run_finished
+from lab.harness import counts, request_bulk, run_summary, wait_run_finished
 from worker.store.migrate import MIGRATIONS, ensure_database, yoyo_url
 
 

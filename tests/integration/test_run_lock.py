@@ -8,9 +8,9 @@ import uuid
 
 import psycopg
 
+from lab.harness import counts, run_summary, wait_for, wait_run_finished
 from producers.publisher import Publisher
 from schemas.messages import BulkSyncRequested, utc_now
-from tests.support import counts, run_summary, wait_for, wait_run_finished
 from worker.store.locks import RUN_LOCKS
 
 USERS, PAGE = 3000, 100

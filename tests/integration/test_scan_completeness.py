@@ -11,7 +11,7 @@ import pytest
 
 from demo import directories
 from demo.fake_jira import FakeJira
-from tests.support import (
+from lab.harness import (
     counts,
     request_bulk,
     run_summary,

@@ -16,9 +16,9 @@ import pika
 import psycopg
 import pytest
 
+from lab.harness import ROOT, Broker
 from schemas.topology import Topology
 from tests.policies import broker_policy
-from tests.support import ROOT, Broker
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.proxy import Proxy
+from lab.harness import Broker, wait_for
+from lab.proxy import Proxy
 from tests.seclog_support import SecurityLogProcess, append, failed, minutes, passed
-from tests.support import Broker, wait_for
 
 Start = Callable[..., SecurityLogProcess]
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.support import ROOT
+from lab.harness import ROOT
 
 COMMANDS = {
     "worker": ["worker", "check"],

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.support import ROOT, asset_of, wait_for
+from lab.harness import ROOT, asset_of, login_body, wait_for
 
 
 def test_migrate_from_three_replicas_at_once_on_a_new_database(infra):
@@ -101,11 +101,18 @@ def test_settings_that_do_not_fit_stop_the_worker_with_one_clear_line(start_work
 def test_worker_waits_for_a_jira_that_is_still_starting(start_worker, broker, jira, database):
     jira.add_user("jdoe")
     jira.fail_next(2, status=503, path_contains="/myself")
-    start_worker()
-    from tests.integration.test_login_sync import login_body
+    worker = start_worker()
 
     broker.publish_raw(login_body(username="jdoe"), routing_key="user-logged-in")
     wait_for(lambda: asset_of(database, "JIRAUSER10000"), what="the asset")
+
+    # It asked Jira who it is until Jira answered: twice refused, waited out, then once
+    # more, before it took its first message (0.2.0's test passed without any of it).
+    assert jira.request_count("/myself") == 3
+    assert (
+        worker.log().count("Jira not reachable yet (Jira answered 503 to /rest/api/2/myself)") == 2
+    )
+    assert worker.log().index("connected to Jira") < worker.log().index("consuming ")
 
 
 def test_user_lookup_is_index_backed(database):

@@ -15,9 +15,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.fault_lab import free_port
-from tests.integration.test_login_sync import login_body
-from tests.support import ROOT, asset_of, wait_for
+from lab.faults import free_port
+from lab.harness import ROOT, asset_of, login_body, wait_for
 from worker.errors import StoreDown
 from worker.store import Store
 

@@ -9,8 +9,8 @@ import time
 import psycopg
 import pytest
 
+from lab.harness import asset_of, wait_for
 from producers.publisher import Publisher, publish_user_logged_in
-from tests.support import asset_of, wait_for
 from worker.errors import StaleSettings
 from worker.store.sync_settings import load_settings, save_settings
 

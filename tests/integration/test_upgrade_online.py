@@ -18,12 +18,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.integration.test_login_sync import login_body
-from tests.support import (
+from lab.harness import (
     ROOT,
     WorkerProcess,
     asset_of,
     counts,
+    login_body,
     request_bulk,
     run_summary,
     user_assets,

@@ -5,7 +5,7 @@ user asset.
 from __future__ import annotations
 
 from demo.fake_jira import FakeJira
-from tests.support import asset_of, wait_for
+from lab.harness import asset_of, wait_for
 from tests.webhook_support import SECRET, dc_event
 
 

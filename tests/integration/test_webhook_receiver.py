@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.proxy import Proxy
-from tests.support import Broker, wait_for
+from lab.harness import Broker, wait_for
+from lab.proxy import Proxy
 from tests.webhook_support import (
     SECRET,
     ReceiverProcess,

@@ -18,7 +18,7 @@ import pytest
 
 from demo.fake_jira import FakeJira
 from demo.fake_webhooks import DirectoryChanges
-from tests.support import ROOT, Broker, wait_for
+from lab.harness import ROOT, Broker, wait_for
 from tests.webhook_support import SECRET, ReceiverProcess, receiver_env
 
 PROG = "python -m producers.jira_webhooks"

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bench.slow_clients import SlowClients, rss_mib
-from tests.support import Broker, wait_for
+from lab.harness import Broker, wait_for
 from tests.webhook_support import ReceiverProcess, cloud_event, receiver_env
 
 CAP = 200

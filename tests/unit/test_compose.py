@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from schemas.access import grants, password_variable
+from schemas.access import main as access_main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +74,89 @@ def test_services_get_every_required_setting(compose):
     for name in ("ASSETSYNC_AMQP_URL", "ASSETSYNC_DATABASE_URL", "ASSETSYNC_JIRA_URL"):
         assert env[name], name
     assert compose_default(env["ASSETSYNC_DATABASE_URL"]).startswith("postgresql://")
-    assert compose["services"]["demo-traffic"]["environment"] == env
+
+
+def amqp_user(env: dict[str, str]) -> str:
+    return env["ASSETSYNC_AMQP_URL"].split("://")[1].split(":")[0]
+
+
+def test_each_component_gets_its_own_broker_user_and_only_the_credentials_it_needs(compose):
+    services = compose["services"]
+    users = {g.component: g.user for g in grants()}
+    expected = {
+        "worker": "worker",
+        "webhooks": "webhooks",
+        "demo-webhooks": "webhooks",
+        "demo-traffic": "admin",
+        "console": "operator",
+    }
+    for service, component in expected.items():
+        env = services[service]["environment"]
+        assert amqp_user(env) == users[component], service
+        password = password_variable(next(g for g in grants() if g.component == component))
+        assert f"${{{password}:?" in env["ASSETSYNC_AMQP_URL"], service  # from .env, no default
+    for receiver in ("webhooks", "demo-webhooks"):
+        env = services[receiver]["environment"]
+        assert not {"ASSETSYNC_DATABASE_URL", "ASSETSYNC_JIRA_TOKEN"} & set(env), receiver
+    register = services["demo-webhooks-register"]["environment"]
+    assert "ASSETSYNC_AMQP_URL" not in register and "ASSETSYNC_DATABASE_URL" not in register
+    traffic = services["demo-traffic"]["environment"]
+    assert "ASSETSYNC_JIRA_TOKEN" not in traffic
+    assert traffic["ASSETSYNC_DATABASE_URL"].startswith("postgresql://assetsync_admin:")
+    assert set(services["migrate"]["environment"]) == {"ASSETSYNC_DATABASE_URL"}
+
+
+def test_rabbitmq_loads_the_definitions_broker_users_renders_from_env(
+    compose, tmp_path, monkeypatch
+):
+    services = compose["services"]
+    init = services["broker-users"]
+    assert init["command"][:3] == ["python", "-m", "schemas.access"]
+    written = Path(init["command"][3])
+    [volume] = [v for v in init["volumes"] if v.endswith(":" + str(written.parent))]
+    name = volume.split(":")[0]
+    [mounted] = [v for v in services["rabbitmq"]["volumes"] if v.startswith(name + ":")]
+    in_rabbitmq = Path(mounted.split(":")[1]) / written.name
+    confs = [v.split(":")[0] for v in services["rabbitmq"]["volumes"] if "conf.d" in v]
+    loads = [
+        line.split("=", 1)[1].strip()
+        for conf in confs
+        for line in (ROOT / conf).read_text().splitlines()
+        if line.startswith("load_definitions")
+    ]
+    assert loads == [str(in_rabbitmq)]
+    assert services["rabbitmq"]["depends_on"]["broker-users"] == {
+        "condition": "service_completed_successfully"
+    }
+    # Every password it needs comes from .env, and none has a default.
+    env = init["environment"]
+    for grant in grants():
+        assert env[password_variable(grant)].startswith(f"${{{password_variable(grant)}:?")
+    for variable in env:
+        monkeypatch.setenv(variable, f"pw-{variable}")
+    monkeypatch.setenv("RABBITMQ_DEFAULT_USER", "admin")
+    out = tmp_path / "definitions.json"
+    assert access_main([str(out)]) == 0
+    rendered = json.loads(out.read_text())
+    assert [p["user"] for p in rendered["topic_permissions"]] == [g.user for g in grants()]
+    for grant, perm in zip(grants(), rendered["topic_permissions"], strict=True):
+        assert (perm["exchange"], perm["write"], perm["read"]) == (
+            "assetsync",
+            grant.topic_write,
+            grant.topic_read,
+        )
+    assert "pw-" not in out.read_text()  # hashes only
+
+
+def test_scripts_compose_env_writes_every_password_compose_requires(compose, tmp_path):
+    required = set(re.findall(r"\$\{(\w+):\?", (ROOT / "docker-compose.yml").read_text()))
+    script = (ROOT / "scripts" / "compose-env").read_text()
+    written = set(re.findall(r"echo \"(\w+)=", script))
+    written |= {
+        f"ASSETSYNC_{c}_AMQP_PASSWORD"
+        for c in re.findall(r"for c in ([A-Z_ ]+);", script)[0].split()
+    }
+    assert required <= written
 
 
 def test_the_image_installs_the_wheel_of_every_package_and_not_the_demo_or_the_tests():
@@ -97,8 +183,8 @@ def test_the_broker_refuses_messages_larger_than_the_worker_reads(compose):
     from worker.settings import Settings
 
     mounts = compose["services"]["rabbitmq"]["volumes"]
-    [conf] = [m.split(":")[0] for m in mounts if "conf.d" in m]
-    lines = (ROOT / conf).read_text().splitlines()
+    confs = [m.split(":")[0] for m in mounts if "conf.d" in m]
+    lines = [line for conf in confs for line in (ROOT / conf).read_text().splitlines()]
     [limit] = [line.split("=")[1].strip() for line in lines if line.startswith("max_message_size")]
     assert int(limit) == Settings().max_message_bytes
 
@@ -107,3 +193,22 @@ def compose_default(value: str) -> str:
     """What Compose makes of ``${NAME:-default}`` when NAME is not set."""
     match = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
     return match.group(1) if match else value
+
+
+def test_the_readmes_rabbitmq_commands_and_table_are_the_shipped_grants():
+    readme = (ROOT / "README.md").read_text()
+    for grant in grants():
+        assert (
+            f"rabbitmqctl set_permissions -p / {grant.user} '{grant.configure}'"
+            f" '{grant.write}' '{grant.read}'"
+        ) in readme
+        assert (
+            f"rabbitmqctl set_topic_permissions -p / {grant.user} assetsync"
+            f" '{grant.topic_write}' '{grant.topic_read}'"
+        ) in readme
+        row = (
+            f"| `{grant.user}` | {grant.component} | `{grant.configure}` | `{grant.write}`"
+            f" | `{grant.read}` | `{grant.topic_write}` |"
+        )
+        assert row in readme
+    assert len(re.findall(r"rabbitmqctl set_permissions -p / assetsync-", readme)) == len(grants())

@@ -1,4 +1,5 @@
-"""Helpers the integration tests share: worker processes, broker and database probes."""
+"""What the tests and the benchmarks drive the product with: worker processes, the
+test's own queues on a real broker, database probes, and waiting for a condition."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -257,3 +260,16 @@ def signed(database_url: str, body: bytes) -> dict[str, str]:
 
     with psycopg.connect(database_url) as conn:
         return {SIGNATURE_HEADER: load_ring(conn).sign(body)}
+
+
+def login_body(**ident: str) -> bytes:
+    """A ``user-logged-in`` body as a plain AMQP client would publish it."""
+    return json.dumps(
+        {
+            "type": "user-logged-in",
+            "schema_version": 1,
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": datetime.now(UTC).isoformat(),
+            **ident,
+        }
+    ).encode()

@@ -1,5 +1,5 @@
-"""What an approval to mark missing decides for each user of a batch, and what the run's
-page says of it (pure: no server)."""
+"""What the run's page says of an approval to mark missing, and when one may be given
+(pure: no server)."""
 
 from __future__ import annotations
 
@@ -8,37 +8,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from console.approval import approvable, state, summary
-from schemas.messages import JiraUser
-from worker.approvals import settle_batch
-from worker.missing import Unsure
 from worker.store.approvals import Approval
+from worker.store.console_reads import RunRow
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-def user(jira_id: str, active: bool = True) -> JiraUser:
-    return JiraUser(jira_id=jira_id, key=jira_id, name=jira_id.lower(), active=active)
-
-
-def test_only_users_still_gone_whose_asset_was_not_synced_since_are_marked():
-    answers = {
-        "GONE": "gone",
-        "BACK": user("BACK"),
-        "BACK_INACTIVE": user("BACK_INACTIVE", active=False),  # Jira has them: not gone
-        "SYNCED_SINCE": "gone",  # a login synced the asset after the look-up
-        "ALREADY": "gone",  # marked missing by something else meanwhile
-        "REFUSED": Unsure("Jira answered 400"),
-    }
-    assets = {name: n for n, name in enumerate(answers)}
-    settled = settle_batch(
-        answers, assets, changed={assets["GONE"]}, active={assets["SYNCED_SINCE"]}
-    )
-    assert settled.marked == ["GONE", "ALREADY"]
-    assert settled.came_back == ["BACK", "BACK_INACTIVE", "SYNCED_SINCE"]
-    assert settled.failed == {
-        "REFUSED": "Jira did not say whether the user is gone: Jira answered 400"
-    }
-
 
 APPROVAL = Approval(
     id=1,
@@ -80,8 +53,6 @@ def test_the_page_says_in_one_sentence_where_an_approval_stands():
 
 
 def test_a_run_is_approvable_once_at_a_time():
-    from worker.store.console_reads import RunRow
-
     run = RunRow(
         run_id=APPROVAL.run_id,
         state="failed",

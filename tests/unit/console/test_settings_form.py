@@ -1,12 +1,11 @@
-"""The console's forms as pure functions: what a submitted settings form or run request
-becomes, and each refusal's one sentence."""
+"""``console.settings_form`` as pure functions: what a submitted settings form becomes,
+and each refusal's one sentence."""
 
 from __future__ import annotations
 
 import pytest
 
-from console import runs_form, settings_form
-from console.sessions import SessionCodec, same_token
+from console import settings_form
 from worker.settings import Settings
 from worker.store.console_reads import AssetTypeDef
 from worker.store.scheme import FieldDef
@@ -90,37 +89,3 @@ def test_a_boolean_may_fill_a_text_field():
 def test_settings_the_environment_pins_are_not_taken_from_the_form():
     values = read(form(folder="Forged"), pinned=frozenset({"folder", "sync_on_login"}))
     assert "folder" not in values and "sync_on_login" not in values
-
-
-def test_groups_are_comma_separated_and_each_counted_once():
-    assert runs_form.group_names(" a , b,a ") == ["a", "b"]
-    assert runs_form.group_names("") == []
-    with pytest.raises(runs_form.Refused, match="empty"):
-        runs_form.group_names("a,,b")
-    message = runs_form.request(
-        runs_form.StartForm(prefix=" jo ", groups="devs", dry_run=True), requested_by="ann"
-    )
-    assert (message.username_prefix, message.groups, message.dry_run) == ("jo", ["devs"], True)
-    with pytest.raises(runs_form.Refused, match="Username prefix"):
-        runs_form.request(runs_form.StartForm(prefix="x" * 300), requested_by="ann")
-
-
-def test_a_session_ends_after_its_idle_time_and_cannot_be_forged():
-    now = [1000.0]
-    codec = SessionCodec(key=b"k" * 32, idle=60, clock=lambda: now[0])
-    cookie = codec.encode(codec.new(user="ann", display_name="Ann"))
-    assert codec.decode(cookie).user == "ann"
-    now[0] += 59
-    assert codec.decode(cookie) is not None
-    now[0] += 2
-    assert codec.decode(cookie) is None  # 61 s without use
-    body, signature = codec.encode(codec.new(user="ann")).rsplit(".", 1)
-    assert codec.decode(f"{body}x.{signature}") is None
-    other = SessionCodec(key=b"another key, another console", idle=60, clock=lambda: now[0])
-    assert other.decode(codec.encode(codec.new(user="ann"))) is None
-    session = codec.new()
-    assert (
-        same_token(session, session.csrf)
-        and not same_token(session, "")
-        and not same_token(session, None)
-    )

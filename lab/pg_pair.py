@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.fault_lab import free_port
+from lab.faults import free_port
 
 
 def bindir() -> Path | None:

@@ -30,13 +30,11 @@ import psycopg
 from psycopg import sql
 
 from demo.fake_jira import FakeJira
-from schemas.topology import Topology
-from tests.integration.test_login_sync import login_body
-from tests.proxy import Proxy
-from tests.support import (
+from lab.harness import (
     Broker,
     WorkerProcess,
     asset_of,
+    login_body,
     request_bulk,
     retry_queues,
     run_summary,
@@ -45,6 +43,8 @@ from tests.support import (
     wait_quiet,
     worker_env,
 )
+from lab.proxy import Proxy
+from schemas.topology import Topology
 from worker.store.migrate import migrate
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -212,7 +212,7 @@ class Lab:
     :param node: the lab's RabbitMQ node.
     :param database_url: a maintenance database URL of the shared PostgreSQL.
     :param workdir: where worker logs go.
-    :param pair: a PostgreSQL primary and standby of the lab's own (``tests.pg_pair``)
+    :param pair: a PostgreSQL primary and standby of the lab's own (``lab.pg_pair``)
         instead of the shared server: workers reach it by its multi-host URL, without
         a proxy, and the ``switchover`` fault fails it over.
     """

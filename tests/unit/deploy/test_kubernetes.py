@@ -29,7 +29,7 @@ from producers.bulk_sync.__main__ import request_parser
 from schemas.topology import Topology
 from worker.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BASE = ROOT / "deploy" / "kubernetes"
 # The oldest Kubernetes the manifests are for (CronJob timeZone is GA from 1.27), and
 # the newest the validator knows.
@@ -212,29 +212,102 @@ SECRET_KEYS = {
 }
 
 
-def test_secrets_stay_out_of_the_configmap_and_come_from_one_secret():
+# Each component's Secret and the settings it takes from it: only its own credentials.
+COMPONENT_SECRETS = {
+    "Job/assetsync-migrate/migrate": ("assetsync-worker", {"ASSETSYNC_DATABASE_URL"}),
+    "Deployment/assetsync-worker/worker": (
+        "assetsync-worker",
+        {"ASSETSYNC_AMQP_URL", "ASSETSYNC_DATABASE_URL", "ASSETSYNC_JIRA_TOKEN"},
+    ),
+    "CronJob/assetsync-bulk-sync/bulk-sync": (
+        "assetsync-scheduler",
+        {"ASSETSYNC_AMQP_URL", "ASSETSYNC_DATABASE_URL"},
+    ),
+    "Deployment/assetsync-webhooks/webhooks": (
+        "assetsync-webhooks",
+        {"ASSETSYNC_AMQP_URL", "ASSETSYNC_WEBHOOK_SECRET"},
+    ),
+    "Deployment/assetsync-console/console": (
+        "assetsync-console",
+        {
+            "ASSETSYNC_AMQP_URL",
+            "ASSETSYNC_DATABASE_URL",
+            "ASSETSYNC_JIRA_TOKEN",
+            "ASSETSYNC_CONSOLE_SECRET",
+        },
+    ),
+}
+
+
+def test_each_component_takes_only_its_own_credentials_from_a_secret_of_its_own():
     assert not set(SECRET_KEYS) & set(settings_map())
-    refs = {
-        (e["name"], e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
-        for _, container in containers()
-        for e in container.get("env", [])
-        if "secretKeyRef" in e.get("valueFrom", {})
-    }
-    [worker] = the("Deployment", "assetsync-worker")["spec"]["template"]["spec"]["containers"]
-    assert {e["name"] for e in worker["env"]} == set(SECRET_KEYS) - {
-        "ASSETSYNC_WEBHOOK_SECRET",
-        "ASSETSYNC_CONSOLE_SECRET",
-    }
-    assert {secret for _, secret, _ in refs} == {"assetsync"}
-    # Each setting comes from one key wherever it is used, and KEDA uses the workers' URL.
-    assert {(name, key) for name, _, key in refs} <= set(SECRET_KEYS.items())
-    assert {name for name, _, _ in refs} == set(SECRET_KEYS)
+    found = {}
+    for where, container in containers():
+        refs = {
+            (
+                e["name"],
+                e["valueFrom"]["secretKeyRef"]["name"],
+                e["valueFrom"]["secretKeyRef"]["key"],
+            )
+            for e in container.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
+        assert not container.get("envFrom", []) or all(
+            "secretRef" not in source for source in container["envFrom"]
+        ), where
+        found[where] = ({s for _, s, _ in refs}, {n for n, _, _ in refs})
+        # Each setting comes from one key wherever it is used.
+        assert {(n, k) for n, _, k in refs} <= set(SECRET_KEYS.items()), where
+    assert found == {w: ({secret}, names) for w, (secret, names) in COMPONENT_SECRETS.items()}
+    # The receiver has no database and no Jira token; the scheduler no Jira token.
+    assert {"ASSETSYNC_DATABASE_URL", "ASSETSYNC_JIRA_TOKEN"}.isdisjoint(
+        COMPONENT_SECRETS["Deployment/assetsync-webhooks/webhooks"][1]
+    )
+    # KEDA reads queue lengths with the workers' URL.
     [auth] = the("TriggerAuthentication")["spec"]["secretTargetRef"]
     assert (auth["parameter"], auth["name"], auth["key"]) == (
         "host",
-        "assetsync",
-        SECRET_KEYS["ASSETSYNC_AMQP_URL"],
+        "assetsync-worker",
+        "amqp-url",
     )
+
+
+def test_network_policies_let_in_only_prometheus_to_workers_and_the_ingress_to_the_receiver():
+    policies = {
+        p["metadata"]["name"]: p["spec"] for p in manifests() if p["kind"] == "NetworkPolicy"
+    }
+    deny = policies.pop("assetsync-default-deny")
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}  # everything else: nothing in
+    pods = {
+        d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"][
+            "template"
+        ]
+        for d in manifests()
+        if d["kind"] == "Deployment"
+    }
+    allowed = {}
+    for spec in policies.values():
+        [component] = [
+            c
+            for c, t in pods.items()
+            if spec["podSelector"]["matchLabels"].items() <= t["metadata"]["labels"].items()
+        ]
+        [rule] = spec["ingress"]
+        sources = {
+            s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for s in rule["from"]
+        }
+        ports = {p["port"] for p in rule["ports"]}
+        declared = {
+            p["name"] for c in pods[component]["spec"]["containers"] for p in c.get("ports", [])
+        }
+        assert ports <= declared, component  # named ports the pods have
+        allowed[component] = (sources, ports)
+    assert allowed == {
+        "worker": ({"monitoring"}, {"metrics"}),
+        "webhooks": ({"ingress-nginx", "monitoring"}, {"http"}),
+        "console": ({"ingress-nginx"}, {"http"}),
+    }
 
 
 def test_autoscaling_follows_the_login_and_per_user_queues_of_this_prefix():
