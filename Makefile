@@ -1,9 +1,9 @@
-# One set of commands for people and CI. `make check` = lint + types + tests.
+# One set of commands for people and CI. `make check` = lint + types + docs + tests.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all check lint types test run services schemas clean
+.PHONY: all check lint types docs settings-reference test run services schemas clean
 
 all: check
 
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-*; touch $@
 
-check: lint types test
+check: lint types docs test
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -21,6 +21,15 @@ lint: $(STAMP)
 
 types: $(STAMP)
 	$(PY) -m mypy assetsync worker producers schemas demo bench console
+
+# The manual: the generated settings reference must be what the model says, and the site
+# must build with no broken link or anchor and no page left out of the nav.
+docs: $(STAMP)
+	$(PY) -m worker.settings_reference docs/settings.md --check
+	$(PY) -m mkdocs build --strict --quiet
+
+settings-reference: $(STAMP)
+	$(PY) -m worker.settings_reference docs/settings.md
 
 test: $(STAMP) services
 	scripts/ensure-chromium
@@ -42,4 +51,4 @@ schemas: $(STAMP)
 	$(PY) -m schemas
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info site

@@ -1,5 +1,5 @@
 """Who may do what on the broker: one RabbitMQ user per component, with exactly the
-permissions it needs (README, Security). The Compose definitions, the Kubernetes
+permissions it needs (docs/security.md). The Compose definitions, the Kubernetes
 instructions and the test that tries each component with its own user come from here.
 
 Producers (the webhook receiver, the security-log source, the admin script and the

@@ -79,11 +79,11 @@ def migrate_main(argv: list[str] | None = None, *, prog: str = "assetsync migrat
 
 
 def rotate_key(settings: Settings, *, window: float) -> int:
-    """A new signing key for the workers (README, Security: rotating the signing key)."""
+    """A new signing key for the workers (docs/security.md: rotating the signing key)."""
     if settings.signing_key is not None:
         raise ConfigError(
             "ASSETSYNC_SIGNING_KEY is set: the workers sign with that key, not the stored"
-            " ones; rotate it by changing the setting (README, Security)"
+            " ones; rotate it by changing the setting (docs/security.md)"
         )
     least = 2 * settings.signing_key_refresh
     if window < least:

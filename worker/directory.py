@@ -61,7 +61,7 @@ group. A run filtered by group uses them, and is complete for its groups.
 
 Cost: one request per part queried (more for parts of over a page), so about the
 alphabet's size per capped part: ten times as many capped parts under a cap of 100 as
-under 1,000. See the README for measured requests per user.
+under 1,000. Measured requests per user: bench/README.md.
 
 Case: prefixes match as Jira's lower-casing does (``str.lower``, Unicode's lower-case
 mapping), not ``casefold``: ``ß`` stays ``ß``, so ``--prefix ss`` does not match

@@ -87,10 +87,46 @@ DEFAULT_FIELD_MAP = {
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def setting(default: Any = PydanticUndefined, *, group: str, doc: str, **constraints: Any) -> Any:
-    """A field of ``Settings``: its ``doc`` and ``group`` make the settings reference
-    (``docs/settings.md``, generated from this model by ``python -m worker.settings``)."""
-    return Field(default, description=doc, json_schema_extra={"group": group}, **constraints)
+# Which commands read a setting (``assetsync COMMAND``; the ``python -m`` forms are the
+# same programs), for the settings reference. ``webhooks`` also means its ``register``,
+# ``unregister`` and ``status``; ``worker`` its ``check``, ``healthcheck``, ``rotate-key``.
+COMMANDS = (
+    "worker",
+    "migrate",
+    "sync",
+    "login",
+    "webhooks",
+    "security-log",
+    "dead-letters",
+    "console",
+)
+EVERY_COMMAND = COMMANDS
+BROKER = ("worker", "sync", "login", "webhooks", "security-log", "dead-letters", "console")
+JIRA = ("worker", "webhooks", "console")
+SYNC = ("worker", "console")  # the console shows and saves them; workers obey them
+WORKER = ("worker",)
+CONSOLE = ("console",)
+RECEIVER = ("webhooks",)
+
+
+def setting(
+    default: Any = PydanticUndefined,
+    *,
+    group: str,
+    doc: str,
+    read_by: tuple[str, ...],
+    shown_default: str | None = None,
+    **constraints: Any,
+) -> Any:
+    """A field of ``Settings``. Its ``doc``, ``group`` and ``read_by`` (the commands that
+    read it, from ``COMMANDS``) make the settings reference, ``docs/settings.md``
+    (``python -m worker.settings_reference``; a test fails when the page and this model
+    differ). ``shown_default`` replaces the default in the reference where the value
+    alone would mislead (a default that depends on the asset store)."""
+    extra: dict[str, Any] = {"group": group, "read_by": list(read_by)}
+    if shown_default is not None:
+        extra["shown_default"] = shown_default
+    return Field(default, description=doc, json_schema_extra=extra, **constraints)
 
 
 class Settings(BaseSettings):
@@ -105,30 +141,46 @@ class Settings(BaseSettings):
     amqp_url: SecretStr = setting(
         SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F"),
         group="RabbitMQ",
+        read_by=BROKER,
         doc="RabbitMQ (write vhost `/` as `%2F`)",
     )
     amqp_prefix: str = setting(
         "assetsync",
         group="RabbitMQ",
+        read_by=BROKER,
         doc="prefix of every exchange and queue name (letters, digits, `_ . -`)",
         pattern=r"^[A-Za-z0-9_.-]+$",
     )
-    heartbeat: int = setting(30, group="RabbitMQ", doc="AMQP heartbeat, seconds", ge=0)
+    heartbeat: int = setting(
+        30, group="RabbitMQ", read_by=WORKER, doc="AMQP heartbeat, seconds", ge=0
+    )
     max_message_bytes: int = setting(
         1024 * 1024,
         group="RabbitMQ",
+        read_by=WORKER,
         doc="larger message bodies are dead-lettered unread",
         ge=1024,
     )
     login_prefetch: int = setting(
-        10, group="RabbitMQ", doc="login events in flight per replica", ge=1, le=1000
+        10,
+        group="RabbitMQ",
+        read_by=WORKER,
+        doc="login events in flight per replica",
+        ge=1,
+        le=1000,
     )
     batch_size: int = setting(
-        200, group="RabbitMQ", doc="per-user bulk messages upserted per transaction", ge=1, le=5000
+        200,
+        group="RabbitMQ",
+        read_by=WORKER,
+        doc="per-user bulk messages upserted per transaction",
+        ge=1,
+        le=5000,
     )
     retry_delays: tuple[float, ...] = setting(
         DEFAULT_RETRY_DELAYS,
         group="RabbitMQ",
+        read_by=WORKER,
         doc="JSON list: seconds before each retry of a transient failure; then dead-lettered",
     )
 
@@ -136,11 +188,15 @@ class Settings(BaseSettings):
     database_url: SecretStr = setting(
         SecretStr("postgresql://postgres@127.0.0.1:5432/assetsync"),
         group="PostgreSQL",
-        doc="the asset store; created by `migrate` if missing",
+        read_by=("worker", "migrate", "sync", "console"),
+        doc="the asset store; created by `migrate` if missing; a failover pair names both"
+        " hosts (`...@db-a:5432,db-b:5432/assetsync?target_session_attrs=read-write`, see"
+        " Database failover)",
     )
     database_timeout: float = setting(
         60.0,
         group="PostgreSQL",
+        read_by=("worker", "console"),
         doc="seconds any one round trip to PostgreSQL may take; a silent database is noticed"
         " within it",
         gt=0,
@@ -149,28 +205,40 @@ class Settings(BaseSettings):
 
     # Jira
     jira_url: str | None = setting(
-        None, group="Jira", doc="Jira base URL (required by the worker and `webhooks register`)"
+        None,
+        group="Jira",
+        read_by=JIRA,
+        doc="Jira base URL (required by the worker, the console and `webhooks register` /"
+        " `unregister` / `status`)",
     )
     jira_username: str | None = setting(
         None,
         group="Jira",
-        doc="basic-auth user (Cloud: the account e-mail); unset = the token is a personal"
-        " access token (Bearer)",
+        read_by=JIRA,
+        doc="basic-auth user (Cloud: the account e-mail); unset or empty = the token is a"
+        " personal access token (Bearer)",
     )
     jira_token: SecretStr | None = setting(
-        None, group="Jira", doc="API token or personal access token"
+        None, group="Jira", read_by=JIRA, doc="API token or personal access token"
     )
     jira_flavor: Literal["auto", "datacenter", "cloud"] = setting(
         "auto",
         group="Jira",
+        read_by=JIRA,
         doc="`auto` (from the `deploymentType` Jira's `serverInfo` gives), `datacenter` or `cloud`",
     )
     jira_timeout: float = setting(
-        10.0, group="Jira", doc="seconds, for connecting and for each read", gt=0, le=60
+        10.0,
+        group="Jira",
+        read_by=JIRA,
+        doc="seconds, for connecting and for each read",
+        gt=0,
+        le=60,
     )
     jira_deadline: float = setting(
         60.0,
         group="Jira",
+        read_by=JIRA,
         doc="seconds a whole Jira request may take, answer included",
         gt=0,
         le=600,
@@ -178,28 +246,44 @@ class Settings(BaseSettings):
     jira_max_response_bytes: int = setting(
         32 * 1024 * 1024,
         group="Jira",
-        doc="larger Jira answers are refused (counted after decompression)",
+        read_by=JIRA,
+        doc="larger Jira answers are refused (32 MiB; counted after decompression)",
         ge=64 * 1024,
     )
     jira_ca_bundle: FilePath | None = setting(
         None,
         group="Jira",
+        read_by=JIRA,
         doc="a CA bundle to check Jira's certificate against (default: the system's)",
     )
     jira_page_size: int = setting(
-        1000, group="Jira", doc="users per Jira page in bulk scans (group pages: 50)", ge=1, le=1000
+        1000,
+        group="Jira",
+        read_by=WORKER,
+        doc="users per Jira page in bulk scans (group pages: 50)",
+        ge=1,
+        le=1000,
     )
 
     # The console
     console_bind: str = setting(
-        "127.0.0.1", group="Console", doc="the address `python -m console` listens on"
+        "127.0.0.1",
+        group="Console",
+        read_by=CONSOLE,
+        doc="the address `assetsync console` listens on",
     )
     console_port: int = setting(
-        8080, group="Console", doc="its port (0: a free one, logged)", ge=0, le=65535
+        8080,
+        group="Console",
+        read_by=CONSOLE,
+        doc="its port (0: a free one, logged)",
+        ge=0,
+        le=65535,
     )
     console_session_minutes: float = setting(
         60.0,
         group="Console",
+        read_by=CONSOLE,
         doc="a console session ends after this many minutes without use",
         gt=0,
         le=7 * 24 * 60,
@@ -207,37 +291,50 @@ class Settings(BaseSettings):
     console_webhooks_url: str | None = setting(
         None,
         group="Console",
+        read_by=CONSOLE,
         doc="the webhook receiver's base URL (e.g. `http://assetsync-webhooks`), for the"
         " last delivery on the console's Health page; unset, not shown",
     )
     console_secret: SecretStr | None = setting(
         None,
         group="Console",
+        read_by=CONSOLE,
         doc="key (16+ bytes) signing the console's session cookies; unset, a random key per"
         " process: sessions end when it restarts and replicas cannot share them",
     )
 
     # Sync (what the admin page configures)
     sync_on_login: bool = setting(
-        True, group="Sync", doc="when false, login events are logged and acknowledged, not synced"
+        True,
+        group="Sync",
+        read_by=SYNC,
+        doc="when false, login events are logged and acknowledged, not synced",
     )
-    asset_type: str = setting("Employee", group="Sync", doc="the asset type of user assets")
-    folder: str = setting("Employees", group="Sync", doc="target folder path, e.g. `People/Staff`")
+    asset_type: str = setting(
+        "Employee", group="Sync", read_by=SYNC, doc="the asset type of user assets"
+    )
+    folder: str = setting(
+        "Employees", group="Sync", read_by=SYNC, doc="target folder path, e.g. `People/Staff`"
+    )
     alphabetical_subfolders: bool = setting(
         True,
         group="Sync",
+        read_by=SYNC,
         doc="file under the first letter of the display name (else the username),"
         " upper-cased; non-letters go to `#`",
     )
     user_field: str = setting(
         "User",
         group="Sync",
+        read_by=SYNC,
+        shown_default="the asset type's unique field of type user",
         doc="the unique field of type user that matches Jira users; unset, the asset type's"
         " own (`User` in the default scheme)",
     )
     field_map: dict[str, str] = setting(
         default_factory=lambda: dict(DEFAULT_FIELD_MAP),
         group="Sync",
+        read_by=SYNC,
         doc="JSON: Jira user field -> asset field. Jira fields: `name` (mandatory), `key`,"
         " `accountId`, `displayName`, `emailAddress`, `active`, `timeZone`, `locale`,"
         " `groups`, `avatarUrl`. Fields not mapped are never touched.",
@@ -245,18 +342,21 @@ class Settings(BaseSettings):
     missing_users: Literal["mark", "ignore"] = setting(
         "mark",
         group="Sync",
+        read_by=SYNC,
         doc="unfiltered bulk runs: `mark` assets whose Jira user is confirmed gone (404) as"
         " missing (Active false), or `ignore` them (only counted)",
     )
     missing_limit: str = setting(
         DEFAULT_MISSING_LIMIT.text,
         group="Sync",
+        read_by=SYNC,
         doc="the most assets one run may mark missing: a count (`50`) or a percentage of the"
         " asset type's assets (`5%`, rounded down); above it the run marks none and fails",
     )
     run_retention_days: float = setting(
         30.0,
         group="Sync",
+        read_by=WORKER,
         doc="an ended run's per-user rows are deleted after this many days, when the next run"
         " starts; its summary and counts stay",
         ge=0,
@@ -264,6 +364,7 @@ class Settings(BaseSettings):
     approval_lease: float = setting(
         30.0,
         group="Sync",
+        read_by=WORKER,
         doc="seconds a worker replica holds an approval given on the console (marking a"
         " run's missing users) without renewing it; a replica that died is taken over after it",
         gt=0,
@@ -272,12 +373,14 @@ class Settings(BaseSettings):
     signing_key: SecretStr | None = setting(
         None,
         group="Sync",
+        read_by=WORKER,
         doc="key (16+ bytes) the workers sign their `user-sync` messages with; unset, the"
-        " random keys `migrate` and `rotate-key` keep in the asset store",
+        " random keys `migrate` and `rotate-key` keep in the asset store (see Security)",
     )
     signing_key_refresh: float = setting(
         30.0,
         group="Sync",
+        read_by=WORKER,
         doc="seconds between two reads of the stored signing keys: a rotation reaches"
         " every replica within it (`rotate-key --window` must be at least twice as long)",
         gt=0,
@@ -286,23 +389,29 @@ class Settings(BaseSettings):
 
     # Operations
     log_level: str = setting(
-        "INFO", group="Operations", doc="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`"
+        "INFO",
+        group="Operations",
+        read_by=EVERY_COMMAND,
+        doc="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`",
     )
     log_format: Literal["text", "json"] = setting(
         "text",
         group="Operations",
+        read_by=EVERY_COMMAND,
         doc="`text` (one line per record, context appended as `[key=value ...]`) or `json`"
-        " (one JSON object per line)",
+        " (one JSON object per line); see Logs",
     )
     health_file: Path | None = setting(
         Path("/tmp/assetsync-worker.alive"),
         group="Operations",
+        read_by=WORKER,
         doc="touched by the consuming loop; `assetsync worker healthcheck` checks it; empty"
         " turns it off",
     )
     metrics_port: int | None = setting(
         None,
         group="Operations",
+        read_by=WORKER,
         doc="port of the replica's `/metrics`, `/healthz` and `/readyz`; unset or empty serves"
         " none",
         ge=1,
@@ -311,6 +420,7 @@ class Settings(BaseSettings):
     stall_seconds: float = setting(
         300.0,
         group="Operations",
+        read_by=WORKER,
         doc="seconds a consuming loop may go without progress before `/healthz` calls it stuck",
         gt=0,
     )
@@ -319,22 +429,26 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = setting(
         None,
         group="Webhook receiver",
+        read_by=RECEIVER,
         doc="the webhook's secret; without it the receiver refuses to start...",
     )
     webhook_insecure: bool = setting(
         False,
         group="Webhook receiver",
+        read_by=RECEIVER,
         doc="...unless this is `true`: unsigned deliveries are accepted (a receiver on a"
         " private network only; said at start)",
     )
     webhook_listen: str = setting(
         "0.0.0.0:8090",
         group="Webhook receiver",
+        read_by=RECEIVER,
         doc="`HOST:PORT` to listen on (`[::]:8090` for IPv6; port 0 picks a free one)",
     )
     webhook_max_bytes: int = setting(
         262_144,
         group="Webhook receiver",
+        read_by=RECEIVER,
         doc="larger bodies get 413 unread",
         ge=1024,
         le=16 * 1024 * 1024,
@@ -342,6 +456,7 @@ class Settings(BaseSettings):
     webhook_confirm_timeout: float = setting(
         10.0,
         group="Webhook receiver",
+        read_by=RECEIVER,
         doc="seconds a request waits for RabbitMQ before 503 (Cloud waits ~20 s for an answer)",
         gt=0,
         le=60,
@@ -349,6 +464,7 @@ class Settings(BaseSettings):
     webhook_header_timeout: float = setting(
         10.0,
         group="Webhook receiver",
+        read_by=RECEIVER,
         doc="seconds a client may take to send a request's headers (from connecting, or"
         " from the previous answer on a kept-alive connection); then it is disconnected",
         gt=0,
@@ -357,6 +473,7 @@ class Settings(BaseSettings):
     webhook_body_timeout: float = setting(
         10.0,
         group="Webhook receiver",
+        read_by=RECEIVER,
         doc="seconds a client may then take to send the body; then it is disconnected",
         gt=0,
         le=300,
@@ -364,14 +481,16 @@ class Settings(BaseSettings):
     webhook_max_connections: int = setting(
         2000,
         group="Webhook receiver",
-        doc="connections held at most; a newcomer past it pushes out the oldest that is"
-        " still sending its headers (see Slow clients)",
+        read_by=RECEIVER,
+        doc="connections held at most (fewer if the open-file limit is lower); a newcomer"
+        " past it pushes out the oldest that is still sending its headers (see Slow clients)",
         ge=16,
         le=100_000,
     )
     webhook_body_budget: int = setting(
         8 * 1024 * 1024,
         group="Webhook receiver",
+        read_by=RECEIVER,
         doc="bytes all request bodies being received or handled may hold together, at"
         " least `ASSETSYNC_WEBHOOK_MAX_BYTES` (see Slow clients)",
         ge=1024,
@@ -380,6 +499,7 @@ class Settings(BaseSettings):
     webhook_name: str = setting(
         "assetsync users",
         group="Webhook receiver",
+        read_by=RECEIVER,
         doc="the webhook's name in Jira, for `register` / `unregister` / `status`",
         min_length=1,
         max_length=255,

@@ -1,4 +1,4 @@
--- Login roles for what only follows runs (README, Security: who may read what). Run once
+-- Login roles for what only follows runs (docs/security.md: who may read what). Run once
 -- per PostgreSQL cluster as a superuser or a role with CREATEROLE, after
 -- `python -m worker migrate` (which creates the group roles assetsync_status and
 -- assetsync_console and grants them exactly what they need; if the migrating role may

@@ -244,7 +244,7 @@ def warn_about_delivery_counts(queue: DeadQueue, given_back: Sequence[Letter], p
             f"{prog}: warning: {len(worn)} dead letter(s) have now been read and given back"
             f" {HIGH_DELIVERY_COUNT} times or more; RabbitMQ 4 drops a quorum-queue message"
             f" given back 20 times unless {queue.topology.dead_queue} has its delivery"
-            " limit lifted (README: Dead letters)",
+            " limit lifted (docs/dead-letters.md)",
             file=sys.stderr,
         )
 

@@ -100,7 +100,7 @@ def page(browser, stack):  # a fresh context: no cookies, its own dialogs
 
 
 def screenshot(page, name: str) -> None:
-    """Write a screenshot for the README when ASSETSYNC_SCREENSHOTS names a folder."""
+    """Write a screenshot for the docs (docs/console-*.png) when ASSETSYNC_SCREENSHOTS names a folder."""
     folder = os.environ.get("ASSETSYNC_SCREENSHOTS")
     if folder:
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)

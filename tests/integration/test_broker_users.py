@@ -1,5 +1,5 @@
 """Each component with a RabbitMQ user of its own, holding exactly the permissions
-``schemas.access`` ships (the Compose definitions and the README's commands are made
+``schemas.access`` ships (the Compose definitions and docs/security.md's commands are made
 from it): each works, and is refused anything else.
 
 On the shared broker, the test makes a vhost and users of its own (names starting with

@@ -4,7 +4,7 @@ both while the request fans out and while its per-user messages are processed.
 For each, what a user checks: the run ends ``done`` with exact counts, one asset per
 user, every login's latest Jira data shown, nothing dead-lettered, every queue drained,
 and the workers still running (they reconnect rather than exit). No timing is asserted
-here; ``python -m bench.faults`` measures the recovery times for the README.
+here; ``python -m bench.faults`` measures the recovery times for docs/faults.md.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ of thousands of users fans out or is processed and logins arrive.
 What a user checks, as in the rest of the fault suite: the run ends ``done`` with exact
 counts, one asset per user, every login's latest data, nothing dead-lettered, every
 queue drained, both workers running. Replication is synchronous here, so that no commit
-the workers were told of is lost with the primary (see the README's Faults section for
+the workers were told of is lost with the primary (see docs/faults.md for
 the guarantee with asynchronous replication). ``python -m bench.faults --fault
 switchover`` times it.
 """

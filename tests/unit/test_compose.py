@@ -195,8 +195,8 @@ def compose_default(value: str) -> str:
     return match.group(1) if match else value
 
 
-def test_the_readmes_rabbitmq_commands_and_table_are_the_shipped_grants():
-    readme = (ROOT / "README.md").read_text()
+def test_the_security_pages_rabbitmq_commands_and_table_are_the_shipped_grants():
+    readme = (ROOT / "docs" / "security.md").read_text()
     for grant in grants():
         assert (
             f"rabbitmqctl set_permissions -p / {grant.user} '{grant.configure}'"

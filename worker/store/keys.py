@@ -1,5 +1,5 @@
 """The workers' signing keys (``assetsync_private.signing_keys``, migration 0015): read
-as a key ring, and rotated. Only the workers' role may read them (README, Security).
+as a key ring, and rotated. Only the workers' role may read them (docs/security.md).
 """
 
 from __future__ import annotations

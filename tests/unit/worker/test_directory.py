@@ -72,7 +72,7 @@ def test_old_data_center_with_non_ascii_usernames_gives_every_user_exactly_once(
     got = scanned(client_of(old_dc), page_size=1000)
 
     assert once(got) == keys(old_dc)
-    # Far below one request per user (measured figures: bench.scan, in the README).
+    # Far below one request per user (measured figures: bench.scan, in bench/README.md).
     assert len(old_dc.request_log) < 0.1 * 5000
 
 
