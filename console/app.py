@@ -81,6 +81,7 @@ def create_app(console: pages.Console, *, secure_cookies: bool) -> Starlette:
         Route("/runs/{run_id}", web.page(pages.run_page)),
         Route("/runs/{run_id}/progress", web.page(pages.run_progress)),
         Route("/runs/{run_id}/approve", web.page(pages.approve), methods=["GET", "POST"]),
+        Route("/runs/{run_id}/approval", web.page(pages.approval_progress)),
         Route("/runs/{run_id}/preview", web.page(pages.preview)),
         Route("/runs/{run_id}/preview.csv", web.page(pages.preview_csv)),
         Route("/runs/{run_id}/{which}.csv", web.page(pages.run_csv)),

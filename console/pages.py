@@ -28,8 +28,8 @@ from starlette.responses import (
     StreamingResponse,
 )
 
+from console import approval as approvals
 from console import dead_letters, health, runs_form, settings_form
-from console.approval import approvable, mark_approved
 from console.health import QueueState
 from console.sessions import Session, SessionCodec
 from console.sign_in import SignInRefused, check_administrator
@@ -39,6 +39,7 @@ from worker.errors import ConfigError, PublishError, StaleSettings, TransientErr
 from worker.jira import JiraClient
 from worker.settings import JIRA_FIELDS, Settings
 from worker.store import Store
+from worker.store import approvals as approval_store
 from worker.store import console_reads as reads
 from worker.store.preview import preview_rows
 from worker.store.run_missing import pending
@@ -391,6 +392,12 @@ def run_page(request: Request, session: Session, form: dict[str, str]) -> Respon
             else []
         )
         waiting = len(pending(conn, run_id)) if run and run.missing else 0
+        latest = approval_store.latest(conn, run_id) if run and run.missing else None
+        not_confirmed = (
+            approval_store.failures(conn, run_id, limit=USERS_SHOWN)
+            if latest and latest.failed
+            else []
+        )
     return console.render(
         "run.html",
         session=session,
@@ -398,50 +405,72 @@ def run_page(request: Request, session: Session, form: dict[str, str]) -> Respon
         run_id=run_id,
         failed=failed,
         missing=missing,
-        waiting=waiting if approvable(run, waiting) else 0,
-        approved=request.query_params.get("approved"),
+        waiting=waiting if approvals.approvable(run, waiting, latest) else 0,
+        approval=latest,
+        approval_state=approvals.state(latest) if latest else "",
+        approval_summary=approvals.summary(latest) if latest else "",
+        not_confirmed=not_confirmed,
     )
 
 
 def approve(request: Request, session: Session, form: dict[str, str]) -> Response:
-    """GET: what marking would do, and the confirmation; POST: do it (each user looked
-    up in Jira again first)."""
+    """GET: what marking would do, and the confirmation; POST: record the approval,
+    which a worker carries out in the background (the run's page follows it)."""
     console = console_of(request)
     run_id = _uuid(request.path_params["run_id"])
     with console.store.transaction() as conn:
         run = reads.run(conn, run_id) if run_id else None
         waiting = pending(conn, run_id) if run_id else []
-    if run_id is None or not approvable(run, len(waiting)):
-        return console.render(
-            "refused.html",
-            404,
-            session=session,
-            message="This run has no users waiting for approval.",
+        latest = approval_store.latest(conn, run_id) if run_id else None
+        if run_id is None or not approvals.approvable(run, len(waiting), latest):
+            if run_id is not None and latest is not None and request.method == "POST":
+                # A second click, or a second administrator: the approval goes on.
+                return RedirectResponse(f"/runs/{run_id}#approval-heading", status_code=303)
+            return console.render(
+                "refused.html",
+                404,
+                session=session,
+                message="This run has no users waiting for approval.",
+            )
+        if request.method == "GET":
+            return console.render(
+                "approve.html", session=session, run=run, run_id=run_id, waiting=waiting
+            )
+        recorded = approval_store.approve(conn, run_id, by=session.user or "", waiting=len(waiting))
+        if recorded is not None:
+            audit(
+                conn,
+                actor=session.user or "",
+                action="mark missing approved",
+                subject=str(run_id),
+                new={"users": len(waiting)},
+            )
+    if recorded is not None:
+        log.info(
+            "%r approved marking missing %d users of run %s", session.user, len(waiting), run_id
         )
-    if request.method == "GET":
-        return console.render(
-            "approve.html", session=session, run=run, run_id=run_id, waiting=waiting
-        )
-    done = mark_approved(
-        store=console.store,
-        jira=console.jira,
-        env=console.settings,
-        run_id=run_id,
-        actor=session.user or "",
+    return RedirectResponse(f"/runs/{run_id}#approval-heading", status_code=303)
+
+
+def approval_progress(request: Request, session: Session, form: dict[str, str]) -> Response:
+    """The run's newest approval as JSON, for the page's progress bar."""
+    console = console_of(request)
+    run_id = _uuid(request.path_params["run_id"])
+    with console.store.connection() as conn:
+        latest = approval_store.latest(conn, run_id) if run_id else None
+    if latest is None:
+        return JSONResponse({"error": "no approval of this run"}, 404)
+    return JSONResponse(
+        {
+            "state": approvals.state(latest),
+            "summary": approvals.summary(latest),
+            "checked": latest.checked,
+            "waiting": latest.waiting,
+            "marked": latest.marked,
+            "came_back": latest.came_back,
+            "failed": latest.failed,
+        }
     )
-    log.info(
-        "%r approved run %s: %d marked missing, %d came back, %d not confirmed",
-        session.user,
-        run_id,
-        len(done.marked),
-        len(done.came_back),
-        len(done.unsure),
-    )
-    summary = (
-        f"{len(done.marked)} marked missing, {len(done.came_back)} came back,"
-        f" {len(done.unsure)} not confirmed"
-    )
-    return RedirectResponse(f"/runs/{run_id}?approved={quote(summary)}", status_code=303)
 
 
 PREVIEW_PAGE = 100
@@ -557,7 +586,9 @@ def run_csv(request: Request, session: Session, form: dict[str, str]) -> Respons
     if run_id is None or which not in ("failed", "missing"):
         return console.render("refused.html", 404, session=session, message="No such list.")
     header = (
-        ("jira_id", "reason") if which == "failed" else ("jira_id", "asset_id", "marked_missing")
+        ("jira_id", "reason")
+        if which == "failed"
+        else ("jira_id", "asset_id", "marked_missing", "came_back", "not_confirmed_because")
     )
 
     def rows() -> Iterator[str]:

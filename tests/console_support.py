@@ -3,13 +3,20 @@ Debian's Chromium through Playwright (its own browser download is not used)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
+import psycopg
+from psycopg import sql
 
 from lab.harness import ROOT, wait_for
 
@@ -70,3 +77,41 @@ class ConsoleProcess:
         code = self.proc.wait(timeout)
         self._log.close()
         return code
+
+
+def csrf(page: httpx.Response) -> str:
+    """The CSRF token of a page's forms."""
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def signed_in(console: ConsoleProcess, user: str = "ann", password: str = "pw") -> httpx.Client:
+    """An HTTP client signed in to ``console`` (asking for HTML, as a browser does)."""
+    http = httpx.Client(base_url=console.url, headers={"Accept": "text/html"})
+    token = csrf(http.get("/"))
+    answer = http.post("/sign-in", data={"username": user, "password": password, "csrf": token})
+    assert answer.status_code == 303, answer.text
+    return http
+
+
+@contextlib.contextmanager
+def console_role(admin_url: str, database_url: str) -> Iterator[str]:
+    """``database_url`` for a login role of its own in the console's group role
+    (``assetsync_console``, granted by the migrations): the console's operations with
+    exactly its grants, as deployed. The login role is dropped at the end."""
+    name = f"t{uuid.uuid4().hex[:10]}_console"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN IN ROLE assetsync_console").format(sql.Identifier(name))
+        )
+    try:
+        yield psycopg.conninfo.make_conninfo(database_url, user=name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            # Its sessions end with the console; a straggler must not keep the role.
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                [name],
+            )
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

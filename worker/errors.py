@@ -11,6 +11,7 @@
     │   │   └── BadJiraUser   Jira's JSON for a user is not one we can store
     │   ├── StoreRejected     the database refused the data (a constraint, a bad value)
     │   ├── StaleSettings     a settings change based on a version someone replaced meanwhile
+    │   ├── LostClaim         a replica's lease on an approval lapsed: another carries it on
     │   ├── Unwritable        a message cannot be framed for the broker (a content
     │   │                     header over the frame size)
     │   ├── RegistrationError Jira's webhooks are not as `webhooks register` can work with
@@ -73,6 +74,11 @@ class StoreRejected(PermanentError):
 
 class StaleSettings(PermanentError):
     pass
+
+
+class LostClaim(PermanentError):
+    """Another replica holds the background work this one leased (its lease lapsed
+    while Jira kept it waiting): the batch in hand is dropped, that replica goes on."""
 
 
 class Unwritable(PermanentError):

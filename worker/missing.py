@@ -187,13 +187,33 @@ class MissingUsers:
         )
 
 
-def _look_up(jira: JiraClient, jira_id: str) -> JiraUser | Literal["gone", "unsure"]:
-    """The user, or whether Jira confirmed they are gone (404) or would not say."""
+@dataclass(frozen=True)
+class Unsure:
+    """Jira would not say whether a user is gone (it refused the look-up)."""
+
+    reason: str
+
+
+def look_up(jira: JiraClient, jira_id: str) -> JiraUser | Literal["gone"] | Unsure:
+    """The user by stable identity, or whether Jira confirmed they are gone (404) or
+    would not say.
+
+    :raises TransientError: Jira could not answer now.
+    """
     kind: RefKind = "account_id" if jira.flavor == "cloud" else "user_key"
     try:
         return jira.fetch_user(UserRef(kind, jira_id))
     except UserNotFound:
         return "gone"
     except (JiraRejected, InvalidMessage) as exc:
-        log.warning("cannot confirm whether user %r is gone (%s); left as it is", jira_id, exc)
+        return Unsure(str(exc))
+
+
+def _look_up(jira: JiraClient, jira_id: str) -> JiraUser | Literal["gone", "unsure"]:
+    answer = look_up(jira, jira_id)
+    if isinstance(answer, Unsure):
+        log.warning(
+            "cannot confirm whether user %r is gone (%s); left as it is", jira_id, answer.reason
+        )
         return "unsure"
+    return answer

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import TypeVar
 
+from worker.approvals import Approvals
 from worker.consumer import Consumer, Route
 from worker.errors import ConfigError, TransientError
 from worker.fan_out import FanOut
@@ -106,6 +109,13 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
                 retention_days=settings.run_retention_days,
             ),
         )
+        approvals = Approvals(
+            store=store,
+            jira=jira,
+            sync_settings=sync,
+            replica=replica_name(),
+            lease=settings.approval_lease,
+        )
         return consume(
             settings,
             services,
@@ -113,6 +123,7 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
             health=health,
             sync=sync,
             store_ready=store.takes_writes,
+            duties=[approvals.follow],
         )
     finally:
         if stop_probes is not None:
@@ -129,10 +140,13 @@ def consume(
     health: Health,
     sync: LiveSync,
     store_ready: Callable[[], bool] | None = None,
+    duties: Sequence[Callable[[threading.Event], None]] = (),
 ) -> int:
     """Run the replica's three consuming loops until SIGTERM/SIGINT or a fatal error.
     With ``store_ready`` (whether the asset store takes writes), each loop waits out an
-    outage of the store instead of spending the messages' retries on it.
+    outage of the store instead of spending the messages' retries on it. Each of
+    ``duties`` runs in a thread of its own until the stop event is set (background work
+    found in the store: approvals given on the console).
 
     Logins, per-user bulk messages and bulk requests each get a loop (and connection) of
     their own: a login is handled as soon as it arrives, not after the batch of bulk
@@ -202,6 +216,12 @@ def consume(
     for thread in threads:
         thread.start()
     threading.Thread(target=sync.follow, args=(stop,), name="settings", daemon=True).start()
+    background = [
+        threading.Thread(target=duty, args=(stop,), name=f"duty-{n}", daemon=True)
+        for n, duty in enumerate(duties)
+    ]
+    for thread in background:
+        thread.start()
     try:
         main_loop.run()
     finally:
@@ -209,13 +229,19 @@ def consume(
         # A fan-out stops at its next page; one stuck in a Jira call is abandoned (its
         # request goes back to the queue and resumes from the last checkpoint).
         deadline = time.monotonic() + 6
-        for thread in threads:
+        for thread in (*threads, *background):
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
     if failures:
         raise failures[0]
     handled = main_loop.handled + sum(c.handled for c in side_loops.values())
     log.info("stopped after %d messages", handled)
     return 0
+
+
+def replica_name() -> str:
+    """This replica's name in the asset store (its claims, its heartbeat): the host (a
+    pod's name) and the process, so that two replicas on one machine differ too."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def with_retries(what: str, call: Callable[[], T], *, on_wait: Callable[[], None]) -> T:

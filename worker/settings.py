@@ -361,6 +361,15 @@ class Settings(BaseSettings):
         " starts; its summary and counts stay",
         ge=0,
     )
+    approval_lease: float = setting(
+        30.0,
+        group="Sync",
+        read_by=WORKER,
+        doc="seconds a worker replica holds an approval given on the console (marking a"
+        " run's missing users) without renewing it; a replica that died is taken over after it",
+        gt=0,
+        le=3600,
+    )
     signing_key: SecretStr | None = setting(
         None,
         group="Sync",

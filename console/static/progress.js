@@ -42,6 +42,33 @@
     if (!ENDED[block.getAttribute("data-state")]) { poll(); }
   }
 
+  // An approval carried out by a worker: its bar and sentence follow it; once it is
+  // done the page is loaded again, so that the lists below say what became of each user.
+  function followApproval(block) {
+    var url = block.getAttribute("data-approval");
+    function poll() {
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
+        .then(function (a) {
+          var bar = block.querySelector("[role=progressbar]");
+          bar.setAttribute("aria-valuenow", String(a.checked));
+          bar.setAttribute("aria-valuemax", String(a.waiting));
+          var visual = bar.querySelector("progress");
+          visual.max = Math.max(a.waiting, 1);
+          visual.value = a.checked;
+          block.querySelector("[data-field=approval-text]").textContent =
+            a.checked + " of " + a.waiting + " users looked up";
+          var summary = block.querySelector("[data-field=approval-summary]");
+          if (summary.textContent !== a.summary) { summary.textContent = a.summary; }
+          summary.className = a.state === "paused" ? "error" : "";
+          if (a.state === "done") { window.location.reload(); return; }
+          setTimeout(poll, 1000);
+        })
+        .catch(function () { setTimeout(poll, 5000); });
+    }
+    if (block.getAttribute("data-state") !== "done") { poll(); }
+  }
+
   // The field map of the asset type chosen in the select is the one shown.
   function fieldMaps() {
     var select = document.getElementById("asset_type");
@@ -55,6 +82,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-progress]").forEach(follow);
+    document.querySelectorAll("[data-approval]").forEach(followApproval);
     fieldMaps();
   });
 })();

@@ -18,7 +18,7 @@ from demo.fake_jira import FakeJira
 from lab.harness import Broker, WorkerProcess, worker_env
 from lab.servers import Servers
 from schemas.topology import Topology
-from tests.console_support import CHROMIUM_FLAGS, ConsoleProcess, chromium
+from tests.console_support import CHROMIUM_FLAGS, ConsoleProcess, chromium, console_role
 from worker.store.migrate import migrate
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -56,11 +56,19 @@ def stack(infra: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         amqp_url=infra.amqp_url, database_url=database, topology=topology, jira_url=jira.url
     )
     worker = WorkerProcess(env=env, log_path=logs / "worker.log").start()
-    console = ConsoleProcess(env=env, log_path=logs / "console.log").start()
     try:
-        yield Stack(database, broker, jira, worker, console)
+        # The console as deployed: a login role in assetsync_console, only its grants.
+        with console_role(infra.database_url, database) as console_url:
+            console = ConsoleProcess(
+                env={**env, "ASSETSYNC_DATABASE_URL": console_url},
+                log_path=logs / "console.log",
+            ).start()
+            try:
+                yield Stack(database, broker, jira, worker, console)
+            finally:
+                console.terminate()
+            assert "permission denied" not in console.log()
     finally:
-        console.terminate()
         worker.kill()
         jira.stop()
         broker.delete_all()

@@ -304,3 +304,38 @@ def test_health_shows_the_workers_and_queue_depths(page, stack):
     queues = page.get_by_role("table", name="Work queues")
     expect(queues.get_by_role("row", name=stack.broker.topology.login_queue)).to_contain_text("1")
     expect(page.get_by_text("Asset store: up")).to_be_visible()
+
+
+def test_marking_missing_users_is_approved_and_followed_on_the_runs_page(page, stack):
+    # Last in the module: it removes users from the demo Jira.
+    sign_in(page, "ann")
+    page.get_by_role("button", name="Start synchronization").click()  # every user has an asset
+    expect(page.locator("[data-field=state]")).to_have_text("done", timeout=60_000)
+    leaving = sorted(stack.jira.users(), key=lambda u: u["key"])[-5:]
+    for user in leaving:
+        stack.jira.remove_user(user["key"])
+    page.get_by_role("button", name="Start synchronization").click()
+    expect(page.locator("[data-field=state]")).to_have_text("failed", timeout=60_000)
+    expect(page.get_by_role("alert")).to_contain_text("more than ASSETSYNC_MISSING_LIMIT")
+    run_id = page.url.split("run=")[1].split("#")[0]
+    page.goto(f"/runs/{run_id}")
+    page.get_by_role("button", name="Mark them missing").click()
+    expect(page.get_by_role("heading", name="Mark 5 assets missing?")).to_be_visible()
+    stack.jira.set_delay(0.3, path_contains="/user?key=")  # slow enough to be seen going
+    try:
+        page.get_by_role("button", name="Yes, mark 5 assets missing").click()
+        expect(page).to_have_url(f"{stack.url}/runs/{run_id}#approval-heading")
+        bar = page.get_by_role("progressbar", name="Marking missing approved by ann")
+        expect(bar).to_have_attribute("aria-valuemax", "5")
+        screenshot(page, "console-approval")
+        expect(page.get_by_role("status")).to_have_text(
+            "Done: 5 marked missing, 0 came back, 0 failed.", timeout=30_000
+        )
+    finally:
+        stack.jira.set_delay(0, path_contains="/user?key=")
+    expect(bar).to_have_attribute("aria-valuenow", "5")
+    missing = page.get_by_role("table", name="Assets whose user Jira confirmed gone")
+    for user in leaving:
+        expect(missing.get_by_role("row", name=user["key"])).to_contain_text("yes")
+        assert asset_of(stack.database, user["key"])["state"] == "missing"
+    expect(page.get_by_role("button", name="Mark them missing")).to_have_count(0)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from lab.harness import worker_env
-from tests.console_support import ConsoleProcess
+from tests.console_support import ConsoleProcess, csrf, signed_in
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
@@ -34,12 +34,6 @@ def console(infra, database, broker, jira, tmp_path):
     yield process
     if process.proc.poll() is None:
         process.terminate()
-
-
-def csrf(page: httpx.Response) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert found, page.text
-    return found.group(1)
 
 
 def test_healthz_headers_and_the_session_cookie(console):
@@ -78,16 +72,6 @@ def test_sigterm_stops_the_console_cleanly(console):
     assert "console stopped" in console.log()
 
 
-def signed_in(console) -> httpx.Client:
-    http = httpx.Client(base_url=console.url, headers={"Accept": "text/html"})
-    token = csrf(http.get("/"))
-    assert (
-        http.post("/sign-in", data={"username": "ann", "password": "pw", "csrf": token}).status_code
-        == 303
-    )
-    return http
-
-
 def test_a_runs_page_lists_its_failed_and_missing_users_with_csv(
     console, start_worker, broker, jira, database
 ):
@@ -112,47 +96,11 @@ def test_a_runs_page_lists_its_failed_and_missing_users_with_csv(
         rows = failed.text.splitlines()
         assert rows[0] == "jira_id,reason" and rows[1].startswith(f"{odd['key']},")
         missing = http.get(f"/runs/{run['run_id']}/missing.csv").text.splitlines()
-        assert missing[0] == "jira_id,asset_id,marked_missing"
-        assert missing[1].startswith(f"{gone['key']},") and missing[1].endswith(",True")
+        assert missing[0] == "jira_id,asset_id,marked_missing,came_back,not_confirmed_because"
+        assert missing[1].startswith(f"{gone['key']},") and missing[1].endswith(",True,False,")
         runs = http.get("/runs")
         assert runs.text.count('<a href="/runs/') == 2  # both runs, newest first
         assert runs.text.index(str(run["run_id"])[:8]) < runs.text.index("every user")
-
-
-def test_a_mass_change_stopped_at_the_limit_is_approved_user_by_user(
-    console, start_worker, broker, jira, database
-):
-    from lab.harness import asset_of, request_bulk, wait_run_finished
-
-    jira.add_sample_users(20)
-    start_worker(env={"ASSETSYNC_MISSING_LIMIT": "2"})
-    wait_run_finished(database, request_bulk(broker))
-    leaving = [u for u in jira.users()][:5]
-    for user in leaving:
-        jira.remove_user(user["key"])
-    run = wait_run_finished(database, request_bulk(broker))
-    assert run["state"] == "failed" and run["missing"] == 5  # all listed, not limit + 1
-    assert all(asset_of(database, u["key"])["state"] == "active" for u in leaving)
-    back = leaving[0]  # returns before the approval
-    jira.add_user(back["name"], key=back["key"], display_name=back["displayName"])
-
-    with contextlib.closing(signed_in(console)) as http:
-        page = http.get(f"/runs/{run['run_id']}")
-        assert "Approve a mass change" in page.text and ">Mark them missing</button>" in page.text
-        confirm = http.get(f"/runs/{run['run_id']}/approve")
-        assert "Mark 5 assets missing?" in confirm.text
-        assert http.post(f"/runs/{run['run_id']}/approve", data={}).status_code == 403
-        done = http.post(f"/runs/{run['run_id']}/approve", data={"csrf": csrf(confirm)})
-        assert done.status_code == 303
-        page = http.get(done.headers["location"])
-        assert "Approved: 4 marked missing, 1 came back, 0 not confirmed." in page.text
-        assert "Approve a mass change" not in page.text  # nobody waits any more
-        assert "marked missing (approved)" in http.get("/").text  # audited
-    assert asset_of(database, back["key"])["state"] == "active"
-    for user in leaving[1:]:
-        asset = asset_of(database, user["key"])
-        assert (asset["state"], asset["fields"]["Active"]) == ("missing", False)
-    assert jira.request_count("/rest/api/2/user?key=") >= 5 + 5  # the run's and the approval's
 
 
 def test_a_setting_the_environment_gives_is_read_only_and_named(

@@ -117,12 +117,14 @@ def failed_users(
 
 def missing_users(
     conn: psycopg.Connection[Any], run_id: UUID, *, limit: int | None
-) -> Iterator[tuple[str, int, bool]]:
-    """(Jira identity, asset id, marked) of the assets whose users Jira confirmed gone in
-    the run: marked missing, or only counted (a dry run, ``ignore``, over the limit)."""
+) -> Iterator[tuple[str, int, bool, bool, str]]:
+    """(Jira identity, asset id, marked, came back, why not confirmed) of the assets
+    whose users Jira confirmed gone in the run: marked missing, or only counted (a dry
+    run, ``ignore``, over the limit), and what an approval found of each since."""
     with conn.cursor(name="missing_users") as cur:
         cur.execute(
-            "SELECT jira_id, asset_id, marked FROM sync_run_missing WHERE run_id = %s"
+            "SELECT jira_id, asset_id, marked, came_back, COALESCE(failure, '')"
+            " FROM sync_run_missing WHERE run_id = %s"
             " ORDER BY jira_id" + (" LIMIT %s" if limit is not None else ""),
             [run_id, limit] if limit is not None else [run_id],
         )
