@@ -100,10 +100,13 @@ def _create(
     plans: list[AssetPlan],
     folders: Mapping[str, int],
 ) -> dict[str, _Current]:
+    # The sequence is looked up once (an InitPlan): named per row, its name was parsed
+    # and looked up in the catalog for every id, 4 buffers an id.
     ids = [
         r[0]
         for r in conn.execute(
-            "SELECT nextval(pg_get_serial_sequence('assets', 'id')) FROM generate_series(1, %s)",
+            "SELECT nextval((SELECT pg_get_serial_sequence('assets', 'id')::regclass))"
+            " FROM generate_series(1, %s)",
             [len(plans)],
         )
     ]
