@@ -24,6 +24,10 @@ from worker.sync_config import LiveSync, SyncConfig
 log = logging.getLogger(__name__)
 
 
+class _NotAllOpen(Exception):
+    """Some user of a batch written without ``still_open`` was not open: roll back."""
+
+
 class UserSyncBatch:
     """Applies a batch of ``user-sync`` snapshots and counts them in their runs.
 
@@ -71,12 +75,23 @@ class UserSyncBatch:
                 wanted = self._wanted(conn, messages, failures)
             users = self._completed(messages, wanted, failures)
             with self.store.transaction() as conn:
-                run_ids = self._apply(conn, config, messages, users, received)
+                run_ids, assets = self._apply(conn, config, messages, users, received)
         else:
-            with self.store.transaction() as conn:
-                wanted = self._wanted(conn, messages, failures)
-                users = {i: messages[i].user for i in wanted}
-                run_ids = self._apply(conn, config, messages, users, received)
+            try:
+                # Every user of a batch is open while its run goes on: written and
+                # settled in one go, each looked up once (record_outcomes_if_open).
+                with self.store.transaction() as conn:
+                    users = {i: m.user for i, m in enumerate(messages)}
+                    run_ids, assets = self._apply(
+                        conn, config, messages, users, received, open_=True
+                    )
+            except _NotAllOpen:  # rolled back: a repeat, or a run that ended
+                with self.store.transaction() as conn:
+                    wanted = self._wanted(conn, messages, failures)
+                    users = {i: messages[i].user for i in wanted}
+                    run_ids, assets = self._apply(conn, config, messages, users, received)
+        for (source, outcome), n in assets.items():
+            self.metrics.assets.labels(source, outcome).inc(n)
         self._finish(run_ids)
         return failures
 
@@ -87,22 +102,34 @@ class UserSyncBatch:
         messages: Sequence[UserSync],
         users: dict[int, JiraUser],
         received: datetime,
-    ) -> set[UUID]:
+        *,
+        open_: bool = False,
+    ) -> tuple[set[UUID], Counter[tuple[str, str]]]:
+        """Write the users' assets and settle them in their runs: the runs, and the
+        assets by source and outcome (counted in metrics once committed).
+
+        :param open_: the users were not checked with ``still_open``: raise
+            ``_NotAllOpen`` (the caller's transaction then rolls back) unless every one
+            of them was open.
+        """
         by_run: dict[tuple[UUID, bool], list[AssetPlan]] = defaultdict(list)
+        assets: Counter[tuple[str, str]] = Counter()
         for index, user in users.items():
             m = messages[index]
             seen_at = min(m.fetched_at, received)
             by_run[m.run_id, m.dry_run].append(plan_asset(user, config.rules, seen_at=seen_at))
         for (run_id, dry_run), plans in by_run.items():
             changes = apply_plans(conn, config.scheme, plans, folders=self.folders, dry_run=dry_run)
-            runs.record_outcomes(conn, run_id, changes.values())
+            if not open_:
+                runs.record_outcomes(conn, run_id, changes.values())
+            elif not runs.record_outcomes_if_open(conn, run_id, list(changes.values())):
+                raise _NotAllOpen
             if dry_run:  # what each user's asset would become, for the console's preview
                 shown = {u.jira_id: u for u in users.values()}
                 record_preview(conn, run_id, [(c, shown[c.jira_id]) for c in changes.values()])
             source = "bulk dry run" if dry_run else "bulk"
-            for outcome, n in Counter(c.outcome for c in changes.values()).items():
-                self.metrics.assets.labels(source, outcome).inc(n)
-        return {run_id for run_id, _ in by_run}
+            assets.update((source, c.outcome) for c in changes.values())
+        return {run_id for run_id, _ in by_run}, assets
 
     def _completed(
         self, messages: Sequence[UserSync], wanted: list[int], failures: dict[int, Exception]

@@ -173,6 +173,13 @@ def settled(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[str]
     }
 
 
+_SETTLE = (
+    "UPDATE sync_run_users u SET outcome = o.outcome, deactivated = o.deactivated"
+    " FROM unnest(%b::text[], %b::text[], %b::bool[]) AS o (jira_id, outcome, deactivated)"
+    " WHERE u.run_id = %s AND u.jira_id = o.jira_id AND u.outcome IS NULL"
+)
+
+
 def record_outcomes(conn: psycopg.Connection[Any], run_id: UUID, changes: Iterable[Change]) -> None:
     """Each user's outcome, kept only the first time (a redelivered message that finds
     its asset already written must not turn "created" into "unchanged")."""
@@ -181,12 +188,43 @@ def record_outcomes(conn: psycopg.Connection[Any], run_id: UUID, changes: Iterab
         return
     jira_ids, outcomes, deactivated = (list(c) for c in zip(*rows, strict=True))
     settled = conn.execute(
-        "UPDATE sync_run_users u SET outcome = o.outcome, deactivated = o.deactivated"
-        " FROM unnest(%b::text[], %b::text[], %b::bool[]) AS o (jira_id, outcome, deactivated)"
-        " WHERE u.run_id = %s AND u.jira_id = o.jira_id AND u.outcome IS NULL"
-        " RETURNING o.outcome, o.deactivated",
+        _SETTLE + " RETURNING o.outcome, o.deactivated",
         [jira_ids, outcomes, deactivated, run_id],
     ).fetchall()
+    _count_settled(conn, run_id, settled)
+
+
+def record_outcomes_if_open(
+    conn: psycopg.Connection[Any], run_id: UUID, changes: Sequence[Change]
+) -> bool:
+    """``record_outcomes`` when every one of these users is still open in an open run
+    (``still_open`` of them all), in one statement; otherwise nothing is counted and
+    False says so: the caller rolls its transaction back, writes included, and takes
+    the careful way (``still_open`` first). A batch of a run in progress is all open,
+    so its users are looked up once instead of twice."""
+    if not changes:
+        return True
+    settled = conn.execute(
+        _SETTLE + " AND EXISTS (SELECT FROM sync_runs r WHERE r.id = %s"
+        " AND r.state IN ('fanning_out', 'processing'))"
+        " RETURNING o.outcome, o.deactivated",
+        [
+            [c.jira_id for c in changes],
+            [c.outcome for c in changes],
+            [c.deactivated for c in changes],
+            run_id,
+            run_id,
+        ],
+    ).fetchall()
+    if len(settled) < len(changes):
+        return False
+    _count_settled(conn, run_id, settled)
+    return True
+
+
+def _count_settled(
+    conn: psycopg.Connection[Any], run_id: UUID, settled: Sequence[tuple[Any, ...]]
+) -> None:
     by_outcome = Counter(outcome for outcome, _ in settled)
     _count(
         conn,
