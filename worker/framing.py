@@ -54,26 +54,51 @@ class Framer:
             + _shortstr(template.content_encoding)
         )
         self._persistent = b"\x02"
+        # What each message's frames start with, made once: a frame's type and channel,
+        # the content header's class and weight.
+        self._header_start = struct.pack(">BH", 2, channel)
+        self._body_start = struct.pack(">BH", 3, channel)
+        self._names: dict[str, bytes] = {}  # header name -> its encoding and type "S"
 
     def frames(self, body: bytes, headers: dict[str, Any]) -> bytes:
         """Method, content header and body frames of one message."""
         properties = (
-            self._leading + _table(headers) + self._persistent
+            self._leading + self._table(headers) + self._persistent
             if headers
             else (self._leading + self._persistent)
         )
-        header = self._frame(2, struct.pack(">HHQ", 60, 0, len(body)) + properties)
+        size = len(body)
+        parts = [
+            self._method,
+            self._header_start,
+            _HEADER.pack(12 + len(properties), 60, 0, size),
+            properties,
+            b"\xce",
+        ]
         step = self._body_max
-        return b"".join(
-            [
-                self._method,
-                header,
-                *(self._frame(3, body[i : i + step]) for i in range(0, len(body), step)),
-            ]
-        )
+        for i in range(0, size, step):  # one frame for all but the largest bodies
+            chunk = body[i : i + step] if size > step else body
+            parts += (self._body_start, _LENGTH.pack(len(chunk)), chunk, b"\xce")
+        return b"".join(parts)
+
+    def _table(self, headers: dict[str, Any]) -> bytes:
+        """``_table``, each name's encoding kept: a page's messages share their names."""
+        entries: list[bytes] = []
+        for name, value in headers.items():
+            start = self._names.get(name)
+            if start is None:
+                start = self._names[name] = _shortstr(name) + b"S"
+            data = str(value).encode()
+            entries += (start, _LENGTH.pack(len(data)), data)
+        joined = b"".join(entries)
+        return _LENGTH.pack(len(joined)) + joined
 
     def _frame(self, kind: int, payload: bytes) -> bytes:
         return struct.pack(">BHI", kind, self._channel, len(payload)) + payload + b"\xce"
+
+
+_HEADER = struct.Struct(">IHHQ")  # frame size; class, weight and body size
+_LENGTH = struct.Struct(">I")
 
 
 def _table(headers: dict[str, Any]) -> bytes:
