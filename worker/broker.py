@@ -28,7 +28,7 @@ import kombu.message
 from kombu.connection import Connection
 
 from schemas.topology import DEFAULT_RETRY_DELAYS, Topology
-from worker import content_header
+from worker import content_header, frame_reader
 from worker.errors import BrokerLost, BrokerRefused, ConfigError, Unroutable, Unwritable
 from worker.framing import Framer
 
@@ -81,6 +81,7 @@ def connect(url: str, *, heartbeat: int) -> Connection:
     silent waits forever for its close-ok, and a write to one whose buffers are full
     never returns. Heartbeats notice the silence; these let the loop get away from it."""
     content_header.install_amqp()
+    frame_reader.install_amqp()
     io_timeout = float(max(10, 2 * heartbeat))
     return Connection(
         url,
