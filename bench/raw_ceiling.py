@@ -21,7 +21,7 @@ Two sinks, i.e. two things the batched upsert writes:
 What is measured: N messages (~400-byte JSON, persistent) are published first to a
 quorum queue of their own (one AMQP transaction per 500, not timed). Then ``--workers``
 consumer processes (this module's ``consume`` command: kombu, heartbeat on, prefetch
-2 x batch) are started and, once all are subscribed-ready, told to go at the same time.
+2 x batch, frames read by the workers' own reader, ``worker.frame_reader``) are started and, once all are subscribed-ready, told to go at the same time.
 Each takes deliveries into a batch of ``--batch-size`` (or fewer after 0.2 s, as the
 worker does), upserts it in one transaction and after the commit acks the batch with
 one ``multiple`` ack. The clock runs from "go" until the commit that made the last of
@@ -71,6 +71,7 @@ from bench.infra import (
     wait_until,
 )
 from bench.statements import Statements
+from worker import frame_reader
 from worker.mapping import AssetPlan
 from worker.settings import DEFAULT_FIELD_MAP, JIRA_FIELDS
 from worker.store import Folders, Store, apply_plans, load_scheme
@@ -428,6 +429,7 @@ class RawConsumer:
         self.last_commit_at = 0.0
 
     def run(self) -> None:
+        frame_reader.install_amqp()  # deliveries read as the workers read them
         with Connection(self.amqp_url, heartbeat=HEARTBEAT) as conn:
             conn.ensure_connection(max_retries=3)
             consumer = Consumer(
