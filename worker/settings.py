@@ -624,10 +624,10 @@ class Settings(BaseSettings):
     def _status_urls(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        for url in value.split(","):
-            parts = urlsplit(url.strip())
+        for url in filter(None, (u.strip() for u in value.split(","))):
+            parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{url.strip()!r} is not an http:// or https:// URL")
+                raise ValueError("must be http:// or https:// URLs, comma-separated")
         return value
 
     @field_validator("webhook_secret")
