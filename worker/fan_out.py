@@ -27,7 +27,7 @@ from worker.sync_config import LiveSync
 log = logging.getLogger(__name__)
 
 # Seconds a redelivered request waits for a dead replica's run lock: more than the
-# ~25 s PostgreSQL takes to drop the session of a replica whose host died (store.pool).
+# ~25 s PostgreSQL takes to drop the connection of a replica whose host died (store.pool).
 RUN_LOCK_WAIT = 40.0
 PRUNE_CHUNK = 20_000  # per-user rows of an old run deleted per transaction
 # Pages after which the run's table gets fresh statistics (see runs.analyze).
@@ -111,7 +111,7 @@ class FanOut:
                     self._finish(run.id)
                     return
                 self._prune_old_runs(loop)
-                # Every page is published only while this session holds the run lock.
+                # Every page is published only while this connection holds the run lock.
                 self._scan_and_publish(request, run, _Locked(loop, lock, run.id))
             except PermanentError as exc:
                 with self.store.transaction() as conn:
@@ -219,14 +219,14 @@ class FanOut:
 
 
 class _Locked:
-    """The loop, for a fan-out: each publish is made only once the session that took
+    """The loop, for a fan-out: each publish is made only once the connection that took
     the run lock is checked to hold it still.
 
-    The lock lives on one pooled session. When that session ends (killed with
+    The lock lives on one pooled connection. When that connection ends (killed with
     ``pg_terminate_backend``, cut off, or its server failed over), PostgreSQL frees the
     lock at once, and the replica that holds a copy of the request, or gets it next,
     takes the lock and resumes from the checkpoint. This replica must then stop before
-    its next page: the check fails (``StoreDown`` for a session that is gone), the scan
+    its next page: the check fails (``StoreDown`` for a connection that is gone), the scan
     ends, and the request is handled again from the checkpoint, here or there.
     """
 
@@ -239,7 +239,7 @@ class _Locked:
                 held = locks.holds_run_lock(self._lock, self._run_id)
         except StoreDown as exc:
             raise StoreDown(
-                f"bulk run {self._run_id}: the session that holds its run lock is gone"
+                f"bulk run {self._run_id}: the connection that holds its run lock is gone"
                 f" ({exc}); the scan stops"
             ) from exc
         if not held:

@@ -256,7 +256,7 @@ def record_failures(
 
 def _count(conn: psycopg.Connection[Any], run_id: UUID, **moved: int) -> None:
     """Move the run's counters by ``moved``, in the caller's transaction, on a counter row
-    of this session's own (its pid's slot), so that replicas do not queue on one row."""
+    of this connection's own (its pid's slot), so that replicas do not queue on one row."""
     if not any(moved.values()):
         return
     names = list(moved)
