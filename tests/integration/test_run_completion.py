@@ -108,13 +108,15 @@ def test_a_run_with_a_lost_message_ends_failed_by_the_stall_bound_and_schedules_
     assert shown["state"] == "processing" and shown["idle_s"] >= 0
 
     run = wait_run_finished(database, run_id, timeout=60)
-    print(f"\nlost message: run ended {time.monotonic() - last_progress:.1f} s after its last progress")
+    print(
+        f"\nlost message: run ended {time.monotonic() - last_progress:.1f} s after its last progress"
+    )
     assert run["state"] == "failed"
     assert run["error"].startswith("stalled: no progress for ")
     assert "1 users left unprocessed, counted failed" in run["error"]
     assert (run["matched"], run["done"], run["created"], run["failed"]) == (10, 10, 9, 1)
     assert _user_error(database, run_id, "JIRAUSER9").endswith("its message never came back")
-    assert "bulk run %s stalled" % run_id in worker.log()
+    assert f"bulk run {run_id} stalled" in worker.log()
     status = scheduler.run("status", run_id)
     assert "failed" in status.stdout and "stalled: no progress" in status.stderr
 
