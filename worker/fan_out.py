@@ -107,6 +107,8 @@ class FanOut:
                     return
                 if run.state != "fanning_out":
                     log.info("bulk run %s is already %s; nothing to fan out", run.id, run.state)
+                    # A request retried because closing its run failed closes it now.
+                    self._finish(run.id)
                     return
                 self._prune_old_runs(loop)
                 # Every page is published only while this connection holds the run lock.
@@ -207,10 +209,13 @@ class FanOut:
         missing.end_fan_out(
             run.id, jira=jira, dry_run=request.dry_run, unfiltered=unfiltered, loop=loop
         )
+        self._finish(run.id)
+
+    def _finish(self, run_id: UUID) -> None:
         with self.store.connection() as conn:
-            for run_id, state in runs.finish_runs(conn, [run.id]):
+            for ended, state in runs.finish_runs(conn, [run_id]):
                 self.metrics.runs.labels(state).inc()
-                log.info("bulk run %s %s", run_id, state)
+                log.info("bulk run %s %s", ended, state)
 
 
 class _Locked:

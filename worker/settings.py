@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
@@ -379,6 +386,15 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
     )
+    run_stall_after: float = setting(
+        1800.0,
+        group="Sync",
+        read_by=WORKER,
+        doc="seconds an open bulk run may go without progress (no user settled, no page"
+        " scanned, no replica holding its run lock) before it ends `failed`, its users still"
+        " open counted failed; at least twice the longest retry delay (see Bulk runs)",
+        gt=0,
+    )
     signing_key: SecretStr | None = setting(
         None,
         group="Sync",
@@ -600,6 +616,18 @@ class Settings(BaseSettings):
     def _positive_delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if not value or any(d <= 0 for d in value):
             raise ValueError("retry_delays must be a non-empty list of positive seconds")
+        return value
+
+    @field_validator("run_stall_after")
+    @classmethod
+    def _outlasts_retries(cls, value: float, info: ValidationInfo) -> float:
+        # A message waiting in the longest delay queue, or a bulk request retried after
+        # its scan gave up waiting for Jira, makes no progress meanwhile.
+        delays = info.data.get("retry_delays") or DEFAULT_RETRY_DELAYS
+        if value < 2 * max(delays):
+            raise ValueError(
+                f"must be at least twice the longest retry delay ({2 * max(delays):g} s)"
+            )
         return value
 
     @field_validator("log_level")

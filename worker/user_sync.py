@@ -66,18 +66,22 @@ class UserSyncBatch:
         received = self.store.now()
         config = self.sync_settings.current(fresh=bool(new_runs))
         failures: dict[int, Exception] = {}
+        late: set[int] = set()
         if config.needs_groups:  # Jira is asked between two transactions, never inside one
             with self.store.transaction() as conn:
-                wanted = self._wanted(conn, messages, failures)
+                wanted = self._wanted(conn, messages, failures, late)
             users = self._completed(messages, wanted, failures)
             with self.store.transaction() as conn:
-                run_ids = self._apply(conn, config, messages, users, received)
+                self._apply(conn, config, messages, users, received, late)
         else:
             with self.store.transaction() as conn:
-                wanted = self._wanted(conn, messages, failures)
+                wanted = self._wanted(conn, messages, failures, late)
                 users = {i: messages[i].user for i in wanted}
-                run_ids = self._apply(conn, config, messages, users, received)
-        self._finish(run_ids)
+                self._apply(conn, config, messages, users, received, late)
+        # Every run the batch touched, skipped users included: a batch that committed
+        # and then failed to close its run is retried, finds its users settled, and
+        # closes the run now (the run watch, worker.run_watch, is the backstop).
+        self._finish({m.run_id for m in messages})
         return failures
 
     def _apply(
@@ -87,14 +91,20 @@ class UserSyncBatch:
         messages: Sequence[UserSync],
         users: dict[int, JiraUser],
         received: datetime,
-    ) -> set[UUID]:
-        by_run: dict[tuple[UUID, bool], list[AssetPlan]] = defaultdict(list)
+        late: set[int],
+    ) -> None:
+        by_run: dict[tuple[UUID, bool, bool], list[AssetPlan]] = defaultdict(list)
         for index, user in users.items():
             m = messages[index]
             seen_at = min(m.fetched_at, received)
-            by_run[m.run_id, m.dry_run].append(plan_asset(user, config.rules, seen_at=seen_at))
-        for (run_id, dry_run), plans in by_run.items():
+            plan = plan_asset(user, config.rules, seen_at=seen_at)
+            by_run[m.run_id, m.dry_run, index in late].append(plan)
+        for (run_id, dry_run, is_late), plans in by_run.items():
             changes = apply_plans(conn, config.scheme, plans, folders=self.folders, dry_run=dry_run)
+            if is_late:
+                n = runs.record_late_outcomes(conn, run_id, changes.values())
+                log.info("%d users of run %s applied after the stall bound ended it", n, run_id)
+                continue
             runs.record_outcomes(conn, run_id, changes.values())
             if dry_run:  # what each user's asset would become, for the console's preview
                 shown = {u.jira_id: u for u in users.values()}
@@ -102,7 +112,6 @@ class UserSyncBatch:
             source = "bulk dry run" if dry_run else "bulk"
             for outcome, n in Counter(c.outcome for c in changes.values()).items():
                 self.metrics.assets.labels(source, outcome).inc(n)
-        return {run_id for run_id, _ in by_run}
 
     def _completed(
         self, messages: Sequence[UserSync], wanted: list[int], failures: dict[int, Exception]
@@ -122,8 +131,11 @@ class UserSyncBatch:
         conn: psycopg.Connection[Any],
         messages: Sequence[UserSync],
         failures: dict[int, Exception],
+        late: set[int],
     ) -> list[int]:
-        """Indexes of the messages to apply; the refused ones are added to ``failures``."""
+        """Indexes of the messages to apply; the refused ones are added to ``failures``,
+        those of users the stall bound counted failed to ``late`` (and applied: a late
+        message of a real run is a snapshot like any other, never a dead letter)."""
         by_run: dict[UUID, list[int]] = defaultdict(list)
         for index, m in enumerate(messages):
             by_run[m.run_id].append(index)
@@ -131,11 +143,15 @@ class UserSyncBatch:
         for run_id, indexes in by_run.items():
             ids = [messages[i].user.jira_id for i in indexes]
             open_ids = runs.still_open(conn, run_id, ids)
-            done = runs.settled(conn, run_id, ids) if len(open_ids) < len(ids) else set()
+            done = runs.settled(conn, run_id, ids) if len(open_ids) < len(ids) else {}
             for i in indexes:
                 jira_id = messages[i].user.jira_id
                 if jira_id in open_ids:
                     wanted.append(i)
+                elif done.get(jira_id) and not messages[i].dry_run:
+                    log.info("user %r of run %s comes after the stall bound", jira_id, run_id)
+                    wanted.append(i)
+                    late.add(i)
                 elif jira_id in done:
                     log.info("user %r of run %s is settled already; skipped", jira_id, run_id)
                 else:
