@@ -8,7 +8,7 @@ fault injected while the request fans out or while its per-user messages are pro
 Figures per scenario:
 
 * recovered in: from the moment the fault is over (the broker is back, the storm served,
-  the connections silenced, the sessions killed...) until a login published at that
+  the connections silenced, the database connections killed...) until a login published at that
   moment, for a user whose Jira data changed, shows the new data in ``user_assets``;
 * run done after: from the bulk request to the run's end (the run without a fault, for
   comparison, is the ``none`` row); after the fault: from the fault's end to the run's end;

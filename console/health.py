@@ -1,10 +1,13 @@
 """What the health section shows: each work queue's depth and how many consumers the
 broker sees on it (each worker replica consumes every work queue once), read with a
-passive declare: no message is touched."""
+passive declare: no message is touched; and what the webhook receiver and the
+security-log sources say on their ``/healthz``, read-only endpoints that need no
+credential (the console gains no right by asking)."""
 
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -63,3 +66,38 @@ def webhook_receiver(base_url: str, *, timeout: float = 3.0) -> dict[str, object
     if not isinstance(found, dict):
         return {"error": f"the webhook receiver at {base_url} answered something else"}
     return {k: found.get(k) for k in ("status", "broker", "published", "last_published_at")}
+
+
+SECURITY_LOG_FIELDS = (
+    "status",
+    "file",
+    "position",
+    "behind_bytes",
+    "lines",
+    "published",
+    "last_published_at",
+    "last_login_at",
+    "broker",
+)
+
+
+def security_log_source(base_url: str, *, timeout: float = 3.0) -> dict[str, object]:
+    """What a security-log source's ``/healthz`` says (the file it follows, its position,
+    lines read, the last login published, bytes behind), or why it could not be asked."""
+    where = {"url": base_url}
+    try:
+        answer = httpx.get(base_url.rstrip("/") + "/healthz", timeout=timeout)
+        found = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return {**where, "error": f"the security-log source at {base_url} does not answer ({exc})"}
+    if not isinstance(found, dict) or not isinstance(found.get("position") or {}, dict):
+        return {**where, "error": f"the security-log source at {base_url} answered something else"}
+    return {**where, **{k: found.get(k) for k in SECURITY_LOG_FIELDS}}
+
+
+def security_log_sources(urls: tuple[str, ...]) -> list[dict[str, object]]:
+    """Each source's answer, asked all at once: one node down costs the page one timeout."""
+    if not urls:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(urls), 8)) as pool:
+        return list(pool.map(security_log_source, urls))

@@ -348,6 +348,7 @@ def health_page(request: Request, session: Session, form: dict[str, str]) -> Res
     database = console.store.ping()
     hooks_url = console.settings.console_webhooks_url
     webhooks = health.webhook_receiver(hooks_url) if hooks_url else None
+    sources = health.security_log_sources(console.settings.security_log_urls)
     with console.store.transaction() as conn:
         stored = load_settings(conn)
         running = reads.recent_runs(conn, limit=1)
@@ -360,6 +361,7 @@ def health_page(request: Request, session: Session, form: dict[str, str]) -> Res
         stored=stored,
         newest=running[0] if running else None,
         webhooks=webhooks,
+        security_logs=sources,
     )
 
 

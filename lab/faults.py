@@ -51,7 +51,7 @@ RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 PHASES = ("fanning-out", "processing")
 FAULTS = (
     "connections-closed",
-    "sessions-killed",
+    "database-connections-killed",
     "workers-killed",
     "broker-restarted",
     "broker-silent",
@@ -288,10 +288,10 @@ class Lab:
             self.node.close_all_connections()
             time.sleep(1.5)
             self.node.close_all_connections()
-        elif fault == "sessions-killed":
-            self._kill_sessions()
+        elif fault == "database-connections-killed":
+            self._kill_connections()
             time.sleep(1.5)
-            self._kill_sessions()
+            self._kill_connections()
         elif fault == "workers-killed":
             for worker in self.workers:
                 worker.kill()
@@ -334,8 +334,8 @@ class Lab:
         return lambda: None
 
     def _set_read_only(self, on: bool) -> None:
-        """``default_transaction_read_only`` for new sessions of the lab's database, and
-        its sessions ended, so that the workers' next ones are opened under it."""
+        """``default_transaction_read_only`` for new connections of the lab's database, and
+        its connections ended, so that the workers' next ones are opened under it."""
         name = sql.Identifier(self.db_name)
         with psycopg.connect(self.maintenance_url, autocommit=True) as conn:
             conn.execute(
@@ -349,7 +349,7 @@ class Lab:
                 [self.db_name],
             )
 
-    def _kill_sessions(self) -> int:
+    def _kill_connections(self) -> int:
         with psycopg.connect(self.maintenance_url, autocommit=True) as conn:
             rows = conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"

@@ -99,7 +99,7 @@ class PostgresPair:
         return self
 
     def fail_over(self) -> None:
-        """The primary dies (an immediate stop: no checkpoint, sessions cut) and the
+        """The primary dies (an immediate stop: no checkpoint, connections cut) and the
         standby is promoted; returns once the new primary takes writes."""
         old, new = self.primary, "b" if self.primary == "a" else "a"
         self._pg("pg_ctl", "-D", self._data(old), "-m", "immediate", "stop")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -91,3 +92,11 @@ class SecurityLogProcess:
         if not self._out.closed:
             self._out.close()
         return code
+
+    def status_url(self) -> str:
+        """The base URL of its status endpoint (started with ASSETSYNC_SECURITY_LOG_LISTEN)."""
+        found = wait_for(
+            lambda: re.search(r"status on (http://\S+)/healthz", self.output()),
+            what="the status endpoint",
+        )
+        return found.group(1)

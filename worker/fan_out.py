@@ -27,7 +27,7 @@ from worker.sync_config import LiveSync
 log = logging.getLogger(__name__)
 
 # Seconds a redelivered request waits for a dead replica's run lock: more than the
-# ~25 s PostgreSQL takes to drop the session of a replica whose host died (store.pool).
+# ~25 s PostgreSQL takes to drop the connection of a replica whose host died (store.pool).
 RUN_LOCK_WAIT = 40.0
 PRUNE_CHUNK = 20_000  # per-user rows of an old run deleted per transaction
 # Pages after which the run's table gets fresh statistics (see runs.analyze).
@@ -107,9 +107,11 @@ class FanOut:
                     return
                 if run.state != "fanning_out":
                     log.info("bulk run %s is already %s; nothing to fan out", run.id, run.state)
+                    # A request retried because closing its run failed closes it now.
+                    self._finish(run.id)
                     return
                 self._prune_old_runs(loop)
-                # Every page is published only while this session holds the run lock.
+                # Every page is published only while this connection holds the run lock.
                 self._scan_and_publish(request, run, _Locked(loop, lock, run.id))
             except PermanentError as exc:
                 with self.store.transaction() as conn:
@@ -207,21 +209,24 @@ class FanOut:
         missing.end_fan_out(
             run.id, jira=jira, dry_run=request.dry_run, unfiltered=unfiltered, loop=loop
         )
+        self._finish(run.id)
+
+    def _finish(self, run_id: UUID) -> None:
         with self.store.connection() as conn:
-            for run_id, state in runs.finish_runs(conn, [run.id]):
+            for ended, state in runs.finish_runs(conn, [run_id]):
                 self.metrics.runs.labels(state).inc()
-                log.info("bulk run %s %s", run_id, state)
+                log.info("bulk run %s %s", ended, state)
 
 
 class _Locked:
-    """The loop, for a fan-out: each publish is made only once the session that took
+    """The loop, for a fan-out: each publish is made only once the connection that took
     the run lock is checked to hold it still.
 
-    The lock lives on one pooled session. When that session ends (killed with
+    The lock lives on one pooled connection. When that connection ends (killed with
     ``pg_terminate_backend``, cut off, or its server failed over), PostgreSQL frees the
     lock at once, and the replica that holds a copy of the request, or gets it next,
     takes the lock and resumes from the checkpoint. This replica must then stop before
-    its next page: the check fails (``StoreDown`` for a session that is gone), the scan
+    its next page: the check fails (``StoreDown`` for a connection that is gone), the scan
     ends, and the request is handled again from the checkpoint, here or there.
     """
 
@@ -234,7 +239,7 @@ class _Locked:
                 held = locks.holds_run_lock(self._lock, self._run_id)
         except StoreDown as exc:
             raise StoreDown(
-                f"bulk run {self._run_id}: the session that holds its run lock is gone"
+                f"bulk run {self._run_id}: the connection that holds its run lock is gone"
                 f" ({exc}); the scan stops"
             ) from exc
         if not held:

@@ -86,6 +86,12 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        self.stalled_runs = Counter(
+            "assetsync_bulk_runs_stalled_total",
+            "Bulk runs this replica ended failed for making no progress within"
+            " ASSETSYNC_RUN_STALL_AFTER (also counted in assetsync_bulk_runs_total).",
+            registry=r,
+        )
         self.build = Gauge(
             "assetsync_build_info", "The running version (always 1).", ["version"], registry=r
         )
@@ -142,10 +148,18 @@ class StoreCollector(Collector):
             progress = self._run_progress()
         except Exception:  # a scrape must not fail because the database is away
             progress = None
+        idle_for = GaugeMetricFamily(
+            "assetsync_bulk_run_idle_seconds",
+            "Seconds since the bulk run in progress last made progress, as the run watch"
+            " saw it; it ends failed past ASSETSYNC_RUN_STALL_AFTER. Absent when no run is"
+            " in progress.",
+        )
         if progress is not None:
             for count in ("matched", "done", "failed"):
                 run.add_metric([count], float(progress[count]))
+            idle_for.add_metric([], float(progress["idle_s"]))
         yield run
+        yield idle_for
 
 
 class Timer:

@@ -11,7 +11,7 @@ the broker connection's heartbeats flowing, and then handles again what failed b
 of it, its attempt count unchanged. What the batch had done already stays done.
 
 A message that takes the store down for its own reason (one that kills its database
-session every time, say) is not held for ever: after ``settle.MAX_HOLDS`` waits for one
+connection every time, say) is not held for ever: after ``settle.MAX_HOLDS`` waits for one
 batch, its failures are settled like any transient failure (bounded retries, then the
 dead queue). A replica stopping meanwhile puts the held deliveries back.
 """

@@ -13,6 +13,7 @@ Each answers 200 or 503 with one line per check, in plain text.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -82,6 +83,10 @@ class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("probe %s", format % args)
@@ -114,13 +119,31 @@ def serve(
         start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
         return [body]
 
-    server = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="probes", daemon=True)
+    stop, bound = start_server(app, host=host, port=port, name="probes")
+    log.info("probes and metrics on port %d: /healthz /readyz /metrics", bound)
+    return stop
+
+
+def start_server(
+    app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
+    *,
+    host: str,
+    port: int,
+    name: str,
+) -> tuple[Callable[[], None], int]:
+    """Serve a WSGI ``app`` from a thread of its own (one thread per request): what stops
+    it, and the port it listens on (port 0 picks a free one). For small status endpoints
+    beside a process's real work (the replicas' probes, the security-log source's).
+
+    :raises OSError: the address cannot be listened on.
+    """
+    server_class = _Server6 if ":" in host else _Server  # an IPv6 address: "::", "::1"
+    server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
-    log.info("probes and metrics on port %d: /healthz /readyz /metrics", server.server_port)
 
     def stop() -> None:
         server.shutdown()
         server.server_close()
 
-    return stop
+    return stop, server.server_port

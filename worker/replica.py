@@ -25,6 +25,7 @@ from worker.jira import JiraClient
 from worker.login import LoginSync
 from worker.metrics import Metrics, StoreCollector
 from worker.probes import Health, serve
+from worker.run_watch import RunWatch
 from worker.settings import Settings
 from worker.signing import KeyRing, Signer
 from worker.store import Folders, Store, views
@@ -116,6 +117,7 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
             replica=replica_name(),
             lease=settings.approval_lease,
         )
+        watch = RunWatch(store=store, metrics=metrics, stall_after=settings.run_stall_after)
         return consume(
             settings,
             services,
@@ -123,7 +125,7 @@ def run(settings: Settings, *, check_only: bool = False) -> int:
             health=health,
             sync=sync,
             store_ready=store.takes_writes,
-            duties=[approvals.follow],
+            duties=[approvals.follow, watch.follow],
         )
     finally:
         if stop_probes is not None:

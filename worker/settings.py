@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
@@ -107,6 +114,7 @@ SYNC = ("worker", "console")  # the console shows and saves them; workers obey t
 WORKER = ("worker",)
 CONSOLE = ("console",)
 RECEIVER = ("webhooks",)
+SECURITY_LOG = ("security-log",)
 
 
 def setting(
@@ -295,6 +303,14 @@ class Settings(BaseSettings):
         doc="the webhook receiver's base URL (e.g. `http://assetsync-webhooks`), for the"
         " last delivery on the console's Health page; unset, not shown",
     )
+    console_security_log_urls: str | None = setting(
+        None,
+        group="Console",
+        read_by=CONSOLE,
+        doc="the security-log sources' status URLs, comma-separated, one per Jira node (e.g."
+        " `http://jira-1:9102,http://jira-2:9102`, their `ASSETSYNC_SECURITY_LOG_LISTEN`), for"
+        " their positions on the console's Health page; unset, not shown",
+    )
     console_secret: SecretStr | None = setting(
         None,
         group="Console",
@@ -370,6 +386,15 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
     )
+    run_stall_after: float = setting(
+        1800.0,
+        group="Sync",
+        read_by=WORKER,
+        doc="seconds an open bulk run may go without progress (no user settled, no page"
+        " scanned, no replica holding its run lock) before it ends `failed`, its users still"
+        " open counted failed; at least twice the longest retry delay (see Bulk runs)",
+        gt=0,
+    )
     signing_key: SecretStr | None = setting(
         None,
         group="Sync",
@@ -423,6 +448,15 @@ class Settings(BaseSettings):
         read_by=WORKER,
         doc="seconds a consuming loop may go without progress before `/healthz` calls it stuck",
         gt=0,
+    )
+
+    # Security-log source
+    security_log_listen: str | None = setting(
+        None,
+        group="Security-log source",
+        read_by=SECURITY_LOG,
+        doc="`HOST:PORT` of its status endpoint (`/healthz`: the file followed, the position,"
+        " the last login published, how far behind; `/metrics`), read-only; unset, none",
     )
 
     # Webhook receiver
@@ -559,6 +593,8 @@ class Settings(BaseSettings):
         "jira_token",
         "console_secret",
         "console_webhooks_url",
+        "console_security_log_urls",
+        "security_log_listen",
         mode="before",
     )
     @classmethod
@@ -582,6 +618,18 @@ class Settings(BaseSettings):
             raise ValueError("retry_delays must be a non-empty list of positive seconds")
         return value
 
+    @field_validator("run_stall_after")
+    @classmethod
+    def _outlasts_retries(cls, value: float, info: ValidationInfo) -> float:
+        # A message waiting in the longest delay queue, or a bulk request retried after
+        # its scan gave up waiting for Jira, makes no progress meanwhile.
+        delays = info.data.get("retry_delays") or DEFAULT_RETRY_DELAYS
+        if value < 2 * max(delays):
+            raise ValueError(
+                f"must be at least twice the longest retry delay ({2 * max(delays):g} s)"
+            )
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -589,12 +637,25 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return value.strip().upper()
 
-    @field_validator("webhook_listen")
+    @field_validator("webhook_listen", "security_log_listen")
     @classmethod
-    def _host_and_port(cls, value: str) -> str:
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         host, sep, port = value.rpartition(":")
         if not sep or not host.strip("[]") or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+    @field_validator("console_security_log_urls")
+    @classmethod
+    def _status_urls(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for url in filter(None, (u.strip() for u in value.split(","))):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be http:// or https:// URLs, comma-separated")
         return value
 
     @field_validator("webhook_secret")
@@ -615,6 +676,20 @@ class Settings(BaseSettings):
     @property
     def folder_path(self) -> tuple[str, ...]:
         return tuple(self.folder.split("/"))
+
+    @property
+    def security_log_urls(self) -> tuple[str, ...]:
+        """``ASSETSYNC_CONSOLE_SECURITY_LOG_URLS`` as a tuple (empty when unset)."""
+        value = self.console_security_log_urls or ""
+        return tuple(url.strip() for url in value.split(",") if url.strip())
+
+    @property
+    def security_log_address(self) -> tuple[str, int] | None:
+        """``ASSETSYNC_SECURITY_LOG_LISTEN`` as (host, port), or None when unset."""
+        if self.security_log_listen is None:
+            return None
+        host, _, port = self.security_log_listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @property
     def webhook_address(self) -> tuple[str, int]:

@@ -38,6 +38,7 @@ GROUP_PAGES = {
     "Sync": ("Stored sync settings", "configuration.md#stored-sync-settings"),
     "Operations": ("Probes", "probes.md"),
     "Webhook receiver": ("Webhook receiver", "webhooks.md"),
+    "Security-log source": ("Security-log source", "security-log.md#its-status-endpoint"),
 }
 
 HEADER = """\

@@ -116,7 +116,7 @@ def hold_back(exc: BaseException, *, held: int) -> bool:
     """Whether messages that failed with ``exc``, after ``held`` waits for the store
     already, are kept and handled again once the store takes writes: yes for an outage
     of the store (``StoreDown``), which is no message's fault and must not use up its
-    retries, up to ``MAX_HOLDS`` times (a message that takes its database session down
+    retries, up to ``MAX_HOLDS`` times (a message that takes its database connection down
     every time gets bounded retries like any other)."""
     return isinstance(exc, StoreDown) and held < MAX_HOLDS
 

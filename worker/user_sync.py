@@ -70,29 +70,31 @@ class UserSyncBatch:
         received = self.store.now()
         config = self.sync_settings.current(fresh=bool(new_runs))
         failures: dict[int, Exception] = {}
+        late: set[int] = set()
         if config.needs_groups:  # Jira is asked between two transactions, never inside one
             with self.store.transaction() as conn:
-                wanted = self._wanted(conn, messages, failures)
+                wanted = self._wanted(conn, messages, failures, late)
             users = self._completed(messages, wanted, failures)
             with self.store.transaction() as conn:
-                run_ids, assets = self._apply(conn, config, messages, users, received)
+                assets = self._apply(conn, config, messages, users, received, late)
         else:
             try:
                 # Every user of a batch is open while its run goes on: written and
                 # settled in one go, each looked up once (record_outcomes_if_open).
                 with self.store.transaction() as conn:
                     users = {i: m.user for i, m in enumerate(messages)}
-                    run_ids, assets = self._apply(
-                        conn, config, messages, users, received, open_=True
-                    )
-            except _NotAllOpen:  # rolled back: a repeat, or a run that ended
+                    assets = self._apply(conn, config, messages, users, received, late, open_=True)
+            except _NotAllOpen:  # rolled back: a repeat, a late user, or a run that ended
                 with self.store.transaction() as conn:
-                    wanted = self._wanted(conn, messages, failures)
+                    wanted = self._wanted(conn, messages, failures, late)
                     users = {i: messages[i].user for i in wanted}
-                    run_ids, assets = self._apply(conn, config, messages, users, received)
+                    assets = self._apply(conn, config, messages, users, received, late)
         for (source, outcome), n in assets.items():
             self.metrics.assets.labels(source, outcome).inc(n)
-        self._finish(run_ids)
+        # Every run the batch touched, skipped users included: a batch that committed
+        # and then failed to close its run is retried, finds its users settled, and
+        # closes the run now (the run watch, worker.run_watch, is the backstop).
+        self._finish({m.run_id for m in messages})
         return failures
 
     def _apply(
@@ -102,24 +104,30 @@ class UserSyncBatch:
         messages: Sequence[UserSync],
         users: dict[int, JiraUser],
         received: datetime,
+        late: set[int],
         *,
         open_: bool = False,
-    ) -> tuple[set[UUID], Counter[tuple[str, str]]]:
-        """Write the users' assets and settle them in their runs: the runs, and the
-        assets by source and outcome (counted in metrics once committed).
+    ) -> Counter[tuple[str, str]]:
+        """Write the users' assets and settle them in their runs; returns the assets by
+        source and outcome, for the metrics once committed.
 
         :param open_: the users were not checked with ``still_open``: raise
             ``_NotAllOpen`` (the caller's transaction then rolls back) unless every one
             of them was open.
         """
-        by_run: dict[tuple[UUID, bool], list[AssetPlan]] = defaultdict(list)
+        by_run: dict[tuple[UUID, bool, bool], list[AssetPlan]] = defaultdict(list)
         assets: Counter[tuple[str, str]] = Counter()
         for index, user in users.items():
             m = messages[index]
             seen_at = min(m.fetched_at, received)
-            by_run[m.run_id, m.dry_run].append(plan_asset(user, config.rules, seen_at=seen_at))
-        for (run_id, dry_run), plans in by_run.items():
+            plan = plan_asset(user, config.rules, seen_at=seen_at)
+            by_run[m.run_id, m.dry_run, index in late].append(plan)
+        for (run_id, dry_run, is_late), plans in by_run.items():
             changes = apply_plans(conn, config.scheme, plans, folders=self.folders, dry_run=dry_run)
+            if is_late:
+                n = runs.record_late_outcomes(conn, run_id, changes.values())
+                log.info("%d users of run %s applied after the stall bound ended it", n, run_id)
+                continue
             if not open_:
                 runs.record_outcomes(conn, run_id, changes.values())
             elif not runs.record_outcomes_if_open(conn, run_id, list(changes.values())):
@@ -129,7 +137,7 @@ class UserSyncBatch:
                 record_preview(conn, run_id, [(c, shown[c.jira_id]) for c in changes.values()])
             source = "bulk dry run" if dry_run else "bulk"
             assets.update((source, c.outcome) for c in changes.values())
-        return {run_id for run_id, _ in by_run}, assets
+        return assets
 
     def _completed(
         self, messages: Sequence[UserSync], wanted: list[int], failures: dict[int, Exception]
@@ -149,8 +157,11 @@ class UserSyncBatch:
         conn: psycopg.Connection[Any],
         messages: Sequence[UserSync],
         failures: dict[int, Exception],
+        late: set[int],
     ) -> list[int]:
-        """Indexes of the messages to apply; the refused ones are added to ``failures``."""
+        """Indexes of the messages to apply; the refused ones are added to ``failures``,
+        those of users the stall bound counted failed to ``late`` (and applied: a late
+        message of a real run is a snapshot like any other, never a dead letter)."""
         by_run: dict[UUID, list[int]] = defaultdict(list)
         for index, m in enumerate(messages):
             by_run[m.run_id].append(index)
@@ -158,11 +169,15 @@ class UserSyncBatch:
         for run_id, indexes in by_run.items():
             ids = [messages[i].user.jira_id for i in indexes]
             open_ids = runs.still_open(conn, run_id, ids)
-            done = runs.settled(conn, run_id, ids) if len(open_ids) < len(ids) else set()
+            done = runs.settled(conn, run_id, ids) if len(open_ids) < len(ids) else {}
             for i in indexes:
                 jira_id = messages[i].user.jira_id
                 if jira_id in open_ids:
                     wanted.append(i)
+                elif done.get(jira_id) and not messages[i].dry_run:
+                    log.info("user %r of run %s comes after the stall bound", jira_id, run_id)
+                    wanted.append(i)
+                    late.add(i)
                 elif jira_id in done:
                     log.info("user %r of run %s is settled already; skipped", jira_id, run_id)
                 else:

@@ -148,7 +148,11 @@ def print_not_requested(run: Run, within: float, *, as_json: bool) -> None:
     now = datetime.now(UTC)
     if run.in_progress:
         since = short_duration((now - run.started_at).total_seconds())
-        why = f"run {run.run_id} is {run.state} ({run.done}/{run.matched} done, requested {since} ago)"
+        idle = short_duration(run.idle_s(now))
+        why = (
+            f"run {run.run_id} is {run.state} ({run.done}/{run.matched} done, requested"
+            f" {since} ago, last progress {idle} ago)"
+        )
     else:
         ended = short_duration((now - (run.finished_at or run.started_at)).total_seconds())
         why = f"run {run.run_id} ended done {ended} ago, within {short_duration(within)}"

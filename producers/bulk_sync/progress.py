@@ -8,7 +8,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TextIO
 from uuid import UUID
 
@@ -185,18 +185,25 @@ def joined_line(request_id: UUID, run: Run) -> str:
 
 
 def summary_json(run: Run) -> dict[str, object]:
-    return {
+    summary: dict[str, object] = {
         "run_id": str(run.run_id),
         "state": run.state,
         "dry_run": run.dry_run,
         **{name: getattr(run, name) for name in COUNTS},
         "duration_s": round(run.duration_s, 3),
     }
+    if run.in_progress:  # how long since it last moved: past the stall bound it ends
+        summary["idle_s"] = round(run.idle_s(datetime.now(UTC)), 1)
+    if run.error:
+        summary["error"] = run.error
+    return summary
 
 
 def summary_table(run: Run) -> str:
     rows = [(name, str(getattr(run, name))) for name in COUNTS]
     rows.append(("duration (s)", f"{run.duration_s:.1f}"))
+    if run.in_progress:
+        rows.append(("idle (s)", f"{run.idle_s(datetime.now(UTC)):.1f}"))
     lines = [f"run {run.run_id}  {run.state}"]
     lines += [f"  {label:<13}{value:>10}" for label, value in rows]
     if run.dry_run:

@@ -4,10 +4,12 @@ Follows Jira Data Center's ``atlassian-jira-security.log`` (like ``tail -F``: ac
 rotation and truncation) and publishes a ``user-logged-in`` message, by username, for
 each user who passed authentication, at most once per user per quiet period. The
 position is saved after RabbitMQ confirmed what was read before it, so a restart
-neither publishes again nor skips. Runs until SIGTERM/SIGINT.
+neither publishes again nor skips. With ``ASSETSYNC_SECURITY_LOG_LISTEN`` it answers
+``GET /healthz`` (its position, counts, last login published, how far behind) and
+``/metrics`` there. Runs until SIGTERM/SIGINT.
 
-Exit codes: 0 stopped by a signal, 1 the log or the state file cannot be read,
-2 usage error.
+Exit codes: 0 stopped by a signal, 1 the log or the state file cannot be read or the
+status address cannot be listened on, 2 usage error, 78 a bad setting.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import threading
 from pathlib import Path
 
 from producers.publisher import Publisher
+from producers.security_log import endpoint
 from producers.security_log.fold import QuietPeriod
 from producers.security_log.follow import Follower, LogUnreadable, load_position
 from producers.security_log.source import DEFAULT_MIN_INTERVAL, SecurityLogSource
+from producers.security_log.status import SourceStatus
 from worker.cli import EXIT_OK, Parser, configure, fail, one_line
 
 PROG = "python -m producers.security_log"
@@ -68,12 +72,23 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     url = settings.amqp_url.get_secret_value()
+    status = SourceStatus(file=args.path, state_file=args.state_file, start=follower.where())
+    stop_endpoint = None
+    if (address := settings.security_log_address) is not None:
+        try:
+            stop_endpoint, port = endpoint.serve(status=status, host=address[0], port=address[1])
+        except OSError as exc:
+            follower.close()
+            return fail(prog, f"cannot listen on {settings.security_log_listen} ({one_line(exc)})")
+        shown = f"[{address[0]}]" if ":" in address[0] else address[0]
+        log.info("status on http://%s:%d/healthz and /metrics", shown, port)
     source = SecurityLogSource(
         follower=follower,
         connect=lambda: Publisher(url=url, topology=settings.topology, connection_attempts=1),
         quiet=QuietPeriod(interval=args.min_interval),
         state_file=args.state_file,
         stop=stop,
+        status=status,
     )
     log.info(
         "following %s (quiet period %.0f s per user)%s",
@@ -85,6 +100,9 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
         source.run()
     except OSError as exc:  # e.g. the state file's directory is not writable
         return fail(prog, one_line(exc))
+    finally:
+        if stop_endpoint is not None:
+            stop_endpoint()
     return EXIT_OK
 
 

@@ -58,6 +58,7 @@ class Chunk:
     lines: list[bytes]
     position: Position | None
     oversized: int = 0  # lines longer than the limit, skipped
+    path: Path | None = None  # the file they were read from (the live one or a rotated copy)
 
 
 class _Open:
@@ -110,6 +111,11 @@ class Follower:
             self._current.close()
             self._current = None
 
+    def where(self) -> tuple[Path, Position] | None:
+        """The file being read and the position in it (None between two files)."""
+        current = self._current
+        return None if current is None else (current.path, current.position())
+
     def read(self) -> Chunk:
         """The next complete lines; none when there is nothing new yet."""
         oversized = 0
@@ -125,12 +131,12 @@ class Follower:
                 lines, skipped = self._lines(current, data)
                 oversized += skipped
                 if lines or skipped:
-                    return Chunk(lines, current.position(), oversized)
+                    return Chunk(lines, current.position(), oversized, current.path)
                 if current.skipping:
                     continue  # dropping an oversized line: read on to its end
             # At the end of the file, or of its complete lines.
             if not self._moved_on(current):
-                return Chunk([], current.position(), oversized)
+                return Chunk([], current.position(), oversized, current.path)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -247,18 +253,7 @@ class Follower:
         return None
 
     def _siblings(self) -> list[Path]:
-        """Rotated copies of the live file (``x.log.1``, ``x.log.2023-06-09``), oldest
-        first; compressed ones cannot be read and are left out."""
-        prefix = self.path.name + "."
-        found = []
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(self.path.parent):
-                if entry.name.startswith(prefix) and not entry.name.endswith(COMPRESSED):
-                    with contextlib.suppress(OSError):
-                        found.append((entry.stat().st_mtime_ns, entry.name, Path(entry.path)))
-        # Same mtime (written in the same instant): a larger number is an older copy.
-        found.sort(key=lambda f: (f[0], -_suffix_number(f[1])))
-        return [p for _, _, p in found]
+        return rotated_copies(self.path)
 
     def _rotated_after(self, dev: int, ino: int) -> list[Path]:
         siblings = self._siblings()
@@ -268,6 +263,52 @@ class Follower:
                 if (st.st_dev, st.st_ino) == (dev, ino):
                     return siblings[i + 1 :]
         return []
+
+
+def rotated_copies(live: Path) -> list[Path]:
+    """Rotated copies of the live file (``x.log.1``, ``x.log.2023-06-09``), oldest
+    first; compressed ones cannot be read and are left out."""
+    prefix = live.name + "."
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(live.parent):
+            if entry.name.startswith(prefix) and not entry.name.endswith(COMPRESSED):
+                with contextlib.suppress(OSError):
+                    found.append((entry.stat().st_mtime_ns, entry.name, Path(entry.path)))
+    # Same mtime (written in the same instant): a larger number is an older copy.
+    found.sort(key=lambda f: (f[0], -_suffix_number(f[1])))
+    return [p for _, _, p in found]
+
+
+def bytes_behind(live: Path, position: Position) -> int | None:
+    """Bytes of the log after ``position``, as the follower would read them: the rest of
+    its file, then the rotated copies newer than it, then the live file (all of it when
+    the position's file is gone). None when the live file cannot be looked at. Sizes,
+    and the first KiB of a file to tell it from one that reused its inode."""
+    try:
+        live_size = live.stat().st_size
+        left = _left_in(live, position)
+    except OSError:
+        return None
+    if left is not None:
+        return left
+    behind, found = 0, False
+    for path in rotated_copies(live):
+        with contextlib.suppress(OSError):
+            if found:
+                behind += path.stat().st_size
+            elif (left := _left_in(path, position)) is not None:
+                behind, found = left, True
+    return behind + live_size
+
+
+def _left_in(path: Path, position: Position) -> int | None:
+    """What is left of ``path`` after ``position`` if the position is in it, else None."""
+    st = path.stat()
+    if (st.st_dev, st.st_ino) != (position.dev, position.ino) or not _is(path, position):
+        return None
+    # Shorter than the position: truncated, and read again from its start.
+    return st.st_size if st.st_size < position.offset else st.st_size - position.offset
 
 
 def _is(path: Path, position: Position) -> bool:

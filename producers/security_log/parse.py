@@ -5,7 +5,7 @@ Jira writes every authentication there, e.g. (before 9.5, Log4j 1)::
     2023-06-09 05:10:21,968+0000 http-nio-8080-exec-14 admin 310x2803x1 zokxj2 10.0.0.7 \
 /rest/gadget/1.0/login The user 'admin' has PASSED authentication.
 
-The columns between the timestamp and the message (thread, user, request id, session,
+The columns between the timestamp and the message (thread, user, request id, HTTP session id,
 address, URL) changed with the move to Log4j2 in 9.5 and may be empty; they are not
 used. What is used: the timestamp at the start of the line and the message
 ``The user '<name>' has PASSED authentication``. The name in the message is the one

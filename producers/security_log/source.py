@@ -8,37 +8,21 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from producers.publisher import Publisher
 from producers.security_log.fold import QuietPeriod
-from producers.security_log.follow import Follower, Position, save_position
+from producers.security_log.follow import Chunk, Follower, save_position
 from producers.security_log.parse import Login, Skip, parse_line
+from producers.security_log.status import Counts, SourceStatus
 from schemas.messages import UserLoggedIn
 from worker.errors import PublishError
 
 DEFAULT_MIN_INTERVAL = 300.0
 MAX_BACKOFF = 60.0
 log = logging.getLogger("producers.security_log")
-
-
-@dataclass
-class Counts:
-    lines: int = 0
-    published: int = 0
-    folded: int = 0
-    ignored: int = 0  # failed, anonymous and other lines
-    unparsable: int = 0
-
-    def summary(self) -> str:
-        return (
-            f"{self.lines} lines read: {self.published} logins published, {self.folded} folded"
-            f" into the quiet period, {self.ignored} other lines ignored, {self.unparsable}"
-            " unparsable"
-        )
 
 
 class SecurityLogSource:
@@ -48,6 +32,7 @@ class SecurityLogSource:
     :param quiet: the per-user quiet period.
     :param state_file: where the position is saved; None keeps it in memory only.
     :param stop: set to stop (from a signal handler).
+    :param status: what the source tells its status endpoint; None: a record of its own.
     :param poll: seconds to wait when the log has nothing new.
     :param report_every: seconds between summary lines.
     """
@@ -60,6 +45,7 @@ class SecurityLogSource:
         quiet: QuietPeriod,
         state_file: Path | None,
         stop: threading.Event,
+        status: SourceStatus | None = None,
         poll: float = 0.5,
         report_every: float = 60.0,
     ) -> None:
@@ -71,6 +57,9 @@ class SecurityLogSource:
         self.poll = poll
         self.report_every = report_every
         self.counts = Counts()
+        self.status = status or SourceStatus(
+            file=follower.path, state_file=state_file, start=follower.where()
+        )
         self._publisher: Publisher | None = None
         self._reported = time.monotonic()
 
@@ -79,8 +68,10 @@ class SecurityLogSource:
             while not self.stop.is_set():
                 chunk = self.follower.read()
                 if chunk.lines or chunk.oversized:
-                    self._handle(chunk.lines, chunk.oversized, chunk.position)
+                    self._handle(chunk)
                 else:
+                    if chunk.path is not None and chunk.position is not None:
+                        self.status.read(chunk.path, chunk.position, self.counts)
                     self._report()
                     self.stop.wait(self.poll)
         finally:
@@ -89,12 +80,12 @@ class SecurityLogSource:
                 self._publisher.close()
             log.info("stopped; %s", self.counts.summary())
 
-    def _handle(self, lines: list[bytes], oversized: int, position: Position | None) -> None:
+    def _handle(self, chunk: Chunk) -> None:
         logins: list[UserLoggedIn] = []
         counts = self.counts
-        counts.lines += len(lines) + oversized
-        counts.unparsable += oversized
-        for line in lines:
+        counts.lines += len(chunk.lines) + chunk.oversized
+        counts.unparsable += chunk.oversized
+        for line in chunk.lines:
             result = parse_line(line)
             if isinstance(result, Login):
                 if self.quiet.admit(result.username, result.at):
@@ -108,11 +99,19 @@ class SecurityLogSource:
             else:
                 counts.ignored += 1
         counts.folded = self.quiet.folded
+        if chunk.path is not None and chunk.position is not None:
+            self.status.read(chunk.path, chunk.position, counts)
         if not self._publish_all(logins):
             return  # stopping before the broker confirmed: the position stays behind
         counts.published += len(logins)
-        if position is not None and self.state_file is not None:
-            save_position(self.state_file, position)
+        if chunk.position is not None:
+            if self.state_file is not None:
+                save_position(self.state_file, chunk.position)
+            if chunk.path is not None:
+                newest = max((e.occurred_at for e in logins), default=None)
+                self.status.confirmed(
+                    chunk.path, chunk.position, counts=counts, last_login_at=newest
+                )
         self._report()
 
     def _publish_all(self, logins: list[UserLoggedIn]) -> bool:
@@ -126,6 +125,7 @@ class SecurityLogSource:
                     publisher.publish(event)
                     done += 1
             except PublishError as exc:
+                self.status.broker_up(False)
                 if self._publisher is not None:
                     self._publisher.close()
                     self._publisher = None
@@ -138,6 +138,7 @@ class SecurityLogSource:
     def _connected(self) -> Publisher:
         if self._publisher is None:
             self._publisher = self.connect()
+            self.status.broker_up(True)
             log.info("connected to RabbitMQ")
         return self._publisher
 

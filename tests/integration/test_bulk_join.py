@@ -65,7 +65,7 @@ def test_identical_requests_while_a_run_is_open_make_one_run(start_worker, broke
 
 
 def test_replicas_opening_identical_requests_at_once_make_one_run(database):
-    """Two sessions open identical requests at the same instant, many times over: one
+    """Two connections open identical requests at the same instant, many times over: one
     inserts, the other waits for its commit on the unique index and joins."""
     for _ in range(20):
         pair = [

@@ -224,8 +224,8 @@ def test_a_request_whose_run_lock_is_still_held_waits_for_it(start_worker, broke
     assert broker.dead_letters() == []
 
 
-def test_a_dead_replica_host_loses_its_database_session_within_the_lock_wait(database):
-    """Run locks are session locks: PostgreSQL must notice a vanished replica host
+def test_a_dead_replica_host_loses_its_database_connection_within_the_lock_wait(database):
+    """Run locks are locks held by the connection: PostgreSQL must notice a vanished replica host
     (no FIN, no RST) well before a redelivered request stops waiting for the lock."""
     from worker.fan_out import RUN_LOCK_WAIT
 

@@ -10,7 +10,7 @@ import re
 import httpx
 import pytest
 
-from lab.harness import worker_env
+from lab.harness import wait_for, worker_env
 from tests.console_support import ConsoleProcess, csrf, signed_in
 
 CSP = (
@@ -164,3 +164,58 @@ def test_health_shows_the_queues_and_the_last_webhook_delivery(
     assert re.search(r"last delivery: <strong>\d{4}-\d\d-\d\dT", page)
     assert f"<td>{broker.topology.login_queue}</td>" in page
     assert "Workers seen: <strong>0</strong> — no worker consumes" in page
+
+
+def test_health_shows_each_security_log_source_position_or_that_it_cannot_be_reached(
+    infra, database, broker, jira, tmp_path
+):
+    from tests.seclog_support import SecurityLogProcess, append, passed
+
+    broker.declare()
+    seclog = tmp_path / "atlassian-jira-security.log"
+    append(seclog, passed("alice"))
+    source = SecurityLogProcess(
+        amqp_url=broker.url,
+        topology=broker.topology,
+        log_path=tmp_path / "source.log",
+        args=(str(seclog), "--from-start"),
+        env={"ASSETSYNC_SECURITY_LOG_LISTEN": "127.0.0.1:0"},
+    )
+    source.log_path.write_text("")
+    source.start()
+    gone = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    jira.accounts.add("ann", "pw", administrator=True)
+    env = worker_env(
+        amqp_url=infra.amqp_url, database_url=database, topology=broker.topology, jira_url=jira.url
+    )
+    urls = f"{source.status_url()},{gone}"
+    console = ConsoleProcess(
+        env={**env, "ASSETSYNC_CONSOLE_SECURITY_LOG_URLS": urls}, log_path=tmp_path / "c.log"
+    ).start()
+    try:
+        with contextlib.closing(signed_in(console)) as http:
+            size = seclog.stat().st_size
+            wait_for(
+                lambda: f"byte {size} of inode" in http.get("/health").text,
+                what="the source's position on the page",
+            )
+            page = http.get("/health").text
+    finally:
+        console.terminate()
+        source.stop()
+    row = re.search(
+        rf"<th scope=\"row\">{re.escape(source.status_url())}</th>(.*?)</tr>", page, re.S
+    )
+    assert row, page
+    cells = row.group(1)
+    assert f"<td>{seclog}</td>" in cells
+    assert f"byte {size} of inode {seclog.stat().st_ino}" in cells
+    assert "1 (1 logins published)" in cells
+    assert re.search(
+        r"\d{4}-\d\d-\d\dT[\d:]+\+00:00 \(Jira logged it at 2026-11-29T09:00:00", cells
+    )
+    assert "caught up" in cells
+    assert (
+        f'<p role="alert" class="error">the security-log source at {gone} does not answer' in page
+    )
+    assert re.search(rf'<th scope="row">{gone}</th>\s*<td colspan="5">cannot be reached</td>', page)

@@ -1,5 +1,5 @@
 """A real database failover: a PostgreSQL primary and its standby of the test's own
-(``tests/pg_pair.py``), workers on a multi-host URL with ``target_session_attrs=
+(``lab/pg_pair.py``), workers on a multi-host URL with ``target_session_attrs=
 read-write``, the primary stopped (immediate) and the standby promoted while a bulk run
 of thousands of users fans out or is processed and logins arrive.
 

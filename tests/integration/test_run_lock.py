@@ -1,4 +1,4 @@
-"""The run lock lives on one pooled database session: when that session is killed mid-scan,
+"""The run lock lives on one pooled database connection: when that connection is killed mid-scan,
 the replica that held it stops publishing, and the run is scanned on from its checkpoint
 by whoever takes the lock next, never by two replicas at once."""
 
@@ -29,7 +29,7 @@ def lock_holder(database: str) -> int | None:
     return int(row[0]) if row else None
 
 
-def test_a_killed_run_lock_session_stops_its_scan_and_the_run_ends_done_exactly(
+def test_a_killed_run_lock_connection_stops_its_scan_and_the_run_ends_done_exactly(
     start_worker, broker, jira, database
 ):
     jira.add_sample_users(USERS)
@@ -72,7 +72,7 @@ def test_a_killed_run_lock_session_stops_its_scan_and_the_run_ends_done_exactly(
     pages = USERS // PAGE + 1
     assert jira.request_count("/user/list") <= pages + 3
     logs = first.log() + second.log()
-    assert "the session that holds its run lock is gone" in logs
+    assert "the connection that holds its run lock is gone" in logs
     assert "(resuming)" in logs
     assert broker.dead_letters() == []
     assert first.proc.poll() is None and second.proc.poll() is None

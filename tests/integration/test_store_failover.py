@@ -1,6 +1,6 @@
 """The asset store's pool through a database that turns read-only and back, on the test's
 own database (``ALTER DATABASE ... SET default_transaction_read_only``, the cheap
-imitation of a switchover): what it raises, and that no read-only session is handed
+imitation of a switchover): what it raises, and that no read-only connection is handed
 out again once the database takes writes."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from worker.store import Store
 
 
 def read_only(maintenance_url: str, database_url: str, on: bool) -> None:
-    """New sessions of the database read-only (or not), and its sessions ended."""
+    """New connections of the database read-only (or not), and its connections ended."""
     name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
     ident = sql.Identifier(str(name))
     with psycopg.connect(maintenance_url, autocommit=True) as conn:
@@ -80,29 +80,29 @@ def test_while_the_database_is_read_only_a_write_says_the_store_is_down(infra, d
     assert store.takes_writes()
 
 
-def test_a_pooled_session_opened_read_only_is_not_handed_out_once_writes_are_back(
+def test_a_pooled_connection_opened_read_only_is_not_handed_out_once_writes_are_back(
     infra, database, store_of
 ):
-    # A URL that lets read-only sessions in (the default asks libpq for read-write).
+    # A URL that lets read-only connections in (the default asks libpq for read-write).
     read_only(infra.database_url, database, True)
     try:
         store = store_of(url=f"{database} target_session_attrs=any")
-        store.open()  # its session is read-only, and stays so
+        store.open()  # its connection is read-only, and stays so
     finally:
         read_only(infra.database_url, database, False)
     for _ in range(3):
-        write(store)  # the pool's check drops the read-only session before use
+        write(store)  # the pool's check drops the read-only connection before use
 
 
-def test_a_session_that_met_a_read_only_error_is_dropped_from_the_pool(database, store_of):
+def test_a_connection_that_met_a_read_only_error_is_dropped_from_the_pool(database, store_of):
     store = store_of(max_size=1)
     store.open()
     first = write(store)
     with pytest.raises(StoreDown), store.transaction() as conn:
-        # As a session whose server went read-only under it would answer (25006).
+        # As a connection whose server went read-only under it would answer (25006).
         conn.execute("SET LOCAL transaction_read_only = on")
         conn.execute("INSERT INTO folders (name) VALUES (gen_random_uuid()::text)")
-    assert write(store) != first  # a new session, not the one that met the error
+    assert write(store) != first  # a new connection, not the one that met the error
 
 
 def test_a_login_during_an_outage_longer_than_all_its_retries_is_synced_not_dead_lettered(

@@ -1,7 +1,7 @@
 """Every PostgreSQL advisory lock of the project, its key and how it is taken.
 
 Keys are (namespace, id) pairs or single numbers, each namespace spelling a word in
-ASCII so that ``pg_locks`` says whose a lock is. Session locks end with their
+ASCII so that ``pg_locks`` says whose a lock is. Connection locks end with their
 connection: a crashed holder never blocks the next one.
 
 * migrations (``assy``): one ``migrate`` at a time, from any number of replicas;
@@ -22,12 +22,12 @@ SCHEDULER_LOCK = (0x736368, 1)  # "sch"
 
 
 def lock_migrations(conn: psycopg.Connection[Any]) -> None:
-    """Wait for the migration lock (a session lock on ``conn``)."""
+    """Wait for the migration lock (held by ``conn`` until it unlocks or closes)."""
     conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
 
 
 def try_lock_run(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
-    """Session lock on the run, held by the replica fanning it out. It ends with that
+    """Connection lock on the run, held by the replica fanning it out. It ends with that
     replica's connection, so a crashed replica never blocks the redelivered request."""
     row = conn.execute(
         "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [RUN_LOCKS, str(run_id)]
@@ -36,9 +36,9 @@ def try_lock_run(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
 
 
 def holds_run_lock(conn: psycopg.Connection[Any], run_id: UUID) -> bool:
-    """Whether this session still holds the run's lock. It has lost it when the session
+    """Whether this connection still holds the run's lock. It has lost it when the connection
     was ended and replaced (it cannot be: psycopg never reconnects a connection), or
-    when the server forgot it; a session that is gone raises instead."""
+    when the server forgot it; a connection that is gone raises instead."""
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
         " AND pid = pg_backend_pid() AND classid = %s AND objid = hashtext(%s)::oid"

@@ -34,7 +34,7 @@ from yoyo import get_backend, read_migrations
 
 from worker.errors import StoreUnavailable
 from worker.store.locks import lock_migrations
-from worker.store.pool import session_options, translate_errors
+from worker.store.pool import connection_options, translate_errors
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def migrate(
 
 
 def _migrate_once(url: str, source: Path) -> list[str]:
-    options = {**session_options(url), "application_name": "assetsync migrate"}
+    options = {**connection_options(url), "application_name": "assetsync migrate"}
     with translate_errors():
         ensure_database(url)
         with psycopg.connect(url, autocommit=True, **options) as lock_conn:
@@ -100,7 +100,7 @@ def _migrate_once(url: str, source: Path) -> list[str]:
 
 
 def _in_the_way(conn: psycopg.Connection[Any]) -> str:
-    """The oldest open transaction of another session of this database, in words: the
+    """The oldest open transaction of another connection of this database, in words: the
     likely holder of the lock a migration waited for."""
     row = conn.execute(
         "SELECT pid, application_name, state, now() - xact_start, left(query, 100)"

@@ -1,4 +1,4 @@
-"""The replica's connection pool: transactions, sessions for locks, error translation,
+"""The replica's connection pool: transactions, connections for locks, error translation,
 the database's clock, and a deadline on every wait for the server.
 
 A database that goes silent (a dropped route, a stuck proxy) leaves a connection open
@@ -6,9 +6,9 @@ with nothing coming back; TCP keepalives cannot tell when something in between s
 answers them. So every wait for the server is bounded here: past the deadline the
 connection is closed and the wait ends as ``StoreDown`` (transient).
 
-Failover. Sessions are opened with ``target_session_attrs=read-write`` unless the URL
+Failover. Connections are opened with ``target_session_attrs=read-write`` unless the URL
 says otherwise, so that libpq skips a standby or a read-only server (and, given a
-multi-host URL, tries the next host). A session can still turn read-only, or end,
+multi-host URL, tries the next host). A connection can still turn read-only, or end,
 under us: a connection that met an error saying the store is down
 (``worker.store.sqlstates``) is closed rather than given back, and the pool's check
 before each use drops one whose server reports it read-only or in recovery, so that no
@@ -32,7 +32,7 @@ from worker.store.sqlstates import Verdict, verdict
 
 DEFAULT_DEADLINE = 60.0
 # Seconds a caller waits for a connection. The pool has one to hand at once unless the
-# database refuses new sessions (down, read-only); a consuming loop blocked longer than
+# database refuses new connections (down, read-only); a consuming loop blocked longer than
 # a couple of heartbeats would lose its broker connection as well.
 POOL_WAIT = 2.0
 # psycopg_pool tries a failed connection again with doubling delays (1 s, 2 s, 4 s, ...)
@@ -64,7 +64,7 @@ class Store:
             open=False,
             timeout=POOL_WAIT,
             reconnect_timeout=RECONNECT_FOR,
-            kwargs=session_options(self._url),
+            kwargs=connection_options(self._url),
             connection_class=_BoundedConnection,
             configure=lambda conn: _configure(conn, deadline),
             # A connection killed, or turned read-only, while it sat in the pool is found
@@ -104,7 +104,7 @@ class Store:
         return self.takes_writes(timeout)
 
     def takes_writes(self, timeout: float = 1.0) -> bool:
-        """Whether the database takes writes now: a session can be had within
+        """Whether the database takes writes now: a connection can be had within
         ``timeout`` seconds, and it is neither read-only nor a standby's."""
         try:
             with translate_errors(), self._pool.connection(timeout=timeout) as conn:
@@ -114,7 +114,7 @@ class Store:
                         " OR current_setting('transaction_read_only')::bool"
                     ).fetchone()
                 if row is None or row[0]:
-                    conn.close()  # a read-only session stays so: never hand it out
+                    conn.close()  # a read-only connection stays so: never hand it out
                     return False
         except StoreUnavailable:
             return False
@@ -133,7 +133,7 @@ class Store:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A connection of its own, in autocommit mode (for session-level locks)."""
+        """A connection of its own, in autocommit mode (for locks that last as long as it)."""
         with translate_errors(), self._pool.connection() as conn, _dropped_when_down(conn):
             conn.autocommit = True
             try:
@@ -143,8 +143,8 @@ class Store:
                     conn.autocommit = False
 
 
-def session_options(url: str) -> dict[str, Any]:
-    """What every session of the worker is opened with, beside ``url``. Sessions must
+def connection_options(url: str) -> dict[str, Any]:
+    """What every connection of the worker is opened with, beside ``url``. Connections must
     take writes: ``target_session_attrs=read-write`` (unless the URL sets its own) has
     libpq refuse a read-only server or a standby and, in a multi-host URL, try the
     next host."""
@@ -178,7 +178,7 @@ class _BoundedConnection(psycopg.Connection[Any]):
 def _configure(conn: psycopg.Connection[Any], deadline: float) -> None:
     """Have PostgreSQL probe this connection's TCP peer after 10 s of silence and drop
     it after three unanswered probes 5 s apart (its defaults: hours). A replica whose
-    host dies then loses its session, and with it the run lock a bulk fan-out holds,
+    host dies then loses its connection, and with it the run lock a bulk fan-out holds,
     within about 25 s, so that the request RabbitMQ hands to another replica can go on
     (``fan_out.RUN_LOCK_WAIT``). Over a Unix socket these settings do nothing."""
     for name, value in (
@@ -194,13 +194,13 @@ def _configure(conn: psycopg.Connection[Any], deadline: float) -> None:
 
 def _check(conn: psycopg.Connection[Any]) -> None:
     """The pool's check before handing a connection out: alive (a round trip), and its
-    server does not report the session read-only or in hot standby (PostgreSQL 14 and
+    server does not report the connection read-only or in hot standby (PostgreSQL 14 and
     later report both as they change, e.g. on a reload of the configuration)."""
     psycopg_pool.ConnectionPool.check_connection(conn)
     status = conn.info.parameter_status
     if "on" in (status("default_transaction_read_only"), status("in_hot_standby")):
         conn.close()
-        raise psycopg.OperationalError("the session is read-only now: dropped from the pool")
+        raise psycopg.OperationalError("the connection is read-only now: dropped from the pool")
 
 
 def _verdict(exc: psycopg.Error) -> Verdict:
@@ -210,7 +210,7 @@ def _verdict(exc: psycopg.Error) -> Verdict:
 @contextlib.contextmanager
 def _dropped_when_down(conn: psycopg.Connection[Any]) -> Iterator[None]:
     """Close ``conn`` when it meets an error saying the store is down, so that the pool
-    replaces it: a session that found the database read-only (25006) stays read-only
+    replaces it: a connection that found the database read-only (25006) stays read-only
     after the database takes writes again."""
     try:
         yield

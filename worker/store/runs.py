@@ -24,11 +24,14 @@ import psycopg
 from schemas.messages import BulkSyncRequested
 from worker.checkpoints import Checkpoint, decode_checkpoint, encode_checkpoint
 from worker.errors import StoreUnavailable
-from worker.store import upsert
+from worker.store import locks, upsert
 from worker.store.scheme import Scheme
 from worker.store.upsert import Change
 
 COUNT_SLOTS = 16  # counter rows per run (see _count)
+# How the reason starts that a run, and each user it left open, ends with when the stall
+# bound ended it (``end_stalled``): a late message of such a user is still applied.
+STALLED = "stalled: "
 
 
 @dataclass(frozen=True)
@@ -161,14 +164,18 @@ def still_open(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[s
     }
 
 
-def settled(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[str]) -> set[str]:
-    """Those of ``jira_ids`` whose outcome the run has already recorded."""
+def settled(
+    conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[str]
+) -> dict[str, bool]:
+    """Those of ``jira_ids`` whose outcome the run has already recorded, each with
+    whether it is a failure the stall bound recorded (``end_stalled``): a message that
+    comes that late is still applied (``record_late_outcomes``)."""
     return {
-        r[0]
+        r[0]: bool(r[1])
         for r in conn.execute(
-            "SELECT jira_id FROM sync_run_users"
+            "SELECT jira_id, outcome = 'failed' AND starts_with(error, %s) FROM sync_run_users"
             " WHERE run_id = %s AND jira_id = ANY(%b) AND outcome IS NOT NULL",
-            [run_id, list(jira_ids)],
+            [STALLED, run_id, list(jira_ids)],
         )
     }
 
@@ -237,6 +244,37 @@ def _count_settled(
     )
 
 
+def record_late_outcomes(
+    conn: psycopg.Connection[Any], run_id: UUID, changes: Iterable[Change]
+) -> int:
+    """The outcome of users the stall bound had counted failed, whose messages came
+    after all: the run's counts say what happened to them (its state stays as it ended).
+    Returns how many were recorded."""
+    rows = [(c.jira_id, c.outcome, c.deactivated) for c in changes]
+    if not rows:
+        return 0
+    jira_ids, outcomes, deactivated = (list(c) for c in zip(*rows, strict=True))
+    late = conn.execute(
+        "UPDATE sync_run_users u SET outcome = o.outcome, deactivated = o.deactivated, error = NULL"
+        " FROM unnest(%b::text[], %b::text[], %b::bool[]) AS o (jira_id, outcome, deactivated)"
+        " WHERE u.run_id = %s AND u.jira_id = o.jira_id AND u.outcome = 'failed'"
+        " AND starts_with(u.error, %s)"
+        " RETURNING o.outcome, o.deactivated",
+        [jira_ids, outcomes, deactivated, run_id, STALLED],
+    ).fetchall()
+    by_outcome = Counter(outcome for outcome, _ in late)
+    _count(
+        conn,
+        run_id,
+        failed=-len(late),
+        created=by_outcome["created"],
+        updated=by_outcome["updated"],
+        unchanged=by_outcome["unchanged"],
+        deactivated=sum(1 for _, d in late if d),
+    )
+    return len(late)
+
+
 def record_failures(
     conn: psycopg.Connection[Any], run_id: UUID, failures: Iterable[tuple[str, str]]
 ) -> None:
@@ -256,7 +294,7 @@ def record_failures(
 
 def _count(conn: psycopg.Connection[Any], run_id: UUID, **moved: int) -> None:
     """Move the run's counters by ``moved``, in the caller's transaction, on a counter row
-    of this session's own (its pid's slot), so that replicas do not queue on one row."""
+    of this connection's own (its pid's slot), so that replicas do not queue on one row."""
     if not any(moved.values()):
         return
     names = list(moved)
@@ -294,6 +332,92 @@ def finish_runs(conn: psycopg.Connection[Any], run_ids: Iterable[UUID]) -> list[
     """``finish_if_complete`` for each run: the ones that ended now, with their state."""
     ended = ((run_id, finish_if_complete(conn, run_id)) for run_id in sorted(set(run_ids)))
     return [(run_id, state) for run_id, state in ended if state is not None]
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """An open run as the run watch sees it.
+
+    :param mark: matched + done: it changes whenever the run makes progress.
+    :param locked: a replica holds its run lock (it is scanning Jira, or looking up
+        the users gone at the end of the scan): alive, even while no count moves.
+    """
+
+    id: UUID
+    state: str
+    matched: int
+    done: int
+    locked: bool
+
+    @property
+    def mark(self) -> int:
+        return self.matched + self.done
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "processing" and self.matched == self.done
+
+
+def watch_open_runs(conn: psycopg.Connection[Any]) -> list[OpenRun]:
+    """Every open run, from its counters (a few rows each) and the run locks; and, in the
+    same statement, when each last made progress (``progressed_at``, for the people who
+    follow runs): now, for those whose mark changed since the last look or that are locked.
+    """
+    rows = conn.execute(
+        "WITH open AS ("
+        "  SELECT r.id, r.state, COALESCE(sum(c.matched), 0)::bigint AS matched,"
+        "         COALESCE(sum(c.done), 0)::bigint AS done, EXISTS ("
+        "           SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+        "           AND l.classid = %(locks)s AND l.objid = hashtext(r.id::text)::oid"
+        "           AND l.objsubid = 2) AS locked"
+        "  FROM sync_runs r LEFT JOIN sync_run_counts c ON c.run_id = r.id"
+        "  WHERE r.state IN ('fanning_out', 'processing') GROUP BY r.id),"
+        " noted AS ("
+        "  UPDATE sync_runs r SET progress_mark = o.matched + o.done, progressed_at = now()"
+        "  FROM open o WHERE r.id = o.id"
+        "  AND (o.locked OR r.progress_mark IS DISTINCT FROM o.matched + o.done))"
+        " SELECT id, state, matched, done, locked FROM open ORDER BY id",
+        {"locks": locks.RUN_LOCKS},
+    ).fetchall()
+    return [OpenRun(r[0], r[1], int(r[2]), int(r[3]), bool(r[4])) for r in rows]
+
+
+def end_stalled(
+    conn: psycopg.Connection[Any], run: OpenRun, *, idle: float, bound: float
+) -> int | None:
+    """End ``run``, idle for ``idle`` seconds (over ``bound``), ``failed``: each user it
+    left open is counted failed, with the reason. Only if it is still open and its counts
+    still where the watch saw them; returns how many users were left open, or None when
+    the run moved on meanwhile."""
+    row = conn.execute(
+        "SELECT state FROM sync_runs WHERE id = %s AND state = %s FOR UPDATE",
+        [run.id, run.state],
+    ).fetchone()
+    if row is None:
+        return None
+    now = conn.execute(
+        "SELECT COALESCE(sum(matched + done), 0)::bigint FROM sync_run_counts WHERE run_id = %s",
+        [run.id],
+    ).fetchone()
+    if now is None or int(now[0]) != run.mark:
+        return None
+    doing = "scanning Jira" if run.state == "fanning_out" else "processing its users"
+    why = (
+        f"{STALLED}no progress for {idle:.0f} s while {doing}"
+        f" (ASSETSYNC_RUN_STALL_AFTER is {bound:g} s)"
+    )
+    left = conn.execute(
+        "UPDATE sync_run_users SET outcome = 'failed', error = %s"
+        " WHERE run_id = %s AND outcome IS NULL",
+        [f"{why}: its message never came back", run.id],
+    ).rowcount
+    _count(conn, run.id, done=left, failed=left)
+    conn.execute(
+        "UPDATE sync_runs SET state = 'failed', finished_at = now(), checkpoint = NULL,"
+        " error = %s WHERE id = %s",
+        [f"{why}; {left} users left unprocessed, counted failed", run.id],
+    )
+    return left
 
 
 def end_fan_out(conn: psycopg.Connection[Any], run_id: UUID, *, error: str | None = None) -> None:

@@ -5,7 +5,7 @@ a deadlock an ``OperationalError`` like a lost connection).
 * ``down``: the store takes no writes now, whatever the message: a failover or
   switchover (25006 read-only: a standby, a demoted primary, a pooler or virtual IP
   still pointing at the old one), a server shutting down, crashing or starting up
-  (57P01, 57P02, 57P03), a session ended under us (25P03, 57P05, class 08), the server
+  (57P01, 57P02, 57P03), a connection ended under us (25P03, 57P05, class 08), the server
   out of connections, disk or memory (class 53), failing I/O (class 58), the database
   gone (57P04). Not the message's fault: the loop waits for the store instead of
   spending the message's retries.

@@ -48,6 +48,7 @@ class Run:
     started_at: datetime
     finished_at: datetime | None
     duration_s: float
+    progressed_at: datetime  # when the run watch last saw it move (worker.run_watch)
 
     @property
     def finished(self) -> bool:
@@ -56,6 +57,10 @@ class Run:
     @property
     def in_progress(self) -> bool:
         return not self.finished
+
+    def idle_s(self, now: datetime) -> float:
+        """Seconds an open run has gone without progress (0 once it ended)."""
+        return 0.0 if self.finished else max(0.0, (now - self.progressed_at).total_seconds())
 
     @property
     def succeeded(self) -> bool:
@@ -166,12 +171,13 @@ _RECENT_UNFILTERED = sql.SQL(
 def progress(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
     """The newest run still in progress: its id, state and counts, or None."""
     row = conn.execute(
-        "SELECT run_id, state, matched, done, failed FROM sync_run_summary"
+        "SELECT run_id, state, matched, done, failed,"
+        " EXTRACT(EPOCH FROM now() - progressed_at)::float8 FROM sync_run_summary"
         " WHERE state IN ('fanning_out', 'processing') ORDER BY started_at DESC LIMIT 1"
     ).fetchone()
     if row is None:
         return None
-    return dict(zip(("run_id", "state", "matched", "done", "failed"), row, strict=True))
+    return dict(zip(("run_id", "state", "matched", "done", "failed", "idle_s"), row, strict=True))
 
 
 def user_asset_rows(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str, str]]:

@@ -94,7 +94,7 @@ def test_a_batch_that_keeps_meeting_an_outage_is_settled_after_the_bound() -> No
     def handle(bodies: Sequence[str], loop: Any) -> Failures:
         nonlocal calls
         calls += 1
-        raise StoreDown("the session died again")
+        raise StoreDown("the connection died again")
 
     with pytest.raises(StoreDown):
         outages.handle_through_outages(handle, ["a"], FakeLoop(), takes_writes=lambda: True)

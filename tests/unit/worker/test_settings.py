@@ -260,3 +260,26 @@ def test_an_unknown_log_level_is_refused_before_anything_logs(monkeypatch) -> No
     line = settings_error(monkeypatch, "ASSETSYNC_LOG_LEVEL", "verbose")
 
     assert line.startswith("invalid setting ASSETSYNC_LOG_LEVEL: must be one of DEBUG, INFO")
+
+
+def test_the_security_log_status_address_is_unset_by_default_or_host_and_port(monkeypatch) -> None:
+    assert load_settings().security_log_address is None
+    monkeypatch.setenv("ASSETSYNC_SECURITY_LOG_LISTEN", "[::]:9102")
+    assert load_settings().security_log_address == ("::", 9102)
+    line = settings_error(monkeypatch, "ASSETSYNC_SECURITY_LOG_LISTEN", "9102")
+    assert line == "invalid setting ASSETSYNC_SECURITY_LOG_LISTEN: '9102' is not HOST:PORT"
+
+
+def test_the_consoles_security_log_urls_are_a_comma_separated_list_of_http_urls(
+    monkeypatch,
+) -> None:
+    assert load_settings().security_log_urls == ()
+    monkeypatch.setenv(
+        "ASSETSYNC_CONSOLE_SECURITY_LOG_URLS", " http://jira-1:9102 ,http://jira-2:9102,"
+    )
+    assert load_settings().security_log_urls == ("http://jira-1:9102", "http://jira-2:9102")
+    line = settings_error(monkeypatch, "ASSETSYNC_CONSOLE_SECURITY_LOG_URLS", "jira-1:9102")
+    assert line == (
+        "invalid setting ASSETSYNC_CONSOLE_SECURITY_LOG_URLS: must be http:// or https:// URLs,"
+        " comma-separated"
+    )

@@ -15,8 +15,8 @@ from worker.store.sqlstates import verdict
         "57P01",  # admin shutdown (pg_terminate_backend, a fast or immediate stop)
         "57P02",  # crash shutdown
         "57P03",  # cannot connect now (starting up, promoting)
-        "57P05",  # idle session timeout
-        "25P03",  # idle-in-transaction session timeout: the session is gone
+        "57P05",  # idle_session_timeout (PostgreSQL's name)
+        "25P03",  # idle_in_transaction_session_timeout: the connection is gone
         "08000",
         "08006",  # connection failure
         "08P01",

@@ -1,0 +1,185 @@
+"""Every bulk run ends, and says what happened: the update that closes it failing once,
+a per-user message lost, a scheduler that must not wait on a dead run.
+
+Judged by what users see: the run's final state and counts (every matched user done or
+failed, with the reason), one asset per user, nothing dead-lettered for a passing cause,
+the worker still running. The recovery times printed (``-s``) are the figures of
+docs/faults.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from lab.harness import (
+    ROOT,
+    Broker,
+    request_bulk,
+    run_summary,
+    signed,
+    user_assets,
+    wait_for,
+    wait_run_finished,
+)
+from schemas.messages import BulkSyncRequested, JiraUser, user_sync_bodies
+from worker.store import runs
+
+pytestmark = pytest.mark.timeout(180)
+
+FAST = {"ASSETSYNC_JIRA_PAGE_SIZE": "100", "ASSETSYNC_BATCH_SIZE": "50"}
+
+
+def test_a_run_whose_closing_update_fails_once_still_ends_done(
+    start_worker, broker, jira, database
+):
+    """Seen: the update that closes the run failed once with 40001 after the last batch
+    committed; the retried batch applied nothing, checked nothing, and the run stayed
+    ``processing`` with matched 3,000 = done 3,000 for good."""
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE closing_fails")
+        conn.execute(
+            "CREATE FUNCTION fail_closing_once() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN"
+            "  IF NEW.state = 'done' AND OLD.state = 'processing'"
+            "     AND nextval('closing_fails') = 1 THEN"  # a sequence: not rolled back
+            "   RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001';"
+            "  END IF;"
+            "  RETURN NEW;"
+            " END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER fail_closing_once BEFORE UPDATE ON sync_runs"
+            " FOR EACH ROW EXECUTE FUNCTION fail_closing_once()"
+        )
+    jira.add_sample_users(1000)
+    worker = start_worker(env=FAST)
+
+    run_id = request_bulk(broker)
+    failed_at = wait_for(lambda: _fired(database) and time.monotonic(), what="the failed close")
+    run = wait_run_finished(database, run_id, timeout=60)
+    print(f"\nclosing update failed once: run done {time.monotonic() - failed_at:.1f} s after")
+
+    assert run["state"] == "done", run["error"]
+    assert (run["matched"], run["done"], run["created"], run["failed"]) == (1000, 1000, 1000, 0)
+    assert len({a["jira_id"] for a in user_assets(database)}) == len(user_assets(database)) == 1000
+    assert broker.count(broker.topology.dead_queue) == 0
+    assert worker.proc.poll() is None
+
+
+def _fired(database: str) -> bool:
+    with psycopg.connect(database) as conn:
+        row = conn.execute("SELECT is_called FROM closing_fails").fetchone()
+        return bool(row and row[0])
+
+
+STALL = {"ASSETSYNC_RUN_STALL_AFTER": "12"}  # the test topology's delays are under a second
+
+
+def test_a_run_with_a_lost_message_ends_failed_by_the_stall_bound_and_schedules_go_on(
+    start_worker, broker, database
+):
+    """A run's per-user message is lost (here: never published): the run ends ``failed``
+    past ``ASSETSYNC_RUN_STALL_AFTER``, that user counted failed with the reason; until
+    then ``status`` and ``--unless-recent`` say how long it has been idle, after it
+    ``--unless-recent`` requests a new run; the lost message, coming after all, is
+    still applied."""
+    worker = start_worker(env=STALL)
+    users = [JiraUser(jira_id=f"JIRAUSER{n}", name=f"user{n}") for n in range(10)]
+    run_id = _open_run(database, [u.jira_id for u in users])
+    _publish(broker, database, run_id, users[:9])  # the tenth is lost
+    wait_for(lambda: run_summary(database, run_id)["done"] == 9, what="the nine users")
+    last_progress = time.monotonic()
+
+    scheduler = _Scheduler(broker, database)
+    waiting = scheduler.run("--unless-recent", "1h")
+    assert waiting.returncode == 0, waiting.stderr
+    assert waiting.stdout.startswith(f"not requested: run {run_id} is processing (9/10 done")
+    assert "last progress" in waiting.stdout
+    shown = json.loads(scheduler.run("status", run_id, "--json").stdout)
+    assert shown["state"] == "processing" and shown["idle_s"] >= 0
+
+    run = wait_run_finished(database, run_id, timeout=60)
+    print(
+        f"\nlost message: run ended {time.monotonic() - last_progress:.1f} s after its last progress"
+    )
+    assert run["state"] == "failed"
+    assert run["error"].startswith("stalled: no progress for ")
+    assert "1 users left unprocessed, counted failed" in run["error"]
+    assert (run["matched"], run["done"], run["created"], run["failed"]) == (10, 10, 9, 1)
+    assert _user_error(database, run_id, "JIRAUSER9").endswith("its message never came back")
+    assert f"bulk run {run_id} stalled" in worker.log()
+    status = scheduler.run("status", run_id)
+    assert "failed" in status.stdout and "stalled: no progress" in status.stderr
+
+    requested = scheduler.run("--unless-recent", "1h")
+    assert requested.returncode == 0, requested.stderr
+    assert requested.stdout.startswith("run ") and requested.stdout.endswith(" requested\n")
+
+    _publish(broker, database, run_id, users[9:])  # the lost message, late
+    wait_for(lambda: len(user_assets(database)) == 10, what="the late user's asset")
+    wait_for(lambda: run_summary(database, run_id)["failed"] == 0, what="the late outcome")
+    late = run_summary(database, run_id)
+    assert (late["state"], late["done"], late["created"]) == ("failed", 10, 10)
+    assert broker.count(broker.topology.dead_queue) == 0
+    assert worker.proc.poll() is None
+
+
+def _open_run(database: str, jira_ids: list[str]) -> str:
+    """A run of every user, fanned out (as a worker leaves it after its scan)."""
+    request = BulkSyncRequested(
+        request_id=uuid.uuid4(), requested_at=datetime.now(UTC), requested_by="tests"
+    )
+    with psycopg.connect(database) as conn:
+        runs.open_run(conn, request)
+        runs.add_matched(conn, request.request_id, jira_ids)
+        runs.end_fan_out(conn, request.request_id)
+    return str(request.request_id)
+
+
+def _publish(broker: Broker, database: str, run_id: str, users: list[JiraUser]) -> None:
+    bodies = user_sync_bodies(
+        run_id=uuid.UUID(run_id), dry_run=False, fetched_at=datetime.now(UTC), users=users
+    )
+    for body in bodies:
+        broker.publish_raw(body, routing_key="user-sync", headers=signed(database, body))
+
+
+def _user_error(database: str, run_id: str, jira_id: str) -> str:
+    with psycopg.connect(database) as conn:
+        row = conn.execute(
+            "SELECT error FROM sync_run_users WHERE run_id = %s AND jira_id = %s",
+            [run_id, jira_id],
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+class _Scheduler:
+    """The admin script, as a cron job runs it, on the test's broker and database."""
+
+    def __init__(self, broker: Broker, database: str) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSYNC_")}
+        self.env.update(
+            ASSETSYNC_AMQP_URL=broker.url,
+            ASSETSYNC_AMQP_PREFIX=broker.topology.prefix,
+            ASSETSYNC_DATABASE_URL=database,
+        )
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "producers.bulk_sync", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
