@@ -48,6 +48,7 @@ from worker.probes import Health
 from worker.settle import (
     DeadLetter,
     Decision,
+    settle_copy,
     worth_splitting,
 )
 from worker.settler import Settler, describe
@@ -108,6 +109,10 @@ class Route:
     :param on_give_up: called with a decoded message that is about to be dead-lettered.
     :param check: called with each body and its headers before it is decoded; raises
         ``InvalidMessage`` for a delivery that must not be trusted (a bad signature).
+    :param annotate: makes what the handler gets of a decoded message and the
+        delivery's headers (default: the message alone).
+    :param copies: the queue holds copies of dead letters (``worker.given_up``): one
+        that cannot be used is acked, never republished (``settle.settle_copy``).
     """
 
     queue: str
@@ -116,6 +121,8 @@ class Route:
     batch_size: int = 1
     on_give_up: GiveUp | None = None
     check: Callable[[bytes, Mapping[str, Any] | None], None] | None = None
+    annotate: Callable[[Any, Mapping[str, Any]], Any] | None = None
+    copies: bool = False
 
 
 @dataclass
@@ -309,7 +316,10 @@ class Consumer:
                 _check_header(message)
                 if route.check is not None:
                     route.check(message.body, message.headers)
-                decoded.append((message, self._decode(message)))
+                body = self._decode(message)
+                if route.annotate is not None:
+                    body = route.annotate(body, message.headers or {})
+                decoded.append((message, body))
             except InvalidMessage as exc:
                 self._carry_out(route, message, None, DeadLetter(str(exc)))
             except Exception as exc:  # whatever a body does to a parser, never the loop
@@ -379,10 +389,15 @@ class Consumer:
 
     def _settle_failure(self, route: Route, message: Any, body: Any, exc: Exception) -> None:
         assert self._settler is not None
+        if route.copies:
+            self._settler.carry_out(route.queue, message, body, settle_copy(exc), on_give_up=None)
+            return
         self._settler.failed(route.queue, message, body, exc, on_give_up=route.on_give_up)
 
     def _carry_out(self, route: Route, message: Any, body: Any, decision: Decision) -> None:
         assert self._settler is not None
+        if route.copies and isinstance(decision, DeadLetter):
+            decision = settle_copy(decision.reason)
         self._settler.carry_out(route.queue, message, body, decision, on_give_up=route.on_give_up)
 
     def _hold(self, queue: str, message: Any, seconds: float) -> None:

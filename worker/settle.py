@@ -14,9 +14,14 @@
     republish refused ──► GiveBack  hold the delivery ``after`` seconds, then put it
                                     back: never acked unless a copy is in a queue
 
+    a copy of a dead letter failed ──► Discard  ack it: the dead queue has the original
+                                   ├─► GiveBack (transient) and the three above
+
 ``settle`` decides for a message that failed; ``settle_unrecorded`` for one whose
 give-up could not be recorded in the database (a bulk run's bookkeeping);
-``settle_refused`` for one whose retry or dead-letter copy the broker would not take.
+``settle_refused`` for one whose retry or dead-letter copy the broker would not take;
+``settle_copy`` for a copy of a dead letter (``worker.given_up``), which is never
+republished: dead-lettering it again would bring it straight back.
 Before any of them, ``hold_back`` decides whether the failure is an outage of the store
 that the loop waits out instead (``worker.outages``).
 """
@@ -74,7 +79,12 @@ class GiveBack:
     reason: str
 
 
-Decision = Reconnect | Requeue | Stop | Retry | DeadLetter | GiveBack
+@dataclass(frozen=True)
+class Discard:
+    reason: str  # why the copy was not used, for the log
+
+
+Decision = Reconnect | Requeue | Stop | Retry | DeadLetter | GiveBack | Discard
 
 # Bounds of how long a delivery whose copy was refused is held before it is put back:
 # long enough not to hot-loop it, short enough that the loop's prefetch is not hoarded.
@@ -134,6 +144,20 @@ def settle_refused(exc: BaseException, *, wanted: Retry | DeadLetter) -> Decisio
     after = min(max(delay, GIVE_BACK_MIN), GIVE_BACK_MAX)
     where = "retry" if isinstance(wanted, Retry) else "dead letter"
     return GiveBack(after, f"RabbitMQ refused its {where}: {exc}")
+
+
+def settle_copy(exc: BaseException | str) -> Decision:
+    """What to do with a copy of a dead letter whose handling failed with ``exc`` (or
+    that was refused for the reason ``exc``): a passing failure gives it back a little
+    later (each give-back counts towards its queue's delivery limit, past which RabbitMQ
+    drops it); anything else discards it. Never a republish."""
+    if isinstance(exc, str):
+        return Discard(exc)
+    if isinstance(exc, BrokerLost | Interrupted | ConfigError):
+        return _not_the_message(exc)
+    if isinstance(exc, TransientError):
+        return GiveBack(GIVE_BACK_MIN, f"not recorded yet: {exc}")
+    return Discard(str(exc) if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}")
 
 
 def worth_splitting(exc: BaseException) -> bool:

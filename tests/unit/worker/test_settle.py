@@ -148,3 +148,14 @@ def test_an_outage_of_the_store_is_waited_out_a_bounded_number_of_times() -> Non
 def test_an_outage_of_the_store_past_the_holds_is_retried_like_any_transient_failure() -> None:
     decision = settle(StoreDown("read-only"), attempt=1, delays=DELAYS)
     assert isinstance(decision, Retry) and decision.attempt == 2
+
+
+def test_a_copy_of_a_dead_letter_is_never_republished() -> None:
+    from worker.settle import Discard, GiveBack, settle_copy
+
+    assert settle_copy(InvalidMessage("unsigned")) == Discard("unsigned")
+    assert settle_copy("bad signature") == Discard("bad signature")
+    assert settle_copy(ValueError("x")) == Discard("ValueError: x")
+    assert isinstance(settle_copy(StoreUnavailable("busy")), GiveBack)
+    assert settle_copy(BrokerLost("gone")) == Reconnect()
+    assert settle_copy(Interrupted("stopping")) == Requeue()
