@@ -51,7 +51,7 @@ RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 PHASES = ("fanning-out", "processing")
 FAULTS = (
     "connections-closed",
-    "connections-killed",
+    "database-connections-killed",
     "workers-killed",
     "broker-restarted",
     "broker-silent",
@@ -288,7 +288,7 @@ class Lab:
             self.node.close_all_connections()
             time.sleep(1.5)
             self.node.close_all_connections()
-        elif fault == "connections-killed":
+        elif fault == "database-connections-killed":
             self._kill_connections()
             time.sleep(1.5)
             self._kill_connections()

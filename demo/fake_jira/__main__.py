@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import threading
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from demo.fake_jira.server import FLAVORS, FakeJira
 from demo.fake_webhooks import DirectoryChanges
+from worker import logs
 
 Json = dict[str, Any]
 
@@ -70,12 +71,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@dataclass(frozen=True)
+class _LogLevel:
+    log_level: str
+    log_format: Literal["text", "json"] = "text"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # The one log setup (worker.logs): its lines quote what clients send, as the product's do.
+    logs.configure(_LogLevel("DEBUG" if args.verbose else "WARNING"))
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())

@@ -19,10 +19,12 @@ from lab.harness import Broker, WorkerProcess, worker_env
 from lab.servers import Servers
 from schemas.topology import Topology
 from tests.console_support import CHROMIUM_FLAGS, ConsoleProcess, chromium, console_role
+from tests.seclog_support import SecurityLogProcess, append, failed
 from worker.store.migrate import migrate
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 PASSWORD = "correct horse battery staple"
+UNREACHABLE = "http://127.0.0.1:9"  # a security-log source that does not answer (discard port)
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Stack:
     jira: FakeJira
     worker: WorkerProcess
     console: ConsoleProcess
+    security_log: Path  # the log the stack's security-log source follows
+    security_log_url: str  # its status endpoint, which the Health page shows
 
     @property
     def url(self) -> str:
@@ -56,19 +60,40 @@ def stack(infra: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         amqp_url=infra.amqp_url, database_url=database, topology=topology, jira_url=jira.url
     )
     worker = WorkerProcess(env=env, log_path=logs / "worker.log").start()
+    # A security-log source with its status endpoint, fed only lines that publish nothing
+    # (a login would sync an asset under the other tests' feet).
+    security_log = logs / "atlassian-jira-security.log"
+    append(security_log, failed("nobody"))
+    source = SecurityLogProcess(
+        amqp_url=infra.amqp_url,
+        topology=topology,
+        log_path=logs / "security-log.log",
+        args=(str(security_log), "--from-start"),
+        env={"ASSETSYNC_SECURITY_LOG_LISTEN": "127.0.0.1:0"},
+    )
+    source.log_path.write_text("")
     try:
+        source.start()
         # The console as deployed: a login role in assetsync_console, only its grants.
         with console_role(infra.database_url, database) as console_url:
             console = ConsoleProcess(
-                env={**env, "ASSETSYNC_DATABASE_URL": console_url},
+                env={
+                    **env,
+                    "ASSETSYNC_DATABASE_URL": console_url,
+                    "ASSETSYNC_CONSOLE_SECURITY_LOG_URLS": f"{source.status_url()},{UNREACHABLE}",
+                },
                 log_path=logs / "console.log",
             ).start()
             try:
-                yield Stack(database, broker, jira, worker, console)
+                yield Stack(
+                    database, broker, jira, worker, console, security_log, source.status_url()
+                )
             finally:
                 console.terminate()
             assert "permission denied" not in console.log()
     finally:
+        if source.proc is not None:
+            source.stop()
         worker.kill()
         jira.stop()
         broker.delete_all()

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from lab.harness import asset_of, user_assets, wait_for
 from producers.publisher import Publisher, publish_user_logged_in
-from tests.browser.conftest import HOSTILE, screenshot, sign_in
+from tests.browser.conftest import HOSTILE, UNREACHABLE, screenshot, sign_in
 from worker.store.sync_settings import load_settings
 
 
@@ -304,6 +304,23 @@ def test_health_shows_the_workers_and_queue_depths(page, stack):
     queues = page.get_by_role("table", name="Work queues")
     expect(queues.get_by_role("row", name=stack.broker.topology.login_queue)).to_contain_text("1")
     expect(page.get_by_text("Asset store: up")).to_be_visible()
+
+
+def test_health_shows_each_security_log_sources_position_or_that_it_cannot_be_reached(page, stack):
+    sign_in(page, "ann")
+    page.get_by_role("link", name="Health").click()
+    sources = page.get_by_role("table", name="Security-log sources")
+    row = sources.get_by_role("row", name=stack.security_log_url)
+    log = stack.security_log.stat()
+    expect(row.get_by_role("cell", name=str(stack.security_log), exact=True)).to_be_visible()
+    expect(row).to_contain_text(f"byte {log.st_size} of inode {log.st_ino}")
+    expect(row).to_contain_text("1 (0 logins published)")
+    expect(row).to_contain_text("caught up")
+    unreachable = sources.get_by_role("row", name=UNREACHABLE)
+    expect(unreachable).to_contain_text("cannot be reached")
+    expect(page.get_by_role("alert")).to_contain_text(
+        f"the security-log source at {UNREACHABLE} does not answer"
+    )
 
 
 def test_marking_missing_users_is_approved_and_followed_on_the_runs_page(page, stack):

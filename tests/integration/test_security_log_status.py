@@ -106,3 +106,23 @@ def test_the_status_says_how_far_behind_while_rabbitmq_cannot_be_reached(
 def test_the_status_endpoint_is_read_only(source):
     answer = httpx.post(source.status_url() + "/healthz", timeout=5)
     assert answer.status_code == 405
+
+
+def test_a_status_address_already_in_use_stops_it_with_one_line(broker, seclog, tmp_path):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        process = SecurityLogProcess(
+            amqp_url=broker.url,
+            topology=broker.topology,
+            log_path=tmp_path / "source.log",
+            args=(str(seclog),),
+            env={"ASSETSYNC_SECURITY_LOG_LISTEN": f"127.0.0.1:{port}"},
+        )
+        process.log_path.write_text("")
+        process.start(wait=False)
+        assert process.proc.wait(30) == 1
+        process.stop()
+    [line] = [ln for ln in process.output().splitlines() if "cannot listen" in ln]
+    assert line.startswith(f"python -m producers.security_log: cannot listen on 127.0.0.1:{port}")
