@@ -59,6 +59,7 @@ RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_BATCH_AGE = 0.2  # seconds a partial batch may wait for more deliveries
 HEALTH_TOUCH_EVERY = 5.0
 MAX_FRAMES_PER_TICK = 1000
+SLEEP_SLICE = 1.0  # seconds a wait in the loop's thread goes between two heartbeat checks
 
 
 class ConnectedLoop:
@@ -74,6 +75,7 @@ class ConnectedLoop:
         self._conn = conn
         self._stop = stop
         self._beat = beat
+        self._thread = threading.get_ident()  # made in the loop's own thread
         self.publish = publisher.publish
 
     def tick(self) -> None:
@@ -96,8 +98,21 @@ class ConnectedLoop:
             self._conn.heartbeat_check()
 
     def sleep(self, seconds: float) -> None:
-        if self._stop.wait(seconds):
-            raise Interrupted("the replica is shutting down")
+        if threading.get_ident() != self._thread:  # never touch the connection from there
+            if self._stop.wait(seconds):
+                raise Interrupted("the replica is shutting down")
+            return
+        # The loop's own thread (a patient Jira client waiting out a Retry-After, the
+        # look-ups of users gone): heartbeats keep flowing, so that a long wait is not
+        # taken for a dead peer and the delivery in hand redelivered to another replica.
+        deadline = time.monotonic() + seconds
+        while True:
+            self.tick()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._stop.wait(min(left, SLEEP_SLICE)):
+                raise Interrupted("the replica is shutting down")
 
 
 @dataclass(frozen=True)

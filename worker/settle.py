@@ -7,7 +7,8 @@
             ├─► Requeue     the replica is stopping: put it back now
             ├─► Stop        a configuration error: put it back, stop the replica
             ├─► Retry       transient: republish to the delay queue of ``delay``,
-                            carrying ``attempt``, then ack
+                            carrying ``attempt``, then ack (a bulk request whose run
+                            another replica holds, ``RunBusy``: its attempt unchanged)
             └─► DeadLetter  permanent, or out of retries: republish to the dead queue
                             with ``reason``, then ack
 
@@ -37,6 +38,7 @@ from worker.errors import (
     ConfigError,
     Interrupted,
     PermanentError,
+    RunBusy,
     StoreDown,
     TransientError,
 )
@@ -95,6 +97,8 @@ def settle(exc: BaseException, *, attempt: int, delays: tuple[float, ...]) -> De
     """What to do with a message whose ``attempt``-th try raised ``exc``."""
     if isinstance(exc, BrokerLost | Interrupted | ConfigError):
         return _not_the_message(exc)
+    if isinstance(exc, RunBusy):  # postponed, not failed: the attempt count stays
+        return Retry(postpone_delay(delays), attempt, str(exc))
     if isinstance(exc, TransientError):
         if attempt > len(delays):
             return DeadLetter(f"gave up after {attempt} attempts: {exc}")
@@ -164,6 +168,16 @@ def worth_splitting(exc: BaseException) -> bool:
     """Whether a batch that failed with ``exc`` should be tried one message at a time:
     yes when one bad message may have sunk it, no when every message would fail alike."""
     return not isinstance(exc, TransientError | ConfigError | Interrupted)
+
+
+# Seconds a bulk request whose run another replica holds waits before it is tried again.
+POSTPONE = 30.0
+
+
+def postpone_delay(delays: tuple[float, ...]) -> float:
+    """The delay queue a postponed request waits in: the first of at least ``POSTPONE``
+    seconds, else the longest."""
+    return next((d for d in delays if d >= POSTPONE), delays[-1])
 
 
 def pick_delay(delays: tuple[float, ...], attempt: int, retry_after: float | None) -> float:

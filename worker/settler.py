@@ -128,8 +128,9 @@ class Settler:
             self.hold(queue, message, decision.after)
         elif isinstance(decision, Retry):
             log.info(
-                "%s failed; attempt %d in %.1fs",
+                "%s failed (%s); attempt %d in %.1fs",
                 describe(message),
+                printable(decision.reason, 300),
                 decision.attempt,
                 decision.delay,
             )

@@ -159,3 +159,14 @@ def test_a_copy_of_a_dead_letter_is_never_republished() -> None:
     assert isinstance(settle_copy(StoreUnavailable("busy")), GiveBack)
     assert settle_copy(BrokerLost("gone")) == Reconnect()
     assert settle_copy(Interrupted("stopping")) == Requeue()
+
+
+def test_a_request_whose_run_another_replica_holds_is_postponed_with_its_retries_kept() -> None:
+    from worker.errors import RunBusy
+    from worker.settle import postpone_delay
+
+    assert settle(RunBusy("busy"), attempt=2, delays=(1.0, 5.0, 30.0, 600.0)) == Retry(
+        30.0, 2, "busy"
+    )
+    assert settle(RunBusy("busy"), attempt=9, delays=DELAYS) == Retry(30.0, 9, "busy")
+    assert postpone_delay((0.2, 0.5)) == 0.5
