@@ -17,6 +17,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import pika
 import psycopg
 import pytest
 
@@ -249,3 +250,33 @@ def test_a_resumed_fan_out_takes_its_filters_and_dry_run_from_the_stored_run(
     assert sorted(a["fields"]["Username"] for a in user_assets(database)) == [
         f"alice{n}" for n in range(5)
     ]
+
+
+def test_only_signed_dead_letters_count_a_user_failed(start_worker, broker, database):
+    """Anyone who may publish to the dead exchange could otherwise fail a run's users:
+    an unsigned copy changes no count (its dead letter stays for operators)."""
+    worker = start_worker()
+    users = [JiraUser(jira_id=f"JIRAUSER{n}", name=f"user{n}") for n in range(2)]
+    run_id = _open_run(database, [u.jira_id for u in users])
+    death = {"x-death": [{"queue": broker.topology.user_sync_queue, "reason": "delivery_limit"}]}
+    forged, real = user_sync_bodies(
+        run_id=uuid.UUID(run_id), dry_run=False, fetched_at=datetime.now(UTC), users=users
+    )
+    with pika.BlockingConnection(pika.URLParameters(broker.url)) as conn:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        for body, headers in ((forged, death), (real, {**death, **signed(database, real)})):
+            channel.basic_publish(
+                broker.topology.dead_exchange,
+                "user-sync",
+                body,
+                pika.BasicProperties(content_type="application/json", headers=headers),
+            )
+
+    wait_for(lambda: run_summary(database, run_id)["failed"] == 1, what="the signed copy")
+    assert "delivery_limit" in _user_error(database, run_id, "JIRAUSER1")
+    wait_for(lambda: "not used (the dead queue keeps it): unsigned" in worker.log(), what="log")
+    run = run_summary(database, run_id)
+    assert (run["state"], run["done"], run["failed"]) == ("processing", 1, 1)
+    assert broker.count(broker.topology.dead_queue) == 2
+    assert broker.count(broker.topology.given_up_queue) == 0
