@@ -13,12 +13,21 @@ producers (pika).
     worker, transient failure ─► exchange assetsync.delay (headers: assetsync-delay-ms)
                                    └► one of assetsync.retry.<ms>ms (TTL) ─► back to "assetsync"
     worker, gave up / poison ──► exchange assetsync.dead ─► queue assetsync.dead
-                                 (header x-assetsync-error says why)
+    RabbitMQ, delivery limit ──┘   (fanout)     │            (header x-assetsync-error,
+                                                │             or x-death, says why)
+                                                └► exchange assetsync.dead.by-type (topic)
+                                                     └ user-sync ─► queue
+                                                       assetsync.user-sync.given-up
 
 Logins, bulk requests and the per-user messages of bulk runs have queues of their own,
 so a large bulk run never makes a login wait behind it. All queues are quorum queues
 (replicated, at-least-once dead lettering). RabbitMQ before 4.0 has no default delivery
 limit, so one is set: a message that keeps crashing consumers ends in the dead queue.
+
+Workers read the copies in ``assetsync.user-sync.given-up`` to count each user of a
+bulk run whose message was given up on (by a worker, or by RabbitMQ itself at the
+delivery limit) as failed in the run, then drop the copy: ``assetsync.dead`` keeps
+every dead letter for operators. Like the delay queues, it is the workers' own.
 
 Delay queues are chosen by a header that does not start with ``x-``: RabbitMQ's headers
 exchange leaves ``x-`` headers out of matching, so a binding on one matches every
@@ -88,6 +97,16 @@ class Topology:
         return f"{self.prefix}.dead"
 
     @property
+    def given_up_exchange(self) -> str:
+        """Every dead letter again, by message type (bound to ``dead_exchange``)."""
+        return f"{self.prefix}.dead.by-type"
+
+    @property
+    def given_up_queue(self) -> str:
+        """Copies of the dead-lettered ``user-sync`` messages, for the workers."""
+        return f"{self.prefix}.user-sync.given-up"
+
+    @property
     def delay_exchange(self) -> str:
         return f"{self.prefix}.delay"
 
@@ -120,11 +139,17 @@ class Topology:
             ExchangeSpec(self.dead_exchange, "fanout"),
             ExchangeSpec(self.exchange, "topic", {"alternate-exchange": self.dead_exchange}),
             ExchangeSpec(self.delay_exchange, "headers"),
+            ExchangeSpec(self.given_up_exchange, "topic"),
         ]
 
+    def exchange_bindings(self) -> list[tuple[str, Binding]]:
+        """(destination exchange, its binding to a source exchange), declared by the
+        workers: every dead letter also reaches ``given_up_exchange``."""
+        return [(self.given_up_exchange, Binding(self.dead_exchange))]
+
     def queues(self, *, retry: bool = True) -> list[QueueSpec]:
-        """Every queue; ``retry=False`` leaves out the delay queues, which only the
-        worker (that knows its retry delays) declares."""
+        """Every queue; ``retry=False`` leaves out the workers' own: the delay queues
+        (only the worker knows its retry delays) and the given-up queue."""
         work = {
             "x-queue-type": "quorum",
             "x-delivery-limit": DELIVERY_LIMIT,
@@ -140,6 +165,16 @@ class Topology:
             QueueSpec(self.bulk_queue, work, (Binding(self.exchange, BULK_SYNC_REQUESTED),)),
             QueueSpec(self.user_sync_queue, work, (Binding(self.exchange, USER_SYNC),)),
         ]
+        if retry:
+            # Copies only (the dead queue has the dead letter): no dead-letter target, so
+            # one that keeps failing is dropped at the delivery limit.
+            specs.append(
+                QueueSpec(
+                    self.given_up_queue,
+                    {"x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT},
+                    (Binding(self.given_up_exchange, USER_SYNC),),
+                )
+            )
         for delay in self.retry_delays if retry else ():
             # Expired messages go back to the main exchange under their original
             # routing key, so one set of delay queues serves every work queue.

@@ -136,6 +136,13 @@ def declare(conn: Connection, topology: Topology) -> None:
             auto_delete=False,
             arguments=ex.arguments,
         )
+    for destination, b in topology.exchange_bindings():
+        channel.exchange_bind(
+            destination=destination,
+            source=b.exchange,
+            routing_key=b.routing_key,
+            arguments=b.arguments,
+        )
     for q in topology.queues():
         channel.queue_declare(queue=q.name, durable=True, auto_delete=False, arguments=q.arguments)
         for b in q.bindings:

@@ -48,6 +48,7 @@ from worker.probes import Health
 from worker.settle import (
     DeadLetter,
     Decision,
+    settle_copy,
     worth_splitting,
 )
 from worker.settler import Settler, describe
@@ -58,6 +59,7 @@ RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_BATCH_AGE = 0.2  # seconds a partial batch may wait for more deliveries
 HEALTH_TOUCH_EVERY = 5.0
 MAX_FRAMES_PER_TICK = 1000
+SLEEP_SLICE = 1.0  # seconds a wait in the loop's thread goes between two heartbeat checks
 
 
 class ConnectedLoop:
@@ -73,6 +75,7 @@ class ConnectedLoop:
         self._conn = conn
         self._stop = stop
         self._beat = beat
+        self._thread = threading.get_ident()  # made in the loop's own thread
         self.publish = publisher.publish
 
     def tick(self) -> None:
@@ -95,8 +98,21 @@ class ConnectedLoop:
             self._conn.heartbeat_check()
 
     def sleep(self, seconds: float) -> None:
-        if self._stop.wait(seconds):
-            raise Interrupted("the replica is shutting down")
+        if threading.get_ident() != self._thread:  # never touch the connection from there
+            if self._stop.wait(seconds):
+                raise Interrupted("the replica is shutting down")
+            return
+        # The loop's own thread (a patient Jira client waiting out a Retry-After, the
+        # look-ups of users gone): heartbeats keep flowing, so that a long wait is not
+        # taken for a dead peer and the delivery in hand redelivered to another replica.
+        deadline = time.monotonic() + seconds
+        while True:
+            self.tick()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._stop.wait(min(left, SLEEP_SLICE)):
+                raise Interrupted("the replica is shutting down")
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,10 @@ class Route:
     :param on_give_up: called with a decoded message that is about to be dead-lettered.
     :param check: called with each body and its headers before it is decoded; raises
         ``InvalidMessage`` for a delivery that must not be trusted (a bad signature).
+    :param annotate: makes what the handler gets of a decoded message and the
+        delivery's headers (default: the message alone).
+    :param copies: the queue holds copies of dead letters (``worker.given_up``): one
+        that cannot be used is acked, never republished (``settle.settle_copy``).
     """
 
     queue: str
@@ -116,6 +136,8 @@ class Route:
     batch_size: int = 1
     on_give_up: GiveUp | None = None
     check: Callable[[bytes, Mapping[str, Any] | None], None] | None = None
+    annotate: Callable[[Any, Mapping[str, Any]], Any] | None = None
+    copies: bool = False
 
 
 @dataclass
@@ -309,7 +331,10 @@ class Consumer:
                 _check_header(message)
                 if route.check is not None:
                     route.check(message.body, message.headers)
-                decoded.append((message, self._decode(message)))
+                body = self._decode(message)
+                if route.annotate is not None:
+                    body = route.annotate(body, message.headers or {})
+                decoded.append((message, body))
             except InvalidMessage as exc:
                 self._carry_out(route, message, None, DeadLetter(str(exc)))
             except Exception as exc:  # whatever a body does to a parser, never the loop
@@ -379,10 +404,15 @@ class Consumer:
 
     def _settle_failure(self, route: Route, message: Any, body: Any, exc: Exception) -> None:
         assert self._settler is not None
+        if route.copies:
+            self._settler.carry_out(route.queue, message, body, settle_copy(exc), on_give_up=None)
+            return
         self._settler.failed(route.queue, message, body, exc, on_give_up=route.on_give_up)
 
     def _carry_out(self, route: Route, message: Any, body: Any, decision: Decision) -> None:
         assert self._settler is not None
+        if route.copies and isinstance(decision, DeadLetter):
+            decision = settle_copy(decision.reason)
         self._settler.carry_out(route.queue, message, body, decision, on_give_up=route.on_give_up)
 
     def _hold(self, queue: str, message: Any, seconds: float) -> None:

@@ -21,6 +21,8 @@
     │   ├── StoreUnavailable  deadlock, serialization failure, a lock or statement timeout
     │   │   └── StoreDown     the store takes no writes now (failover, read-only, shutdown,
     │   │                     unreachable): the loop waits for it, the message's retries kept
+    │   ├── RunBusy           another replica holds the run's lock (it still scans): the
+    │   │                     request is tried again later, its retries kept
     │   ├── BrokerRefused     RabbitMQ nacked what we published (a full queue)
     │   │   └── Unroutable    RabbitMQ returned it: no queue is bound to take it
     │   ├── BrokerLost        the connection to RabbitMQ is gone or unresponsive: the
@@ -107,6 +109,11 @@ class StoreUnavailable(TransientError):
 class StoreDown(StoreUnavailable):
     """Not the message's fault: the asset store takes no writes from anyone now
     (``worker.store.sqlstates``). The loop waits for it instead of spending retries."""
+
+
+class RunBusy(TransientError):
+    """A bulk request whose run another replica is fanning out: never acked while the
+    run is open (that replica may yet fail), but postponed at no cost to its retries."""
 
 
 class BrokerRefused(TransientError):

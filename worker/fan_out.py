@@ -13,7 +13,7 @@ import psycopg
 from schemas.messages import BulkSyncRequested, user_sync_bodies
 from worker.broker import Outgoing
 from worker.directory import Checkpoint, Filters, read_ahead, scan
-from worker.errors import PermanentError, StoreDown, StoreUnavailable
+from worker.errors import PermanentError, RunBusy, StoreDown, StoreUnavailable
 from worker.handling import Failures, Loop
 from worker.jira import JiraClient, Patience
 from worker.logs import log_context
@@ -89,8 +89,17 @@ class FanOut:
     def _fan_out(self, request: BulkSyncRequested, loop: Loop) -> None:
         with self.store.connection() as lock:
             if not self._wait_for_run_lock(lock, request.request_id, loop):
-                # That replica's own delivery is redelivered should it die.
-                log.info("bulk run %s is being fanned out by another replica", request.request_id)
+                # Never acked while that replica scans: it may have lost its broker
+                # connection (its own delivery is then this one) and fail yet. Tried
+                # again later, retries kept, until the run ends or the lock is free.
+                with self.store.connection() as conn:
+                    state = runs.state_of(conn, request.request_id)
+                if state in (None, "fanning_out", "processing"):
+                    raise RunBusy(
+                        f"bulk run {request.request_id} is {state or 'starting'} and another replica"
+                        " holds its run lock; its request is postponed"
+                    )
+                log.info("bulk run %s is %s; nothing to fan out", request.request_id, state)
                 return
             try:
                 # Read under the lock: a replica that just finished has moved it on.
@@ -146,8 +155,10 @@ class FanOut:
         PostgreSQL frees the dead replica's lock only once its backend notices: a
         moment later if the process died, up to ~25 s if the whole host did. Giving
         up at the first try would drop the only copy of the request and leave the run
-        fanning out forever. A replica that is alive and scanning holds the lock longer
-        than that; then its own delivery is the one that counts.
+        fanning out forever. A replica that still holds the lock after that may be
+        alive and scanning, or have lost its broker connection (its delivery is then
+        this one) and be about to fail: the caller postpones the request (``RunBusy``),
+        never acks it while the run is open.
         """
         deadline = time.monotonic() + RUN_LOCK_WAIT
         while not locks.try_lock_run(conn, run_id):
@@ -158,7 +169,9 @@ class FanOut:
         return True
 
     def _scan_and_publish(self, request: BulkSyncRequested, run: runs.Run, loop: Loop) -> None:
-        filters = Filters(prefix=request.username_prefix, groups=tuple(request.groups))
+        # What the run matches is what was stored when it started, whatever the message
+        # that resumed it says.
+        filters = Filters(prefix=run.username_prefix, groups=run.groups)
         log.info("bulk run %s: scanning Jira%s", run.id, " (resuming)" if run.checkpoint else "")
         # Jira's pages are read in a thread of their own; a page Jira fails to give is
         # asked for again there after a wait, while this thread keeps the broker
@@ -187,8 +200,8 @@ class FanOut:
             # after a crash in between, the page is read again and its users still open
             # are published again. Duplicates are harmless; a gap would not be.
             bodies = user_sync_bodies(
-                run_id=request.request_id,
-                dry_run=request.dry_run,
+                run_id=run.id,
+                dry_run=run.dry_run,
                 fetched_at=page.fetched_at,
                 users=[user for user in page.users if user.jira_id in todo],
             )
@@ -207,7 +220,7 @@ class FanOut:
             signer=self.signer,
         )
         missing.end_fan_out(
-            run.id, jira=jira, dry_run=request.dry_run, unfiltered=unfiltered, loop=loop
+            run.id, jira=jira, dry_run=run.dry_run, unfiltered=unfiltered, loop=loop
         )
         self._finish(run.id)
 

@@ -30,8 +30,9 @@ class Loop(Protocol):
         flowing, and raises ``Interrupted`` when the replica is shutting down."""
 
     def sleep(self, seconds: float) -> None:
-        """Wait, in any thread, without touching the connection; raises
-        ``Interrupted`` as soon as the replica is shutting down."""
+        """Wait, in any thread; raises ``Interrupted`` as soon as the replica is shutting
+        down. In the loop's own thread heartbeats keep flowing meanwhile (as ``tick``);
+        in any other, the connection is not touched."""
 
 
 # A handler takes a batch of decoded messages and returns the failures among them, by

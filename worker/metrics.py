@@ -31,7 +31,8 @@ class Metrics:
         r = self.registry
         self.messages = Counter(
             "assetsync_messages_total",
-            "Deliveries settled, by queue and outcome (synced, retried, dead_lettered, requeued).",
+            "Deliveries settled, by queue and outcome (synced, retried, dead_lettered, requeued,"
+            " discarded: a copy of a dead letter not used).",
             ["queue", "outcome"],
             registry=r,
         )

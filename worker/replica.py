@@ -21,6 +21,7 @@ from worker.approvals import Approvals
 from worker.consumer import Consumer, Route
 from worker.errors import ConfigError, TransientError
 from worker.fan_out import FanOut
+from worker.given_up import GivenUp, why_given_up
 from worker.jira import JiraClient
 from worker.login import LoginSync
 from worker.metrics import Metrics, StoreCollector
@@ -178,7 +179,20 @@ def consume(
         on_give_up=services.user_sync.failed,
         check=services.fan_out.signer.check,
     )
-    main_loop = loop(routes=[bulk_users], health_file=settings.health_file, name="user-sync")
+    given_up = Route(
+        topology.given_up_queue,
+        2 * settings.batch_size,
+        services.user_sync.given_up,
+        batch_size=settings.batch_size,
+        check=services.fan_out.signer.check,  # unsigned: nobody's business of a run
+        annotate=lambda body, headers: GivenUp(
+            body, why_given_up(headers, work_queue=topology.user_sync_queue)
+        ),
+        copies=True,
+    )
+    main_loop = loop(
+        routes=[bulk_users, given_up], health_file=settings.health_file, name="user-sync"
+    )
     side_loops = {
         "login": loop(
             routes=[Route(topology.login_queue, settings.login_prefetch, services.login.handle)],

@@ -7,16 +7,22 @@
             ├─► Requeue     the replica is stopping: put it back now
             ├─► Stop        a configuration error: put it back, stop the replica
             ├─► Retry       transient: republish to the delay queue of ``delay``,
-                            carrying ``attempt``, then ack
+                            carrying ``attempt``, then ack (a bulk request whose run
+                            another replica holds, ``RunBusy``: its attempt unchanged)
             └─► DeadLetter  permanent, or out of retries: republish to the dead queue
                             with ``reason``, then ack
 
     republish refused ──► GiveBack  hold the delivery ``after`` seconds, then put it
                                     back: never acked unless a copy is in a queue
 
+    a copy of a dead letter failed ──► Discard  ack it: the dead queue has the original
+                                   ├─► GiveBack (transient) and the three above
+
 ``settle`` decides for a message that failed; ``settle_unrecorded`` for one whose
 give-up could not be recorded in the database (a bulk run's bookkeeping);
-``settle_refused`` for one whose retry or dead-letter copy the broker would not take.
+``settle_refused`` for one whose retry or dead-letter copy the broker would not take;
+``settle_copy`` for a copy of a dead letter (``worker.given_up``), which is never
+republished: dead-lettering it again would bring it straight back.
 Before any of them, ``hold_back`` decides whether the failure is an outage of the store
 that the loop waits out instead (``worker.outages``).
 """
@@ -32,6 +38,7 @@ from worker.errors import (
     ConfigError,
     Interrupted,
     PermanentError,
+    RunBusy,
     StoreDown,
     TransientError,
 )
@@ -74,7 +81,12 @@ class GiveBack:
     reason: str
 
 
-Decision = Reconnect | Requeue | Stop | Retry | DeadLetter | GiveBack
+@dataclass(frozen=True)
+class Discard:
+    reason: str  # why the copy was not used, for the log
+
+
+Decision = Reconnect | Requeue | Stop | Retry | DeadLetter | GiveBack | Discard
 
 # Bounds of how long a delivery whose copy was refused is held before it is put back:
 # long enough not to hot-loop it, short enough that the loop's prefetch is not hoarded.
@@ -85,6 +97,8 @@ def settle(exc: BaseException, *, attempt: int, delays: tuple[float, ...]) -> De
     """What to do with a message whose ``attempt``-th try raised ``exc``."""
     if isinstance(exc, BrokerLost | Interrupted | ConfigError):
         return _not_the_message(exc)
+    if isinstance(exc, RunBusy):  # postponed, not failed: the attempt count stays
+        return Retry(postpone_delay(delays), attempt, str(exc))
     if isinstance(exc, TransientError):
         if attempt > len(delays):
             return DeadLetter(f"gave up after {attempt} attempts: {exc}")
@@ -136,10 +150,34 @@ def settle_refused(exc: BaseException, *, wanted: Retry | DeadLetter) -> Decisio
     return GiveBack(after, f"RabbitMQ refused its {where}: {exc}")
 
 
+def settle_copy(exc: BaseException | str) -> Decision:
+    """What to do with a copy of a dead letter whose handling failed with ``exc`` (or
+    that was refused for the reason ``exc``): a passing failure gives it back a little
+    later (each give-back counts towards its queue's delivery limit, past which RabbitMQ
+    drops it); anything else discards it. Never a republish."""
+    if isinstance(exc, str):
+        return Discard(exc)
+    if isinstance(exc, BrokerLost | Interrupted | ConfigError):
+        return _not_the_message(exc)
+    if isinstance(exc, TransientError):
+        return GiveBack(GIVE_BACK_MIN, f"not recorded yet: {exc}")
+    return Discard(str(exc) if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}")
+
+
 def worth_splitting(exc: BaseException) -> bool:
     """Whether a batch that failed with ``exc`` should be tried one message at a time:
     yes when one bad message may have sunk it, no when every message would fail alike."""
     return not isinstance(exc, TransientError | ConfigError | Interrupted)
+
+
+# Seconds a bulk request whose run another replica holds waits before it is tried again.
+POSTPONE = 30.0
+
+
+def postpone_delay(delays: tuple[float, ...]) -> float:
+    """The delay queue a postponed request waits in: the first of at least ``POSTPONE``
+    seconds, else the longest."""
+    return next((d for d in delays if d >= POSTPONE), delays[-1])
 
 
 def pick_delay(delays: tuple[float, ...], attempt: int, retry_after: float | None) -> float:

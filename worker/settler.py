@@ -32,6 +32,7 @@ from worker.metrics import Metrics
 from worker.settle import (
     DeadLetter,
     Decision,
+    Discard,
     GiveBack,
     Reconnect,
     Requeue,
@@ -102,6 +103,13 @@ class Settler:
     ) -> None:
         if isinstance(decision, Reconnect):
             raise BrokerLost(f"lost RabbitMQ while handling {describe(message)}")
+        if isinstance(decision, Discard):
+            log.warning(
+                "%s not used (the dead queue keeps it): %s", describe(message), decision.reason
+            )
+            message.ack()
+            self.metrics.messages.labels(queue, "discarded").inc()
+            return
         if isinstance(decision, Requeue | Stop):
             self.metrics.messages.labels(queue, "requeued").inc()
         if isinstance(decision, Requeue):
@@ -120,8 +128,9 @@ class Settler:
             self.hold(queue, message, decision.after)
         elif isinstance(decision, Retry):
             log.info(
-                "%s failed; attempt %d in %.1fs",
+                "%s failed (%s); attempt %d in %.1fs",
                 describe(message),
+                printable(decision.reason, 300),
                 decision.attempt,
                 decision.delay,
             )

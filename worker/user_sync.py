@@ -13,6 +13,7 @@ import psycopg
 
 from schemas.messages import JiraUser, UserSync
 from worker.errors import BrokerLost, InvalidMessage, PermanentError, TransientError
+from worker.given_up import GivenUp
 from worker.handling import Failures, Loop
 from worker.jira import JiraClient, UserRef
 from worker.mapping import AssetPlan, plan_asset
@@ -191,6 +192,20 @@ class UserSyncBatch:
         with self.store.transaction() as conn:
             runs.record_failures(conn, message.run_id, [(message.user.jira_id, reason)])
         self._finish({message.run_id})
+
+    def given_up(self, copies: Sequence[GivenUp], loop: Loop) -> Failures:
+        """Count each user whose message was given up on, by a worker or by RabbitMQ
+        itself (``worker.given_up``), as failed in its run with the reason, once (a user
+        settled already keeps its outcome); then check those runs. Only signed copies
+        get here (the route checks the signature before decoding)."""
+        by_run: dict[UUID, list[tuple[str, str]]] = defaultdict(list)
+        for copy in copies:
+            by_run[copy.message.run_id].append((copy.message.user.jira_id, copy.reason))
+        with self.store.transaction() as conn:
+            for run_id, failed in by_run.items():
+                runs.record_failures(conn, run_id, failed)
+        self._finish(set(by_run))
+        return {}
 
     def _finish(self, run_ids: set[UUID]) -> None:
         # After the commit, so that the last batch of a run sees every other batch's.

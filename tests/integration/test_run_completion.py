@@ -17,6 +17,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import pika
 import psycopg
 import pytest
 
@@ -30,8 +31,9 @@ from lab.harness import (
     wait_for,
     wait_run_finished,
 )
+from producers.publisher import Publisher
 from schemas.messages import BulkSyncRequested, JiraUser, user_sync_bodies
-from worker.store import runs
+from worker.store import locks, runs
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -183,3 +185,98 @@ class _Scheduler:
             text=True,
             timeout=60,
         )
+
+
+def test_a_request_redelivered_while_another_replica_holds_its_run_lock_is_never_acked(
+    start_worker, broker, jira, database
+):
+    """Seen: a replica that lost its broker connection mid-scan kept the run lock; the
+    redelivered request waited 40 s for it, was acked, and when the owner failed the
+    run stayed ``fanning_out`` for good. Here the test is that owner: it holds the run's
+    lock well past the 40 s, then lets go (as a failing owner does)."""
+    jira.add_sample_users(300)
+    request = BulkSyncRequested(
+        request_id=uuid.uuid4(), requested_at=datetime.now(UTC), requested_by="tests"
+    )
+    run_id = str(request.request_id)
+    with psycopg.connect(database) as conn:
+        runs.open_run(conn, request)  # the owner started it...
+    owner = psycopg.connect(database, autocommit=True)
+    assert locks.try_lock_run(owner, request.request_id)  # ...and still holds its lock
+    worker = start_worker(env=FAST)
+    with Publisher(url=broker.url, topology=broker.topology) as publisher:
+        publisher.publish(request)
+
+    wait_for(lambda: "its request is postponed" in worker.log(), timeout=90, what="a postponement")
+    assert run_summary(database, run_id)["state"] == "fanning_out"
+    owner.close()  # the owner fails: its session, and so the lock, ends
+    released = time.monotonic()
+
+    run = wait_run_finished(database, run_id, timeout=90)
+    print(
+        f"\nrun lock held past the wait: run done {time.monotonic() - released:.1f} s after release"
+    )
+    assert run["state"] == "done", run["error"]
+    assert (run["matched"], run["done"], run["created"], run["failed"]) == (300, 300, 300, 0)
+    assert len(user_assets(database)) == 300
+    assert broker.count(broker.topology.dead_queue) == 0
+    assert worker.proc.poll() is None
+
+
+def test_a_resumed_fan_out_takes_its_filters_and_dry_run_from_the_stored_run(
+    start_worker, broker, jira, database
+):
+    """The request that resumes a run may say otherwise (a replayed or forged copy with
+    the run's id): what the run matches, and whether it writes, is what was stored."""
+    jira.add_sample_users(50)
+    for n in range(5):
+        jira.add_user(f"alice{n}")
+    stored = BulkSyncRequested(
+        request_id=uuid.uuid4(),
+        requested_at=datetime.now(UTC),
+        requested_by="tests",
+        username_prefix="alice",
+    )
+    with psycopg.connect(database) as conn:
+        runs.open_run(conn, stored)  # a scan that was under way when its replica died
+    resuming = stored.model_copy(update={"username_prefix": None, "dry_run": True})
+    start_worker(env=FAST)
+    with Publisher(url=broker.url, topology=broker.topology) as publisher:
+        publisher.publish(resuming)
+
+    run = wait_run_finished(database, str(stored.request_id), timeout=60)
+    assert run["state"] == "done", run["error"]
+    assert (run["matched"], run["created"], run["dry_run"]) == (5, 5, False)
+    assert sorted(a["fields"]["Username"] for a in user_assets(database)) == [
+        f"alice{n}" for n in range(5)
+    ]
+
+
+def test_only_signed_dead_letters_count_a_user_failed(start_worker, broker, database):
+    """Anyone who may publish to the dead exchange could otherwise fail a run's users:
+    an unsigned copy changes no count (its dead letter stays for operators)."""
+    worker = start_worker()
+    users = [JiraUser(jira_id=f"JIRAUSER{n}", name=f"user{n}") for n in range(2)]
+    run_id = _open_run(database, [u.jira_id for u in users])
+    death = {"x-death": [{"queue": broker.topology.user_sync_queue, "reason": "delivery_limit"}]}
+    forged, real = user_sync_bodies(
+        run_id=uuid.UUID(run_id), dry_run=False, fetched_at=datetime.now(UTC), users=users
+    )
+    with pika.BlockingConnection(pika.URLParameters(broker.url)) as conn:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        for body, headers in ((forged, death), (real, {**death, **signed(database, real)})):
+            channel.basic_publish(
+                broker.topology.dead_exchange,
+                "user-sync",
+                body,
+                pika.BasicProperties(content_type="application/json", headers=headers),
+            )
+
+    wait_for(lambda: run_summary(database, run_id)["failed"] == 1, what="the signed copy")
+    assert "delivery_limit" in _user_error(database, run_id, "JIRAUSER1")
+    wait_for(lambda: "not used (the dead queue keeps it): unsigned" in worker.log(), what="log")
+    run = run_summary(database, run_id)
+    assert (run["state"], run["done"], run["failed"]) == ("processing", 1, 1)
+    assert broker.count(broker.topology.dead_queue) == 2
+    assert broker.count(broker.topology.given_up_queue) == 0

@@ -36,12 +36,34 @@ STALLED = "stalled: "
 
 @dataclass(frozen=True)
 class Run:
-    """:param joined: the request joined this run, open for an identical request."""
+    """A run as stored: what its scan matches comes from here, never from the message
+    that (re)delivered its request.
+
+    :param joined: the request joined this run, open for an identical request.
+    """
 
     id: UUID
     state: str
     checkpoint: Checkpoint | None
     joined: bool = False
+    username_prefix: str | None = None
+    groups: tuple[str, ...] = ()
+    dry_run: bool = False
+
+
+_RUN = "r.id, r.state, r.checkpoint, r.username_prefix, r.groups, r.dry_run"
+
+
+def _run(row: Any, *, joined: bool = False) -> Run:
+    return Run(
+        row[0],
+        row[1],
+        decode_checkpoint(row[2]),
+        joined=joined,
+        username_prefix=row[3],
+        groups=tuple(row[4] or ()),
+        dry_run=bool(row[5]),
+    )
 
 
 def open_run(conn: psycopg.Connection[Any], request: BulkSyncRequested) -> Run:
@@ -56,12 +78,12 @@ def open_run(conn: psycopg.Connection[Any], request: BulkSyncRequested) -> Run:
     :raises StoreUnavailable: the open run kept ending and starting under us.
     """
     row = conn.execute(
-        "SELECT r.id, r.state, r.checkpoint FROM sync_run_joins j"
+        f"SELECT {_RUN} FROM sync_run_joins j"
         " JOIN sync_runs r ON r.id = j.run_id WHERE j.request_id = %s",
         [request.request_id],
     ).fetchone()
     if row is not None:  # joined before (a redelivered request)
-        return Run(row[0], row[1], decode_checkpoint(row[2]), joined=True)
+        return _run(row, joined=True)
     key = request.run_key()
     for _ in range(3):
         conn.execute(
@@ -78,13 +100,13 @@ def open_run(conn: psycopg.Connection[Any], request: BulkSyncRequested) -> Run:
             ],
         )
         row = conn.execute(
-            "SELECT state, checkpoint FROM sync_runs WHERE id = %s", [request.request_id]
+            f"SELECT {_RUN} FROM sync_runs r WHERE r.id = %s", [request.request_id]
         ).fetchone()
         if row is not None:
-            return Run(request.request_id, row[0], decode_checkpoint(row[1]))
+            return _run(row)
         row = conn.execute(
-            "SELECT id, state, checkpoint FROM sync_runs"
-            " WHERE request_key = %s AND state IN ('fanning_out', 'processing')",
+            f"SELECT {_RUN} FROM sync_runs r"
+            " WHERE r.request_key = %s AND r.state IN ('fanning_out', 'processing')",
             [key],
         ).fetchone()
         if row is not None:
@@ -93,11 +115,17 @@ def open_run(conn: psycopg.Connection[Any], request: BulkSyncRequested) -> Run:
                 " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 [request.request_id, row[0], request.requested_by, request.requested_at],
             )
-            return Run(row[0], row[1], decode_checkpoint(row[2]), joined=True)
+            return _run(row, joined=True)
         # That run ended between the two statements: try again, it no longer conflicts.
     raise StoreUnavailable(
         f"the open run of {key} kept changing while run {request.request_id} was opened"
     )
+
+
+def state_of(conn: psycopg.Connection[Any], run_id: UUID) -> str | None:
+    """The run's state; None for a run not recorded (yet)."""
+    row = conn.execute("SELECT state FROM sync_runs WHERE id = %s", [run_id]).fetchone()
+    return str(row[0]) if row is not None else None
 
 
 def add_matched(conn: psycopg.Connection[Any], run_id: UUID, jira_ids: Sequence[str]) -> set[str]:

@@ -148,3 +148,25 @@ def test_an_outage_of_the_store_is_waited_out_a_bounded_number_of_times() -> Non
 def test_an_outage_of_the_store_past_the_holds_is_retried_like_any_transient_failure() -> None:
     decision = settle(StoreDown("read-only"), attempt=1, delays=DELAYS)
     assert isinstance(decision, Retry) and decision.attempt == 2
+
+
+def test_a_copy_of_a_dead_letter_is_never_republished() -> None:
+    from worker.settle import Discard, GiveBack, settle_copy
+
+    assert settle_copy(InvalidMessage("unsigned")) == Discard("unsigned")
+    assert settle_copy("bad signature") == Discard("bad signature")
+    assert settle_copy(ValueError("x")) == Discard("ValueError: x")
+    assert isinstance(settle_copy(StoreUnavailable("busy")), GiveBack)
+    assert settle_copy(BrokerLost("gone")) == Reconnect()
+    assert settle_copy(Interrupted("stopping")) == Requeue()
+
+
+def test_a_request_whose_run_another_replica_holds_is_postponed_with_its_retries_kept() -> None:
+    from worker.errors import RunBusy
+    from worker.settle import postpone_delay
+
+    assert settle(RunBusy("busy"), attempt=2, delays=(1.0, 5.0, 30.0, 600.0)) == Retry(
+        30.0, 2, "busy"
+    )
+    assert settle(RunBusy("busy"), attempt=9, delays=DELAYS) == Retry(30.0, 9, "busy")
+    assert postpone_delay((0.2, 0.5)) == 0.5
