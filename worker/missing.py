@@ -33,6 +33,7 @@ from typing import Literal
 from uuid import UUID
 
 from schemas.messages import JiraUser, user_sync_bodies
+from worker.directory import read_ahead
 from worker.errors import InvalidMessage, JiraRejected, UserNotFound
 from worker.handling import Loop
 from worker.jira import JiraClient, RefKind, UserRef
@@ -140,10 +141,15 @@ class MissingUsers:
                 return _Confirmed(gone, checked, assets, over_limit=over)
             fetched_at = self.store.now()  # before the look-ups: never newer than their answers
             present: list[JiraUser] = []
-            for asset_id, jira_id in batch:
+            # Each look-up in a thread of its own, while this one keeps the broker
+            # connection alive: a slow answer or a Retry-After wait must not cost it.
+            looked_up = read_ahead(
+                ((asset_id, jira_id, _look_up(jira, jira_id)) for asset_id, jira_id in batch),
+                idle=loop.tick,
+            )
+            for asset_id, jira_id, answer in looked_up:
                 loop.tick()
                 checked += 1
-                answer = _look_up(jira, jira_id)
                 if isinstance(answer, JiraUser):
                     present.append(answer)
                 elif answer == "gone":

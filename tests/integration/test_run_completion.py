@@ -280,3 +280,25 @@ def test_only_signed_dead_letters_count_a_user_failed(start_worker, broker, data
     assert (run["state"], run["done"], run["failed"]) == ("processing", 1, 1)
     assert broker.count(broker.topology.dead_queue) == 2
     assert broker.count(broker.topology.given_up_queue) == 0
+
+
+def test_a_run_whose_request_is_gone_while_fanning_out_ends_by_the_stall_bound(
+    start_worker, database
+):
+    """A run left ``fanning_out`` with no replica scanning it (its request dead-lettered
+    by RabbitMQ, say) ends ``failed`` by the bound, the users it matched counted failed."""
+    worker = start_worker(env=STALL)
+    request = BulkSyncRequested(
+        request_id=uuid.uuid4(), requested_at=datetime.now(UTC), requested_by="tests"
+    )
+    with psycopg.connect(database) as conn:
+        runs.open_run(conn, request)
+        runs.add_matched(conn, request.request_id, ["JIRAUSER1", "JIRAUSER2"])
+    started = time.monotonic()
+    run = wait_run_finished(database, str(request.request_id), timeout=60)
+    print(f"\nrequest lost while fanning out: run ended {time.monotonic() - started:.1f} s after")
+    assert run["state"] == "failed"
+    assert run["error"].startswith("stalled: no progress for ")
+    assert "while scanning Jira" in run["error"]
+    assert (run["matched"], run["done"], run["failed"]) == (2, 2, 2)
+    assert worker.proc.poll() is None

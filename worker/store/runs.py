@@ -460,11 +460,21 @@ def end_fan_out(conn: psycopg.Connection[Any], run_id: UUID, *, error: str | Non
 
 
 def fail_run(conn: psycopg.Connection[Any], run_id: UUID, error: str) -> None:
-    conn.execute(
+    """End the run ``failed`` with ``error``; each user it left open is counted failed
+    with it, so that every matched user ends done or failed (a message of one still in
+    flight then finds its user settled, and is acked, not dead-lettered)."""
+    ended = conn.execute(
         "UPDATE sync_runs SET state = 'failed', error = %s, finished_at = now()"
         " WHERE id = %s AND state IN ('fanning_out', 'processing')",
         [error[:1000], run_id],
-    )
+    ).rowcount
+    if ended:
+        left = conn.execute(
+            "UPDATE sync_run_users SET outcome = 'failed', error = %s"
+            " WHERE run_id = %s AND outcome IS NULL",
+            [f"the run failed: {error}"[:1000], run_id],
+        ).rowcount
+        _count(conn, run_id, done=left, failed=left)
 
 
 def unreached_assets(
