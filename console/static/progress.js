@@ -6,13 +6,29 @@
   var ENDED = { done: true, failed: true };
   var COUNTS = ["matched", "created", "updated", "unchanged", "deactivated", "missing", "failed"];
 
-  function show(block, p) {
+  // The block's progress bar: its accessible figures and the visible <progress>.
+  function setBar(block, now, max) {
     var bar = block.querySelector("[role=progressbar]");
-    bar.setAttribute("aria-valuenow", String(p.done));
-    bar.setAttribute("aria-valuemax", String(p.matched));
+    bar.setAttribute("aria-valuenow", String(now));
+    bar.setAttribute("aria-valuemax", String(max));
     var visual = bar.querySelector("progress");
-    visual.max = Math.max(p.matched, 1);
-    visual.value = p.done;
+    visual.max = Math.max(max, 1);
+    visual.value = now;
+  }
+
+  // Ask url for JSON and hand it to onData, which says whether to ask again (in 1 s);
+  // a failed request is asked again in 5 s.
+  function poll(url, onData) {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
+      .then(function (data) {
+        if (onData(data)) { setTimeout(function () { poll(url, onData); }, 1000); }
+      })
+      .catch(function () { setTimeout(function () { poll(url, onData); }, 5000); });
+  }
+
+  function show(block, p) {
+    setBar(block, p.done, p.matched);
     block.querySelector("[data-field=progress-text]").textContent =
       p.done + " of " + p.matched + " users done";
     block.querySelector("[data-field=state]").textContent = p.state;
@@ -29,44 +45,27 @@
   }
 
   function follow(block) {
-    var url = block.getAttribute("data-progress");
-    function poll() {
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
-        .then(function (p) {
-          show(block, p);
-          if (!ENDED[p.state]) { setTimeout(poll, 1000); }
-        })
-        .catch(function () { setTimeout(poll, 5000); });
-    }
-    if (!ENDED[block.getAttribute("data-state")]) { poll(); }
+    if (ENDED[block.getAttribute("data-state")]) { return; }
+    poll(block.getAttribute("data-progress"), function (p) {
+      show(block, p);
+      return !ENDED[p.state];
+    });
   }
 
   // An approval carried out by a worker: its bar and sentence follow it; once it is
   // done the page is loaded again, so that the lists below say what became of each user.
   function followApproval(block) {
-    var url = block.getAttribute("data-approval");
-    function poll() {
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
-        .then(function (a) {
-          var bar = block.querySelector("[role=progressbar]");
-          bar.setAttribute("aria-valuenow", String(a.checked));
-          bar.setAttribute("aria-valuemax", String(a.waiting));
-          var visual = bar.querySelector("progress");
-          visual.max = Math.max(a.waiting, 1);
-          visual.value = a.checked;
-          block.querySelector("[data-field=approval-text]").textContent =
-            a.checked + " of " + a.waiting + " users looked up";
-          var summary = block.querySelector("[data-field=approval-summary]");
-          if (summary.textContent !== a.summary) { summary.textContent = a.summary; }
-          summary.className = a.state === "paused" ? "error" : "";
-          if (a.state === "done") { window.location.reload(); return; }
-          setTimeout(poll, 1000);
-        })
-        .catch(function () { setTimeout(poll, 5000); });
-    }
-    if (block.getAttribute("data-state") !== "done") { poll(); }
+    if (block.getAttribute("data-state") === "done") { return; }
+    poll(block.getAttribute("data-approval"), function (a) {
+      setBar(block, a.checked, a.waiting);
+      block.querySelector("[data-field=approval-text]").textContent =
+        a.checked + " of " + a.waiting + " users looked up";
+      var summary = block.querySelector("[data-field=approval-summary]");
+      if (summary.textContent !== a.summary) { summary.textContent = a.summary; }
+      summary.className = a.state === "paused" ? "error" : "";
+      if (a.state === "done") { window.location.reload(); return false; }
+      return true;
+    });
   }
 
   // The field map of the asset type chosen in the select is the one shown.
