@@ -7,6 +7,8 @@ credential (the console gains no right by asking)."""
 from __future__ import annotations
 
 import contextlib
+import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -55,12 +57,34 @@ def queues(url: str, topology: Topology, *, timeout: float = 5.0) -> list[QueueS
     return found
 
 
+# A status answer is a few hundred bytes; a larger one is not read (a page must not
+# hold what an endpoint, a proxy in front of it or a wrong URL sends back).
+MAX_STATUS_BYTES = 64 * 1024
+
+
+def _status(base_url: str, *, timeout: float) -> object:
+    """The JSON of ``base_url``'s ``/healthz``, read within ``timeout`` seconds in all
+    (httpx's timeout bounds each read, not a server that answers a byte at a time).
+
+    :raises httpx.HTTPError, ValueError: no answer, or one too large, too slow or not JSON.
+    """
+    started = time.monotonic()
+    body = bytearray()
+    with httpx.stream("GET", base_url.rstrip("/") + "/healthz", timeout=timeout) as answer:
+        for chunk in answer.iter_bytes():
+            body += chunk
+            if len(body) > MAX_STATUS_BYTES:
+                raise ValueError(f"an answer over {MAX_STATUS_BYTES} bytes")
+            if time.monotonic() - started > timeout:
+                raise ValueError(f"no whole answer within {timeout:g} s")
+    return json.loads(body)
+
+
 def webhook_receiver(base_url: str, *, timeout: float = 3.0) -> dict[str, object]:
     """What the webhook receiver's ``/healthz`` says (broker, deliveries published, the
     last one's time), or why it could not be asked."""
     try:
-        answer = httpx.get(base_url.rstrip("/") + "/healthz", timeout=timeout)
-        found = answer.json()
+        found = _status(base_url, timeout=timeout)
     except (httpx.HTTPError, ValueError) as exc:
         return {"error": f"the webhook receiver at {base_url} does not answer ({exc})"}
     if not isinstance(found, dict):
@@ -86,8 +110,7 @@ def security_log_source(base_url: str, *, timeout: float = 3.0) -> dict[str, obj
     lines read, the last login published, bytes behind), or why it could not be asked."""
     where = {"url": base_url}
     try:
-        answer = httpx.get(base_url.rstrip("/") + "/healthz", timeout=timeout)
-        found = answer.json()
+        found = _status(base_url, timeout=timeout)
     except (httpx.HTTPError, ValueError) as exc:
         return {**where, "error": f"the security-log source at {base_url} does not answer ({exc})"}
     if not isinstance(found, dict) or not isinstance(found.get("position") or {}, dict):
