@@ -75,6 +75,19 @@ def lost_on_error(doing: str) -> Iterator[None]:
         raise BrokerLost(f"lost RabbitMQ while {doing}: {exc!r}") from exc
 
 
+def messages_ready(conn: Connection, queue: str) -> int | None:
+    """How many messages ``queue`` holds ready for a consumer, or None if there is no such
+    queue. Asked on a channel of its own: RabbitMQ closes the channel a missing queue is
+    asked on, and the loop's channels must outlive that."""
+    channel = conn.channel()
+    try:
+        ok = channel.queue_declare(queue=queue, passive=True)
+    except amqp.exceptions.NotFound:
+        return None
+    channel.close()
+    return int(ok.message_count)
+
+
 def connect(url: str, *, heartbeat: int) -> Connection:
     """A kombu connection with heartbeats on (kombu's default is off), and every socket
     read or write bounded: without that, closing a connection to a broker that went

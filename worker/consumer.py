@@ -97,6 +97,10 @@ class ConnectedLoop:
                     break
             self._conn.heartbeat_check()
 
+    def waiting(self, queue: str) -> int | None:
+        with broker.lost_on_error("counting a queue's messages"):
+            return broker.messages_ready(self._conn, queue)
+
     def sleep(self, seconds: float) -> None:
         if threading.get_ident() != self._thread:  # never touch the connection from there
             if self._stop.wait(seconds):

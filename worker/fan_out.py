@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -32,6 +32,10 @@ RUN_LOCK_WAIT = 40.0
 PRUNE_CHUNK = 20_000  # per-user rows of an old run deleted per transaction
 # Pages after which the run's table gets fresh statistics (see runs.analyze).
 ANALYZE_AT_PAGES = frozenset({1, 10, 100, 1000, 10_000})
+ROOM_POLL = 0.25  # seconds between two looks at the user-sync queue while the scan waits
+# Seconds the queue may stay over the bound without draining at all before the scan goes
+# on unbounded: with no one consuming, the run must reach its stall bound, not wait here.
+ROOM_PATIENCE = 60.0
 
 
 class FanOut:
@@ -43,6 +47,8 @@ class FanOut:
     :param sync_settings: the sync settings in force: at the end of a scan, the asset type whose
         assets' users may be gone, whether to mark them missing, and the limit.
     :param exchange: where per-user messages are published.
+    :param queue: the queue they wait in, watched to keep the scan at most ``ahead``
+        messages in front of the workers (0: unbounded).
     :param page_size: users asked of Jira per page.
     :param patience: waits between repeated Jira requests, and their total.
     :param signer: signs the per-user messages, which workers trust only signed.
@@ -57,6 +63,8 @@ class FanOut:
         store: Store,
         sync_settings: LiveSync,
         exchange: str,
+        queue: str,
+        ahead: int,
         page_size: int,
         patience: tuple[float, ...],
         signer: Signer,
@@ -67,6 +75,8 @@ class FanOut:
         self.store = store
         self.sync_settings = sync_settings
         self.exchange = exchange
+        self.queue = queue
+        self.ahead = ahead
         self.page_size = page_size
         self.patience = patience
         self.signer = signer
@@ -186,8 +196,11 @@ class FanOut:
             checkpoint=run.checkpoint,
             clock=self.store.now,  # the snapshots' stamps: the database's clock
         )
+        bounded = self.ahead > 0
         for number, page in enumerate(read_ahead(pages, idle=loop.tick), start=1):
             loop.tick()
+            if bounded:
+                bounded = wait_for_room(loop, self.queue, self.ahead, run_id=run.id)
             with self.store.transaction() as conn:
                 if confirmed is not None:
                     runs.save_checkpoint(conn, run.id, confirmed)
@@ -231,6 +244,39 @@ class FanOut:
                 log.info("bulk run %s %s", ended, state)
 
 
+def wait_for_room(
+    loop: Loop,
+    queue: str,
+    ahead: int,
+    *,
+    run_id: UUID,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Wait while ``queue`` holds more than ``ahead`` messages ready: a scan runs far
+    ahead of the workers (a page costs it a fraction of what storing it costs them), and
+    unbounded, a run of millions would wait in RabbitMQ whole, in its memory and on its
+    disk. Returns whether to go on bounding: not once the queue has stayed over the bound
+    for ``ROOM_PATIENCE`` seconds without draining (no one consumes it; the rest of the
+    scan is published as it comes, and the run's stall bound judges the run)."""
+    lowest, since = None, clock()
+    while (ready := loop.waiting(queue)) is not None and ready > ahead:
+        if lowest is None or ready < lowest:
+            lowest, since = ready, clock()
+        elif clock() - since > ROOM_PATIENCE:
+            log.warning(
+                "bulk run %s: %d messages have waited in %s for %.0f s with none taken;"
+                " the scan goes on without waiting for the workers",
+                run_id,
+                ready,
+                queue,
+                ROOM_PATIENCE,
+            )
+            return False
+        log.debug("bulk run %s: %d messages wait in %s (bound %d)", run_id, ready, queue, ahead)
+        loop.sleep(ROOM_POLL)
+    return True
+
+
 class _Locked:
     """The loop, for a fan-out: each publish is made only once the connection that took
     the run lock is checked to hold it still.
@@ -267,3 +313,6 @@ class _Locked:
 
     def sleep(self, seconds: float) -> None:
         self._loop.sleep(seconds)
+
+    def waiting(self, queue: str) -> int | None:
+        return self._loop.waiting(queue)

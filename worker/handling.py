@@ -29,6 +29,13 @@ class Loop(Protocol):
         """Call between steps of long work, in the loop's own thread: keeps heartbeats
         flowing, and raises ``Interrupted`` when the replica is shutting down."""
 
+    def waiting(self, queue: str) -> int | None:
+        """How many messages ``queue`` holds ready (None: there is no such queue), asked
+        in the loop's own thread.
+
+        :raises BrokerLost: the connection is gone or unresponsive (reconnect).
+        """
+
     def sleep(self, seconds: float) -> None:
         """Wait, in any thread; raises ``Interrupted`` as soon as the replica is shutting
         down. In the loop's own thread heartbeats keep flowing meanwhile (as ``tick``);

@@ -369,6 +369,15 @@ class Settings(BaseSettings):
         doc="the most assets one run may mark missing: a count (`50`) or a percentage of the"
         " asset type's assets (`5%`, rounded down); above it the run marks none and fails",
     )
+    bulk_queue_ahead: int = setting(
+        50_000,
+        group="Sync",
+        read_by=WORKER,
+        doc="per-user messages a bulk run's fan-out lets wait in the user-sync queue: past"
+        " it the scan pauses before its next page until the workers have caught up (a"
+        " run of millions does not fill RabbitMQ); `0`: no bound",
+        ge=0,
+    )
     run_retention_days: float = setting(
         30.0,
         group="Sync",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import pika
 import pytest
 
 from demo.fake_jira import FakeJira
@@ -213,3 +217,43 @@ def test_mapped_groups_are_fetched_per_user_and_kept_in_step(start_worker, broke
         assert assets[user["key"]]["fields"].get("Groups") == groups
     # Listing pages carry no groups, so each user costs one extra Jira request here.
     assert jira.request_count("expand=groups") == 30
+
+
+@pytest.mark.parametrize("ahead", [300, 0])
+def test_the_scan_keeps_at_most_its_bound_of_messages_waiting_for_the_workers(
+    start_worker, broker, jira, database, ahead
+):
+    jira.add_sample_users(4000)
+    # Small batches make the one worker slow to drain the queue; the scan is not.
+    start_worker(
+        env={
+            "ASSETSYNC_JIRA_PAGE_SIZE": "100",
+            "ASSETSYNC_BATCH_SIZE": "10",
+            "ASSETSYNC_BULK_QUEUE_AHEAD": str(ahead),
+        }
+    )
+    depths: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        with pika.BlockingConnection(pika.URLParameters(broker.url)) as conn:
+            channel = conn.channel()
+            while not done.is_set():
+                ok = channel.queue_declare(broker.topology.user_sync_queue, passive=True)
+                depths.append(ok.method.message_count)
+                time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run = wait_run_finished(database, request_bulk(broker))
+    finally:
+        done.set()
+        watcher.join()
+    assert counts(run) == expect(4000, created=4000)
+    assert len(user_assets(database)) == 4000
+    print(f"most messages waiting: {max(depths)} (bound {ahead or 'none'})")
+    if ahead:  # checked, then at most a page published
+        assert 0 < max(depths) <= ahead + 100
+    else:  # unbounded, the scan is far ahead: the watch would have seen a broken bound
+        assert max(depths) > 300 + 100
