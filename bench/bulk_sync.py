@@ -54,6 +54,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -62,6 +63,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pika
 import psycopg
 from psycopg.rows import dict_row
 
@@ -75,6 +77,7 @@ from bench.infra import (
     checkpoint,
     delete_broker_objects,
     fresh_database,
+    rss_mib,
     unique_suffix,
     wait_until,
 )
@@ -113,6 +116,7 @@ class Options:
     metrics: bool = False
     statements: int = 0
     py_spy_on_cpu: bool = False
+    queue_ahead: int | None = None  # ASSETSYNC_BULK_QUEUE_AHEAD; None: the worker's default
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ class BulkResult:
     cpu: CpuMeter
     statements: list[dict[str, Any]]
     login_targets: dict[str, str] = field(default_factory=dict)  # jira_id -> last marker
+    backlog: Backlog | None = None
 
 
 # -- the bulk phase ---------------------------------------------------------------------------
@@ -170,6 +175,8 @@ def worker_env(
         ASSETSYNC_LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
     )
+    if opts.queue_ahead is not None:
+        env["ASSETSYNC_BULK_QUEUE_AHEAD"] = str(opts.queue_ahead)
     return env
 
 
@@ -259,6 +266,44 @@ class TimedRun:
     jira_requests: dict[str, int]
     cpu: CpuMeter
     statements: list[dict[str, Any]]
+    backlog: Backlog
+
+
+@dataclass
+class Backlog:
+    """The most messages the user-sync queue held ready, and the most memory the RabbitMQ
+    node had (``VmRSS``), sampled every 0.5 s while the run went on."""
+
+    most_waiting: int = 0
+    broker_rss_mib: float = 0.0
+    broker_rss_before_mib: float = 0.0
+
+
+class BacklogWatch:
+    def __init__(self, amqp_url: str, queue: str, broker_pid: int | None) -> None:
+        self._url, self._queue, self._pid = amqp_url, queue, broker_pid
+        self._stop = threading.Event()
+        self.found = Backlog(broker_rss_before_mib=self._rss())
+        self._thread = threading.Thread(target=self._watch, name="backlog", daemon=True)
+
+    def _rss(self) -> float:
+        return rss_mib(self._pid) if self._pid else 0.0
+
+    def _watch(self) -> None:
+        with pika.BlockingConnection(pika.URLParameters(self._url)) as conn:
+            channel = conn.channel()
+            while not self._stop.wait(0.5):
+                ok = channel.queue_declare(self._queue, passive=True)
+                self.found.most_waiting = max(self.found.most_waiting, ok.method.message_count)
+                self.found.broker_rss_mib = max(self.found.broker_rss_mib, self._rss())
+
+    def __enter__(self) -> BacklogWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def measure_bulk(opts: Options, database_url: str, topology: Topology, log_dir: Path) -> BulkResult:
@@ -310,6 +355,7 @@ def measure_bulk(opts: Options, database_url: str, topology: Topology, log_dir: 
         cpu=timed.cpu,
         statements=timed.statements,
         login_targets={x.jira_id: x.marker for x in idle_logins.logins + timed.logins.logins},
+        backlog=timed.backlog,
     )
 
 
@@ -326,21 +372,24 @@ def time_bulk_run(
     statements = Statements(database_url, opts.statements)
     statements.reset()
     recorder = start_profiling(opts.py_spy, workers, idle=not opts.py_spy_on_cpu)
-    cpu = CpuMeter({"workers": [w.pid for w in workers]}, Servers.find(database_url, opts.amqp_url))
+    servers = Servers.find(database_url, opts.amqp_url)
+    cpu = CpuMeter({"workers": [w.pid for w in workers]}, servers)
+    watch = BacklogWatch(opts.amqp_url, topology.user_sync_queue, servers.rabbitmq)
     prober.start()
     cpu.start()
     started = time.perf_counter()
     try:
-        run_id = request_bulk(opts.amqp_url, topology)
-        wait_run_done(database_url, run_id, workers, timeout=max(300.0, opts.users / 100))
-        elapsed = time.perf_counter() - started
-        cpu.stop()
+        with watch:
+            run_id = request_bulk(opts.amqp_url, topology)
+            wait_run_done(database_url, run_id, workers, timeout=max(300.0, opts.users / 100))
+            elapsed = time.perf_counter() - started
+            cpu.stop()
     finally:
         if recorder is not None:
             recorder.stop()
         logins = prober.stop()
     requests = classify_requests(jira.request_log[requests_before:])
-    return TimedRun(run_id, elapsed, logins, requests, cpu, statements.read())
+    return TimedRun(run_id, elapsed, logins, requests, cpu, statements.read(), watch.found)
 
 
 def start_profiling(out_dir: Path | None, workers: list[Child], *, idle: bool) -> Recorder | None:
@@ -507,6 +556,8 @@ def build_report(
         "login_latency_ms": bulk.logins.summary_ms(),
         "login_latency_idle_ms": bulk.idle_logins.summary_ms(),
         "worker_peak_rss_mib": [round(x, 1) for x in bulk.worker_peak_rss_mib],
+        "queue_ahead": opts.queue_ahead,
+        "backlog": asdict(bulk.backlog) if bulk.backlog else None,
         "raw_consumer_peak_rss_mib": [round(x, 1) for x in raw.consumer_peak_rss_mib],
         "run": {k: v for k, v in bulk.summary.items() if k != "error" or v},
         "durations_s": {
@@ -593,6 +644,16 @@ def format_report(r: dict[str, Any]) -> str:
         + " MiB  (raw consumers: "
         + ", ".join(f"{x:.1f}" for x in r["raw_consumer_peak_rss_mib"])
         + " MiB)",
+        *(
+            [
+                f"  backlog          at most {b['most_waiting']:,} messages waited in the"
+                f" user-sync queue (bound {r['queue_ahead'] if r['queue_ahead'] is not None else 'default'});"
+                f" RabbitMQ RSS at most {b['broker_rss_mib']:.0f} MiB"
+                f" ({b['broker_rss_before_mib']:.0f} before the run)"
+            ]
+            if (b := r.get("backlog"))
+            else []
+        ),
         f"  durations        jira setup {d['jira_setup']:.2f} s, migrate {d['migrate']:.2f} s,"
         f" workers ready {d['workers_ready']:.2f} s, bench total {d['bench_total']:.1f} s",
         *(
@@ -653,6 +714,12 @@ def parse_args(argv: list[str] | None) -> Options:
         help="with --py-spy: record only samples on CPU (not waits)",
     )
     parser.add_argument(
+        "--queue-ahead",
+        type=int,
+        metavar="N",
+        help="the workers' ASSETSYNC_BULK_QUEUE_AHEAD (0: no bound; default: theirs)",
+    )
+    parser.add_argument(
         "--statements",
         type=int,
         default=0,
@@ -676,6 +743,7 @@ def parse_args(argv: list[str] | None) -> Options:
         metrics=args.metrics,
         statements=args.statements,
         py_spy_on_cpu=args.py_spy_on_cpu,
+        queue_ahead=args.queue_ahead,
     )
 
 

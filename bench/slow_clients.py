@@ -46,6 +46,7 @@ from bench.infra import (
     delete_broker_objects,
     peak_rss_mib,
     percentile,
+    rss_mib,
     unique_suffix,
     wait_until,
 )
@@ -260,13 +261,6 @@ def steady_deliveries(
 
 
 # -- the run --------------------------------------------------------------------------------
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def step(text: str) -> tuple[int, int]:
