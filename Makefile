@@ -33,7 +33,7 @@ settings-reference: $(STAMP)
 
 test: $(STAMP) services
 	scripts/ensure-chromium
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 # The main job: workers syncing users from the demo Jira (or ASSETSYNC_JIRA_URL).
 run: $(STAMP)
