@@ -66,7 +66,8 @@ def _status(base_url: str, *, timeout: float) -> object:
     """The JSON of ``base_url``'s ``/healthz``, read within ``timeout`` seconds in all
     (httpx's timeout bounds each read, not a server that answers a byte at a time).
 
-    :raises httpx.HTTPError, ValueError: no answer, or one too large, too slow or not JSON.
+    :raises httpx.HTTPError, ValueError: no answer, or one too large, too slow, too deep or
+        not JSON.
     """
     started = time.monotonic()
     body = bytearray()
@@ -77,7 +78,10 @@ def _status(base_url: str, *, timeout: float) -> object:
                 raise ValueError(f"an answer over {MAX_STATUS_BYTES} bytes")
             if time.monotonic() - started > timeout:
                 raise ValueError(f"no whole answer within {timeout:g} s")
-    return json.loads(body)
+    try:
+        return json.loads(body)
+    except RecursionError:  # small enough to read, too deep to parse
+        raise ValueError("an answer nested too deeply") from None
 
 
 def webhook_receiver(base_url: str, *, timeout: float = 3.0) -> dict[str, object]:

@@ -67,3 +67,13 @@ def test_an_answer_that_dribbles_in_is_given_up_after_the_timeout(dribbling):
     found = health.security_log_source(dribbling, timeout=1.0)
     assert "no whole answer within 1 s" in str(found["error"])
     assert time.monotonic() - started < 2.5
+
+
+@pytest.fixture
+def nested() -> Iterator[str]:
+    yield from _serve(b"[" * 30_000 + b"]" * 30_000)  # within the size bound
+
+
+def test_an_answer_nested_too_deeply_is_an_error_not_a_crash(nested):
+    assert "nested too deeply" in str(health.security_log_source(nested)["error"])
+    assert "nested too deeply" in str(health.webhook_receiver(nested)["error"])
